@@ -1,0 +1,1 @@
+//! tong cgroup-v1 plugin (work in progress).

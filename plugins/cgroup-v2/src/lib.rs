@@ -1,0 +1,1 @@
+//! tong cgroup-v2 plugin (work in progress).

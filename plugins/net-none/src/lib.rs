@@ -1,0 +1,1 @@
+//! tong net-none plugin (work in progress).

@@ -1,0 +1,1 @@
+//! tong ns-clone3 plugin (work in progress).

@@ -1,0 +1,1 @@
+//! tong rootfs-pivot plugin (work in progress).
