@@ -1,0 +1,491 @@
+//! `child_setup`: runs in the container's child, in its new mount namespace, before exec.
+//!
+//! No allocation, no locks: only raw system calls on the C strings and flags the plan
+//! holds, stack buffers, and errors written into the host's [`ChildError`].
+
+use std::ffi::{c_int, CStr};
+use std::mem::MaybeUninit;
+
+use libc::c_ulong;
+use tong_abi::ChildError;
+
+use crate::options::REMOUNT_FLAGS;
+use crate::plan::{DeviceStep, MountKind, MountStep, Plan, SymlinkStep};
+use crate::resolve::{errno, open_in_root, openat2, Create, Fd, ProcFdPath, ResolveError};
+
+type Step = Result<(), ()>;
+
+fn ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+/// mount(2); the errno on failure.
+fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), c_int> {
+    // SAFETY: every pointer is null or a NUL-terminated string alive for the call.
+    let rc = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Maps statvfs `ST_*` bits to the `MS_*` flags a remount must keep (in a user namespace
+/// the kernel refuses to clear "locked" ones). glibc computes `f_flag` from statfs(2)'s
+/// `f_flags` without touching /proc/mounts on any kernel since 2.6.36: no allocation.
+fn flags_from_statvfs(st: &libc::statvfs) -> c_ulong {
+    const MAP: [(c_ulong, c_ulong); 9] = [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
+        (libc::ST_MANDLOCK, libc::MS_MANDLOCK),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    MAP.iter()
+        .filter(|(st_bit, _)| st.f_flag & st_bit != 0)
+        .fold(0, |acc, (_, ms)| acc | ms)
+}
+
+/// The current mount flags of the mount `fd` is on.
+fn fd_mount_flags(fd: c_int) -> Result<c_ulong, c_int> {
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: st is writable storage for one statvfs; fd is open.
+    if unsafe { libc::fstatvfs(fd, st.as_mut_ptr()) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: fstatvfs succeeded and filled st.
+    Ok(flags_from_statvfs(unsafe { &st.assume_init() }))
+}
+
+/// The current mount flags of the mount `path` is on.
+fn path_mount_flags(path: &CStr) -> Result<c_ulong, c_int> {
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: path is NUL-terminated, st is writable storage for one statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: statvfs succeeded and filled st.
+    Ok(flags_from_statvfs(unsafe { &st.assume_init() }))
+}
+
+/// Records a resolution failure: "`<verb><path>`: `<step>` in the rootfs".
+fn resolve_failed(err: &mut ChildError, verb: &[u8], path: &CStr, e: ResolveError) {
+    if e.errno == libc::ELOOP {
+        err.set(
+            e.errno,
+            &[
+                verb,
+                path.to_bytes(),
+                b": the destination is or passes through a symlink, refused for this mount",
+            ],
+        );
+    } else {
+        err.set(
+            e.errno,
+            &[verb, path.to_bytes(), b": ", e.what, b" in the rootfs"],
+        );
+    }
+}
+
+/// Remounts the bind mount under `fd` with `flags`, keeping the locked flags on EPERM.
+fn remount_bind(fd: &Fd, flags: c_ulong) -> Result<(), c_int> {
+    let path = ProcFdPath::new(fd.raw());
+    let want = libc::MS_REMOUNT | libc::MS_BIND | (flags & REMOUNT_FLAGS);
+    match mount(None, path.as_cstr(), None, want, None) {
+        Err(libc::EPERM) => {
+            let locked = fd_mount_flags(fd.raw())?;
+            mount(None, path.as_cstr(), None, want | locked, None)
+        }
+        r => r,
+    }
+}
+
+/// Binds `source` onto the fd `target`, then remounts with `flags` when they ask for
+/// anything (a bind ignores them in the first call).
+fn bind(
+    root: c_int,
+    dest: &CStr,
+    source: &CStr,
+    target: &Fd,
+    recursive: bool,
+    flags: c_ulong,
+    err: &mut ChildError,
+) -> Step {
+    let rec = if recursive { libc::MS_REC } else { 0 };
+    let path = ProcFdPath::new(target.raw());
+    mount(
+        Some(source),
+        path.as_cstr(),
+        None,
+        libc::MS_BIND | rec,
+        None,
+    )
+    .map_err(|e| {
+        err.set(
+            e,
+            &[b"bind mount ", source.to_bytes(), b" on ", dest.to_bytes()],
+        );
+    })?;
+    if flags & REMOUNT_FLAGS != 0 {
+        // The old fd points under the new mount: reopen to reach the mount itself.
+        let top = open_in_root(root, dest, Create::Nothing, 0)
+            .map_err(|e| resolve_failed(err, b"remount ", dest, e))?;
+        remount_bind(&top, flags).map_err(|e| err.set(e, &[b"remount ", dest.to_bytes()]))?;
+    }
+    Ok(())
+}
+
+fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
+    let create = if m.source_is_file {
+        Create::File
+    } else {
+        Create::Dir
+    };
+    let extra = if m.no_symlinks {
+        libc::RESOLVE_NO_SYMLINKS
+    } else {
+        0
+    };
+    let target = open_in_root(root, &m.dest, create, extra)
+        .map_err(|e| resolve_failed(err, b"mount ", &m.dest, e))?;
+    match &m.kind {
+        MountKind::Bind { recursive } => {
+            bind(root, &m.dest, &m.source, &target, *recursive, m.flags, err)?;
+        }
+        MountKind::Fs {
+            fstype,
+            fallback_bind,
+        } => {
+            let path = ProcFdPath::new(target.raw());
+            match mount(
+                Some(&m.source),
+                path.as_cstr(),
+                Some(fstype),
+                m.flags,
+                m.data.as_deref(),
+            ) {
+                Ok(()) => {}
+                Err(libc::EPERM) if fallback_bind.is_some() => {
+                    let host = fallback_bind.as_deref().unwrap_or(c"/");
+                    let flags = (m.flags & REMOUNT_FLAGS) | libc::MS_RDONLY;
+                    bind(root, &m.dest, host, &target, true, flags, err)?;
+                }
+                Err(e) => {
+                    err.set(
+                        e,
+                        &[b"mount ", fstype.to_bytes(), b" on ", m.dest.to_bytes()],
+                    );
+                    return Err(());
+                }
+            }
+        }
+    }
+    drop(target);
+    if !m.propagation.is_empty() {
+        let top = open_in_root(root, &m.dest, Create::Nothing, 0)
+            .map_err(|e| resolve_failed(err, b"set propagation of ", &m.dest, e))?;
+        let path = ProcFdPath::new(top.raw());
+        for &prop in &m.propagation {
+            mount(None, path.as_cstr(), None, prop, None).map_err(|e| {
+                err.set(e, &[b"set propagation of ", m.dest.to_bytes()]);
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError) -> Step {
+    let parent = open_in_root(root, &d.parent, Create::Dir, 0)
+        .map_err(|e| resolve_failed(err, b"create device ", &d.path, e))?;
+    if user_ns {
+        // mknod is not allowed in a user namespace: bind the host's node onto a file.
+        // SAFETY: name is NUL-terminated; parent is an open directory fd.
+        let rc = unsafe { libc::mknodat(parent.raw(), d.name.as_ptr(), libc::S_IFREG | 0o644, 0) };
+        if rc != 0 && errno() != libc::EEXIST {
+            err.os(&[b"create device placeholder ", d.path.to_bytes()]);
+            return Err(());
+        }
+        let node = openat2(
+            parent.raw(),
+            &d.name,
+            libc::O_PATH,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(|e| err.set(e, &[b"open device placeholder ", d.path.to_bytes()]))?;
+        let path = ProcFdPath::new(node.raw());
+        return mount(
+            Some(&d.host_path),
+            path.as_cstr(),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| {
+            err.set(
+                e,
+                &[
+                    b"bind device ",
+                    d.host_path.to_bytes(),
+                    b" on ",
+                    d.path.to_bytes(),
+                ],
+            );
+        });
+    }
+    // SAFETY: name is NUL-terminated; parent is an open directory fd.
+    let rc = unsafe { libc::mknodat(parent.raw(), d.name.as_ptr(), d.kind | d.perm, d.rdev) };
+    if rc != 0 {
+        if errno() == libc::EEXIST {
+            return Ok(());
+        }
+        err.os(&[b"mknod ", d.path.to_bytes()]);
+        return Err(());
+    }
+    // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps us on the node we just made.
+    let rc = unsafe {
+        libc::fchownat(
+            parent.raw(),
+            d.name.as_ptr(),
+            d.uid,
+            d.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        err.os(&[b"chown ", d.path.to_bytes()]);
+        return Err(());
+    }
+    Ok(())
+}
+
+fn make_symlink(root: c_int, s: &SymlinkStep, err: &mut ChildError) -> Step {
+    let parent = open_in_root(root, &s.parent, Create::Dir, 0)
+        .map_err(|e| resolve_failed(err, b"symlink ", &s.path, e))?;
+    if s.replace {
+        // SAFETY: name is NUL-terminated; parent is an open directory fd.
+        let rc = unsafe { libc::unlinkat(parent.raw(), s.name.as_ptr(), 0) };
+        if rc != 0 && errno() != libc::ENOENT {
+            err.os(&[b"remove ", s.path.to_bytes()]);
+            return Err(());
+        }
+    }
+    // SAFETY: target and name are NUL-terminated; parent is an open directory fd.
+    let rc = unsafe { libc::symlinkat(s.target.as_ptr(), parent.raw(), s.name.as_ptr()) };
+    if rc != 0 && errno() != libc::EEXIST {
+        err.os(&[b"symlink ", s.path.to_bytes()]);
+        return Err(());
+    }
+    Ok(())
+}
+
+/// pivot_root into the cwd-to-be `root`, then detach the old root.
+fn pivot(root: &Fd, err: &mut ChildError) -> Step {
+    // SAFETY: a NUL-terminated literal path; the result is checked.
+    let old = unsafe {
+        libc::open(
+            c"/".as_ptr(),
+            libc::O_DIRECTORY | libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if old < 0 {
+        err.os(&[b"open the old root"]);
+        return Err(());
+    }
+    let old = Fd::from_raw(old);
+    // SAFETY: root is an open directory fd (O_PATH is enough for fchdir).
+    if unsafe { libc::fchdir(root.raw()) } != 0 {
+        err.os(&[b"chdir to the rootfs"]);
+        return Err(());
+    }
+    // pivot_root(".", ".") stacks the old root on top of the new one, so no put_old
+    // directory is needed in the image (as runc does).
+    // SAFETY: two NUL-terminated literal paths.
+    if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } != 0 {
+        err.os(&[b"pivot_root"]);
+        return Err(());
+    }
+    // SAFETY: old is an open directory fd.
+    if unsafe { libc::fchdir(old.raw()) } != 0 {
+        err.os(&[b"chdir to the old root"]);
+        return Err(());
+    }
+    // The old root must not propagate our unmount to the host.
+    mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(|e| err.set(e, &[b"make the old root rslave"]))?;
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } != 0 {
+        err.os(&[b"unmount the old root"]);
+        return Err(());
+    }
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        err.os(&[b"chdir to /"]);
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Hides `path`: /dev/null over files, an empty read-only tmpfs over directories.
+fn mask(path: &CStr, err: &mut ChildError) -> Step {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: path is NUL-terminated, st is writable storage for one stat.
+    if unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        if errno() == libc::ENOENT {
+            return Ok(());
+        }
+        err.os(&[b"mask ", path.to_bytes()]);
+        return Err(());
+    }
+    // SAFETY: stat succeeded and filled st.
+    let is_dir = unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let r = if is_dir {
+        mount(
+            Some(c"tmpfs"),
+            path,
+            Some(c"tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some(c"mode=755"),
+        )
+    } else {
+        mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None)
+    };
+    match r {
+        Ok(()) | Err(libc::ENOENT) => Ok(()),
+        Err(e) => {
+            err.set(e, &[b"mask ", path.to_bytes()]);
+            Err(())
+        }
+    }
+}
+
+/// Makes `path` a read-only bind of itself.
+fn make_readonly(path: &CStr, err: &mut ChildError) -> Step {
+    match mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
+        Ok(()) => {}
+        Err(libc::ENOENT) => return Ok(()),
+        Err(e) => {
+            err.set(e, &[b"bind readonly path ", path.to_bytes()]);
+            return Err(());
+        }
+    }
+    let flags = path_mount_flags(path).map_err(|e| err.set(e, &[b"statvfs ", path.to_bytes()]))?;
+    mount(
+        None,
+        path,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+        None,
+    )
+    .map_err(|e| err.set(e, &[b"remount read-only ", path.to_bytes()]))
+}
+
+/// Builds the container's root filesystem and pivots into it.
+pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
+    // 1. Nothing we mount may propagate back to the host.
+    mount(None, c"/", None, plan.root_propagation, None)
+        .map_err(|e| err.set(e, &[b"set the propagation of /"]))?;
+    if let Some(parent) = &plan.rootfs_parent_mount {
+        // pivot_root refuses a new root whose parent mount is shared.
+        mount(None, parent, None, libc::MS_PRIVATE, None).map_err(|e| {
+            err.set(
+                e,
+                &[
+                    b"make the rootfs's parent mount ",
+                    parent.to_bytes(),
+                    b" private",
+                ],
+            );
+        })?;
+    }
+
+    // 2. The rootfs becomes a mount point of its own.
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| err.set(e, &[b"bind the rootfs ", plan.rootfs.to_bytes()]))?;
+    // SAFETY: rootfs is NUL-terminated; the result is checked.
+    let root = unsafe {
+        libc::open(
+            plan.rootfs.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if root < 0 {
+        err.os(&[b"open the rootfs ", plan.rootfs.to_bytes()]);
+        return Err(());
+    }
+    let root = Fd::from_raw(root);
+
+    // 3. The config's mounts, in order, each resolved inside the rootfs.
+    for m in &plan.mounts {
+        mount_one(root.raw(), m, err)?;
+    }
+
+    // 4. Device nodes and /dev symlinks, with the modes asked for (no umask).
+    // SAFETY: umask only changes this process's file creation mask.
+    let old_umask = unsafe { libc::umask(0) };
+    let r = plan
+        .devices
+        .iter()
+        .try_for_each(|d| make_device(root.raw(), d, plan.user_namespace, err))
+        .and_then(|()| {
+            plan.symlinks
+                .iter()
+                .try_for_each(|s| make_symlink(root.raw(), s, err))
+        });
+    // SAFETY: as above.
+    unsafe { libc::umask(old_umask) };
+    r?;
+
+    // 5. Into the new root; the old one goes away.
+    pivot(&root, err)?;
+    drop(root);
+    if plan.propagation_explicit {
+        mount(None, c"/", None, plan.root_propagation, None)
+            .map_err(|e| err.set(e, &[b"set the propagation of the new /"]))?;
+    }
+
+    // 6. maskedPaths and readonlyPaths, now that paths are the container's.
+    for p in &plan.masked_paths {
+        mask(p, err)?;
+    }
+    for p in &plan.readonly_paths {
+        make_readonly(p, err)?;
+    }
+
+    // 7. root.readonly.
+    if plan.readonly {
+        let flags = path_mount_flags(c"/").map_err(|e| err.set(e, &[b"statvfs /"]))?;
+        mount(
+            None,
+            c"/",
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+            None,
+        )
+        .map_err(|e| err.set(e, &[b"remount / read-only"]))?;
+    }
+    Ok(())
+}
