@@ -1,0 +1,14 @@
+//! Helpers shared by the cgroup-v1 and cgroup-v2 plugins: where the hierarchies are
+//! mounted ([`mounts`]), which directory a container gets ([`path`]), and creating,
+//! inspecting and removing cgroup directories ([`dir`]).
+//!
+//! Errors are [`PluginError`]s without a plugin prefix; each plugin adds its own
+//! (`cgroup-v1: ...`) at its boundary.
+
+pub mod controllers;
+pub mod dir;
+pub mod mounts;
+pub mod path;
+pub mod testing;
+
+pub use tong_abi::plugin::{PluginError, PluginResult};
