@@ -203,6 +203,7 @@ impl Sink {
 
 /// The static description of a plugin, returned by [`ENTRY_SYMBOL`].
 #[repr(C)]
+#[derive(Debug)]
 pub struct PluginDescriptor {
     /// [`ABI_MAJOR`] the plugin was built for.
     pub abi_major: u32,

@@ -1,1 +1,313 @@
-fn main() {}
+//! `tong`: an OCI container runtime with runc's command line, so containerd, podman and
+//! people who know runc can drive it as they drive runc.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tong::plugins::{self, PluginHost};
+use tong::{CreateOptions, Error, PluginKind, Runtime};
+
+mod signals;
+
+#[derive(Parser)]
+#[command(name = "tong", version, about = "tong: a Linux container runtime (OCI, runc-compatible command line)")]
+struct Cli {
+    /// Directory holding container state.
+    #[arg(long, global = true, default_value = tong::runtime::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Also write errors to this file.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of --log: text or json.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility; tong manages cgroups itself (cgroupfs).
+    #[arg(long, global = true, hide = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Container id.
+    id: String,
+    /// Path to the bundle (the directory holding config.json).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container's pid to this file.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Backend plugin per kind, e.g. `--backend cgroup=v1` (repeatable); beats the
+    /// config's `tong.backend.<kind>` annotation and probing.
+    #[arg(long = "backend", value_name = "KIND=NAME")]
+    backends: Vec<String>,
+    /// Accepted for runc compatibility (tong does not create session keyrings).
+    #[arg(long, hide = true)]
+    no_new_keyring: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container that waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print a container's OCI state as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to a container's init, or to all its processes.
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Signal every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container and everything it made on the host.
+    Delete {
+        id: String,
+        /// Kill the container first if it still runs.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Create, start and wait for a container, then delete it; exits with its code.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once started, leaving the container running.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle directory.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// List the backend plugins found, with their probe results.
+    Plugins {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = Logger {
+        path: cli.log.clone(),
+        format: cli.log_format,
+    };
+    match execute(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log.error(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(cli: &Cli) -> Result<u8, Error> {
+    let runtime = Runtime::new(&cli.root, PluginHost::from_env());
+    match &cli.command {
+        Command::Create(args) => {
+            runtime.create(&args.id, &args.bundle, &create_options(args)?)?;
+        }
+        Command::Start { id } => runtime.start(id)?,
+        Command::State { id } => print_json(&runtime.state(id)?)?,
+        Command::Kill { id, signal, all } => runtime.kill(id, signals::parse(signal)?, *all)?,
+        Command::Delete { id, force } => runtime.delete(id, *force)?,
+        Command::Run { create, detach } => {
+            let code = runtime.run(&create.id, &create.bundle, &create_options(create)?, *detach, true)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        Command::List { format, quiet } => list(&runtime, format, *quiet)?,
+        Command::Spec { bundle } => spec(bundle)?,
+        Command::Plugins { format } => list_plugins(runtime.plugins(), format)?,
+    }
+    Ok(0)
+}
+
+fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
+    let mut backends = BTreeMap::new();
+    for choice in &args.backends {
+        let (kind, name) = choice
+            .split_once('=')
+            .ok_or_else(|| Error::invalid(format!("--backend {choice:?}: expected KIND=NAME, e.g. cgroup=v1")))?;
+        let kind = PluginKind::parse(kind)
+            .ok_or_else(|| Error::invalid(format!("--backend {choice:?}: unknown kind {kind:?} (ns, cgroup, rootfs, net)")))?;
+        if name.is_empty() {
+            return Err(Error::invalid(format!("--backend {choice:?}: empty plugin name")));
+        }
+        backends.insert(kind, name.to_string());
+    }
+    Ok(CreateOptions {
+        backends,
+        pid_file: args.pid_file.clone(),
+        ..CreateOptions::default()
+    })
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
+    let states = runtime.list()?;
+    if quiet {
+        for s in &states {
+            println!("{}", s.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => print_json(&states),
+        "table" => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            for s in &states {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+                    s.id,
+                    s.pid,
+                    s.status.to_string(),
+                    s.bundle.display(),
+                    s.created,
+                    s.owner
+                );
+            }
+            Ok(())
+        }
+        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+    }
+}
+
+fn spec(bundle: &std::path::Path) -> Result<(), Error> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::invalid(format!("{} already exists; remove it first", path.display())));
+    }
+    let mut spec = oci_spec::runtime::Spec::default();
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(false));
+    }
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| Error::os(format!("cannot write {}", path.display()), e))
+}
+
+#[derive(serde::Serialize)]
+struct PluginRow {
+    kind: String,
+    name: String,
+    version: String,
+    abi: String,
+    priority: u32,
+    usable: bool,
+    probe: String,
+    path: PathBuf,
+    description: String,
+}
+
+fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
+    let mut rows = Vec::new();
+    for c in host.candidates() {
+        let row = match plugins::load(&c.path) {
+            Ok(p) => {
+                let probe = p.probe();
+                PluginRow {
+                    kind: p.kind.to_string(),
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    abi: format!("{}.{}", p.abi.0, p.abi.1),
+                    priority: p.priority,
+                    usable: probe.is_ok(),
+                    probe: probe.err().unwrap_or_else(|| "ok".into()),
+                    path: p.path.clone(),
+                    description: p.description.clone(),
+                }
+            }
+            Err(e) => PluginRow {
+                kind: c.kind.to_string(),
+                name: c.name.clone(),
+                version: String::new(),
+                abi: String::new(),
+                priority: 0,
+                usable: false,
+                probe: e.to_string(),
+                path: c.path.clone(),
+                description: String::new(),
+            },
+        };
+        rows.push(row);
+    }
+    match format {
+        "json" => print_json(&rows),
+        "table" => {
+            println!("{:<7} {:<8} {:<8} {:<4} {:<4} {:<50} PROBE", "KIND", "NAME", "VERSION", "ABI", "PRIO", "PATH");
+            for r in &rows {
+                println!(
+                    "{:<7} {:<8} {:<8} {:<4} {:<4} {:<50} {}",
+                    r.kind,
+                    r.name,
+                    r.version,
+                    r.abi,
+                    r.priority,
+                    r.path.display(),
+                    r.probe
+                );
+            }
+            Ok(())
+        }
+        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+    }
+}
+
+/// Writes errors to stderr and, with `--log`, to the log file in runc's formats
+/// (containerd shows the last `"level":"error"` line of a JSON log to its user).
+struct Logger {
+    path: Option<PathBuf>,
+    format: LogFormat,
+}
+
+impl Logger {
+    fn error(&self, msg: &str) {
+        eprintln!("tong: {msg}");
+        let Some(path) = &self.path else { return };
+        let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        let line = match self.format {
+            LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+            LogFormat::Text => format!("time=\"{time}\" level=error msg={msg:?}"),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}

@@ -1,1 +1,21 @@
-//! tong core
+//! tong-core: the container engine behind the `tong` command and `libtong`.
+//!
+//! - [`config`]: bundle loading and checks (config.json through `oci-spec`);
+//! - [`plugins`]: discovery, trust and ABI checks, loading and selection of backends;
+//! - [`state`]: the per-container state directory and record;
+//! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
+//! - [`child`]: the container's process between clone and exec (no allocation there);
+//! - [`process`]: signalling and waiting through pidfds.
+
+pub mod child;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod plugins;
+pub mod process;
+pub mod runtime;
+pub mod state;
+
+pub use error::{Error, ErrorCode, Result};
+pub use runtime::{ContainerState, CreateOptions, Runtime, Status};
+pub use tong_abi::PluginKind;

@@ -1,0 +1,312 @@
+//! The container's process between clone and exec.
+//!
+//! The parent builds a [`ChildContext`] holding every C string, pointer array and number
+//! the child will need; the child only reads it and makes system calls. It must not
+//! allocate or take a lock: in a multi-threaded caller (any Go program) another thread
+//! may have held the allocator's lock at the moment of clone, and it never lets go in
+//! the child. So no `String`, `Vec` growth, `format!` or `std::io` writers here: only
+//! `libc` calls and [`ChildError`], which formats into a fixed buffer.
+//!
+//! Protocol with the parent, over two pipes:
+//! 1. The child waits for [`GO`] on `sync_fd`: the parent has placed it in its cgroup,
+//!    written its id maps and set up its network.
+//! 2. It sets the hostname, builds the root filesystem through the rootfs plugin, sets
+//!    its credentials and working directory, and finds the executable.
+//! 3. It reports [`READY`] on `report_fd`, or a [`ChildError`] and exits.
+//! 4. It waits to be started: a byte on the exec fifo (`create`, released by `start`), or
+//!    [`START`] on `sync_fd` (`run`).
+//! 5. It execs. A failed exec is reported on `report_fd` (closed on exec, so the parent
+//!    of a `run` sees EOF when exec succeeded).
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+use tong_abi::{ChildError, Status, STATUS_OK};
+
+/// Parent → child: setup on the host side is done.
+pub const GO: u8 = b'G';
+/// Parent → child (`run` only): exec now.
+pub const START: u8 = b'S';
+/// Child → parent: ready to exec.
+pub const READY: u8 = b'R';
+
+/// The child-side entry of a rootfs plugin, with its plan.
+pub type RootfsEntry = (unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status, *mut c_void);
+
+/// A C array of C strings, with its storage.
+#[derive(Debug, Default)]
+pub struct CStrings {
+    _owned: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+impl CStrings {
+    pub fn new(items: Vec<CString>) -> CStrings {
+        let mut ptrs: Vec<*const c_char> = items.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CStrings { _owned: items, ptrs }
+    }
+
+    /// The NULL-terminated array.
+    pub fn as_ptr(&self) -> *const *const c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// Everything the child needs, prepared by the parent.
+#[derive(Debug)]
+pub struct ChildContext {
+    /// Descriptors to close first (the container's state lock, the parent's ends).
+    pub close_first: Vec<c_int>,
+    /// Read end of the parent → child pipe.
+    pub sync_fd: c_int,
+    /// Write end of the child → parent pipe (close-on-exec).
+    pub report_fd: c_int,
+    /// The exec fifo opened read-write (`create`), or -1 (`run`).
+    pub fifo_fd: c_int,
+    /// Descriptors to become the container's 0, 1, 2; -1 keeps the inherited one.
+    pub stdio: [c_int; 3],
+    pub hostname: Option<CString>,
+    pub domainname: Option<CString>,
+    pub rootfs: Option<RootfsEntry>,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    /// setgroups(2) is allowed (not in a user namespace with setgroups denied).
+    pub set_groups: bool,
+    pub umask: Option<libc::mode_t>,
+    pub cwd: CString,
+    pub no_new_privileges: bool,
+    pub argv: CStrings,
+    pub envp: CStrings,
+    /// Where the executable may be: `args[0]` itself when it holds a `/`, else each
+    /// `$PATH` directory joined with it, in order.
+    pub exec_candidates: Vec<CString>,
+    /// `args[0]`, for messages.
+    pub program: CString,
+    /// Descriptors from 3 up to this (exclusive) stay open in the container.
+    pub keep_fds_below: c_int,
+}
+
+/// The entry point the namespace plugin calls in the child.
+///
+/// # Safety
+/// `arg` must point at a live [`ChildContext`] (in the child's copy of the parent's
+/// memory), and the caller must be the freshly cloned child.
+pub unsafe extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: the parent passed a pointer to its ChildContext, which the child's copy of
+    // the address space still holds; nothing else touches it in the child.
+    let ctx = unsafe { &*arg.cast::<ChildContext>() };
+    let mut err = ChildError::default();
+    if setup_and_exec(ctx, &mut err).is_err() {
+        report_failure(ctx, &err);
+    }
+    127
+}
+
+/// Called by the namespace plugin when its own child-side step (setns) fails.
+///
+/// # Safety
+/// As for [`child_main`]; `err` points at a live [`ChildError`].
+pub unsafe extern "C" fn child_fail(arg: *mut c_void, err: *const ChildError) {
+    // SAFETY: see child_main; err is the plugin's live buffer.
+    let (ctx, err) = unsafe { (&*arg.cast::<ChildContext>(), &*err) };
+    report_failure(ctx, err);
+}
+
+fn report_failure(ctx: &ChildContext, err: &ChildError) {
+    // Signals stay blocked here, so a parent that went away cannot kill us with SIGPIPE.
+    block_all_signals();
+    write_all(ctx.report_fd, err.as_bytes());
+}
+
+fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
+    for &fd in &ctx.close_first {
+        // SAFETY: closing descriptors the parent listed as ours to drop.
+        unsafe { libc::close(fd) };
+    }
+    reset_signal_handlers();
+    wait_for(ctx.sync_fd, GO, err, b"waiting for the runtime")?;
+
+    if let Some(name) = &ctx.hostname {
+        // SAFETY: name is a live C string of the given length.
+        check(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) }, err, &[b"sethostname"])?;
+    }
+    if let Some(name) = &ctx.domainname {
+        // SAFETY: as above.
+        check(unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) }, err, &[b"setdomainname"])?;
+    }
+    if let Some((setup, plan)) = ctx.rootfs {
+        // SAFETY: the plugin's child entry with the plan it prepared for this child.
+        if unsafe { setup(plan, err) } != STATUS_OK {
+            if err.len == 0 {
+                err.set(0, &[b"rootfs setup failed"]);
+            }
+            return Err(());
+        }
+    }
+    set_credentials(ctx, err)?;
+    // SAFETY: plain syscalls on prepared values.
+    unsafe {
+        if let Some(mask) = ctx.umask {
+            libc::umask(mask);
+        }
+        check(libc::chdir(ctx.cwd.as_ptr()), err, &[b"chdir to process.cwd ", ctx.cwd.to_bytes()])?;
+        if ctx.no_new_privileges {
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), err, &[b"prctl(PR_SET_NO_NEW_PRIVS)"])?;
+        }
+    }
+    let program = find_executable(ctx, err)?;
+    setup_stdio(ctx, err)?;
+    // SAFETY: marks every descriptor above the kept ones close-on-exec; ours already are.
+    unsafe { libc::syscall(libc::SYS_close_range, ctx.keep_fds_below as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+
+    write_all(ctx.report_fd, &[READY]);
+    if ctx.fifo_fd >= 0 {
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into a local; blocks until `start` writes the fifo.
+        let n = unsafe { libc::read(ctx.fifo_fd, std::ptr::from_mut(&mut byte).cast(), 1) };
+        if n != 1 {
+            err.os(&[b"waiting on the exec fifo"]);
+            return Err(());
+        }
+    } else {
+        wait_for(ctx.sync_fd, START, err, b"waiting for start")?;
+    }
+
+    unblock_all_signals();
+    // SAFETY: program, argv and envp are NUL-terminated arrays built by the parent.
+    unsafe { libc::execve(program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr()) };
+    err.os(&[b"exec ", program.to_bytes()]);
+    Err(())
+}
+
+/// Looks the executable up without allocating; the message keeps runc's wording
+/// ("executable file not found in $PATH"), which engines map to exit code 127.
+fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'a CStr, ()> {
+    let mut denied = None;
+    for path in &ctx.exec_candidates {
+        // SAFETY: stat into a local buffer; path is a live C string.
+        let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+        // SAFETY: as above.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        // SAFETY: access() on a live C string.
+        if unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0 {
+            return Ok(path);
+        }
+        denied.get_or_insert(path);
+    }
+    if let Some(path) = denied {
+        err.set(0, &[b"exec ", path.to_bytes(), b": permission denied"]);
+    } else if ctx.program.to_bytes().contains(&b'/') {
+        err.set(0, &[b"exec: \"", ctx.program.to_bytes(), b"\": stat ", ctx.program.to_bytes(), b": no such file or directory"]);
+    } else {
+        err.set(0, &[b"exec: \"", ctx.program.to_bytes(), b"\": executable file not found in $PATH"]);
+    }
+    Err(())
+}
+
+fn set_credentials(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
+    // SAFETY: plain syscalls with values and a slice the parent prepared.
+    unsafe {
+        if ctx.set_groups {
+            check(libc::setgroups(ctx.groups.len(), ctx.groups.as_ptr()), err, &[b"setgroups"])?;
+        }
+        check(libc::setresgid(ctx.gid, ctx.gid, ctx.gid), err, &[b"setresgid"])?;
+        check(libc::setresuid(ctx.uid, ctx.uid, ctx.uid), err, &[b"setresuid"])?;
+    }
+    Ok(())
+}
+
+fn setup_stdio(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
+    for (target, &fd) in ctx.stdio.iter().enumerate() {
+        if fd >= 0 && fd != target as c_int {
+            // SAFETY: dup2 of a descriptor the caller handed us onto 0, 1 or 2.
+            check(unsafe { libc::dup2(fd, target as c_int) }, err, &[b"dup2 of a stdio descriptor"])?;
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(fd: c_int, expected: u8, err: &mut ChildError, what: &[u8]) -> Result<(), ()> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads one byte into a local.
+        let n = unsafe { libc::read(fd, std::ptr::from_mut(&mut byte).cast(), 1) };
+        if n == 1 && byte == expected {
+            return Ok(());
+        }
+        if n < 0 && ChildError::last_errno() == libc::EINTR {
+            continue;
+        }
+        // EOF: the parent gave up; nothing to report to.
+        err.set(0, &[what, b": the runtime went away"]);
+        return Err(());
+    }
+}
+
+fn check(ret: c_int, err: &mut ChildError, what: &[&[u8]]) -> Result<(), ()> {
+    if ret < 0 {
+        err.os(what);
+        Err(())
+    } else {
+        Ok(())
+    }
+}
+
+fn write_all(fd: c_int, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 && ChildError::last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// Handlers of the parent (a Go runtime's, Rust's SIGPIPE ignore) must not reach the
+/// container: every signal goes back to its default action.
+fn reset_signal_handlers() {
+    // SAFETY: sigaction with a zeroed struct (SIG_DFL, empty mask) for each signal;
+    // failures (SIGKILL, SIGSTOP, reserved signals) are harmless and ignored.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Blocks every signal in the calling thread; the parent does this around clone so the
+/// child starts with signals blocked until its handlers are reset.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on locals; pthread_sigmask affects only this thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a signal mask saved by [`block_all_signals`].
+pub fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: restores this thread's mask from a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+fn unblock_all_signals() {
+    // SAFETY: an empty set on a local; only this (single) thread is affected.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}

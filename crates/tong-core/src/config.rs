@@ -1,0 +1,170 @@
+//! Loading and checking a bundle's config.json (parsed by `oci-spec`).
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A bundle whose config was read and checked.
+#[derive(Debug)]
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub path: PathBuf,
+    /// The parsed config.json.
+    pub spec: Spec,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    /// Reads `<bundle>/config.json` and checks what the runtime relies on, with errors that
+    /// name the file, field, line and column where there is one.
+    pub fn load(bundle: &Path) -> Result<Bundle> {
+        let path = std::fs::canonicalize(bundle)
+            .map_err(|e| Error::invalid(format!("bundle {}: {e}", bundle.display())))?;
+        if !path.is_dir() {
+            return Err(Error::invalid(format!("bundle {} is not a directory", path.display())));
+        }
+        let config_path = path.join("config.json");
+        let bytes = std::fs::read(&config_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::invalid(format!("bundle {} has no config.json", path.display()))
+            } else {
+                Error::invalid(format!("cannot read {}: {e}", config_path.display()))
+            }
+        })?;
+        let spec = parse(&bytes).map_err(|e| Error::invalid(format!("invalid {}: {e}", config_path.display())))?;
+        let rootfs = check(&spec, &path).map_err(|e| Error::invalid(format!("{}: {e}", config_path.display())))?;
+        Ok(Bundle { path, spec, rootfs })
+    }
+}
+
+/// Parses config JSON; serde's message carries the line and column.
+pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Checks a parsed config against what tong needs, returning the rootfs path.
+fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
+    check_version(spec.version())?;
+    let root = spec.root().as_ref().ok_or("no root: root.path is required")?;
+    let rootfs = bundle.join(root.path());
+    if !rootfs.is_dir() {
+        return Err(format!("root.path {} does not exist or is not a directory", rootfs.display()));
+    }
+    let process = spec.process().as_ref().ok_or("no process: process.args is required")?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err("process.args is empty".into()),
+    }
+    if !Path::new(process.cwd()).is_absolute() {
+        return Err(format!("process.cwd {:?} is not an absolute path", process.cwd()));
+    }
+    if let Some(linux) = spec.linux() {
+        let mut seen = Vec::new();
+        for ns in linux.namespaces().iter().flatten() {
+            if seen.contains(&ns.typ()) {
+                return Err(format!("linux.namespaces lists {:?} twice", ns.typ()));
+            }
+            seen.push(ns.typ());
+        }
+    }
+    Ok(rootfs)
+}
+
+/// Accepts the 1.x runtime specs: the spec keeps compatibility within a major version.
+fn check_version(version: &str) -> Result<(), String> {
+    let major = version.split('.').next().unwrap_or("");
+    if major == "1" {
+        Ok(())
+    } else {
+        Err(format!("unsupported ociVersion {version:?}: tong supports runtime spec 1.x"))
+    }
+}
+
+/// The namespaces a config asks for: which to create and which to join by path.
+#[derive(Debug, Default, Clone)]
+pub struct NamespacePlan {
+    /// `CLONE_NEW*` flags of namespaces to create.
+    pub create: u64,
+    /// Namespaces to join: (`CLONE_NEW*` type, path).
+    pub join: Vec<(i32, PathBuf)>,
+}
+
+impl NamespacePlan {
+    /// Reads `linux.namespaces`.
+    pub fn from_spec(spec: &Spec) -> NamespacePlan {
+        let mut plan = NamespacePlan::default();
+        for ns in spec.linux().iter().flat_map(|l| l.namespaces().iter().flatten()) {
+            let flag = clone_flag(ns.typ());
+            match ns.path() {
+                Some(path) => plan.join.push((flag as i32, path.clone())),
+                None => plan.create |= flag,
+            }
+        }
+        // A user namespace must be joined first: it decides what the others may do.
+        plan.join.sort_by_key(|(t, _)| i32::from(*t != libc::CLONE_NEWUSER));
+        plan
+    }
+
+    /// Whether the container gets (creates or joins) a namespace of this type.
+    pub fn has(&self, flag: i32) -> bool {
+        self.create & flag as u64 != 0 || self.join.iter().any(|(t, _)| *t == flag)
+    }
+
+    /// Whether the container creates a namespace of this type.
+    pub fn creates(&self, flag: i32) -> bool {
+        self.create & flag as u64 != 0
+    }
+}
+
+/// The `CLONE_NEW*` flag of a namespace type.
+pub fn clone_flag(typ: LinuxNamespaceType) -> u64 {
+    let flag = match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80,
+    };
+    flag as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_line_and_column_of_bad_json() {
+        let err = parse(b"{\n \"ociVersion\": \"1.0.2\",\n oops }").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn accepts_1x_and_refuses_other_majors() {
+        check_version("1.0.2").unwrap();
+        check_version("1.2.0").unwrap();
+        assert!(check_version("2.0.0").unwrap_err().contains("unsupported ociVersion"));
+        assert!(check_version("").is_err());
+    }
+
+    #[test]
+    fn plans_namespaces_user_first() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+                {"type":"pid"},{"type":"network","path":"/run/netns/x"},
+                {"type":"user","path":"/proc/1/ns/user"},{"type":"mount"}]}}"#,
+        )
+        .unwrap();
+        let plan = NamespacePlan::from_spec(&spec);
+        assert_eq!(plan.create, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
+        assert_eq!(plan.join[0].0, libc::CLONE_NEWUSER);
+        assert_eq!(plan.join[1].0, libc::CLONE_NEWNET);
+        assert!(plan.has(libc::CLONE_NEWNET));
+        assert!(!plan.creates(libc::CLONE_NEWNET));
+    }
+}

@@ -1,0 +1,529 @@
+//! The plugin host: finds backend plugins, checks that they are trustworthy and speak our
+//! ABI, loads them (once per process, never unloaded) and picks one per kind.
+//!
+//! Discovery order: the directories of `$TONG_PLUGIN_PATH` (or the caller's own list),
+//! then the directory of the running binary or library, then
+//! `/usr/local/lib/tong/plugins` and `/usr/lib/tong/plugins`. A plugin file is named
+//! `libtong_plugin_<kind>_<name>.so`; the first file found for a kind and name wins.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void, CStr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use tong_abi::{
+    Bytes, CgroupOps, ChildError, NamespaceOps, NetworkOps, PluginDescriptor, PluginKind,
+    RootfsOps, Sink, SpawnRequest, SpawnResult, Status, ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL,
+    STATUS_OK,
+};
+
+use crate::error::{Error, Result};
+
+/// File name prefix of plugins.
+pub const FILE_PREFIX: &str = "libtong_plugin_";
+/// System directories searched after the caller's and the binary's own.
+pub const SYSTEM_DIRS: [&str; 2] = ["/usr/local/lib/tong/plugins", "/usr/lib/tong/plugins"];
+
+/// A plugin file found on the search path, not necessarily loaded.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub kind: PluginKind,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// A loaded plugin: its descriptor and table live as long as the process.
+#[derive(Debug)]
+pub struct Plugin {
+    pub kind: PluginKind,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub priority: u32,
+    pub abi: (u32, u32),
+    pub path: PathBuf,
+    descriptor: &'static PluginDescriptor,
+}
+
+/// Where plugins are looked for.
+#[derive(Clone, Debug)]
+pub struct PluginHost {
+    dirs: Vec<PathBuf>,
+}
+
+impl PluginHost {
+    /// The default search path: `$TONG_PLUGIN_PATH`, the binary's directory, the system
+    /// directories.
+    pub fn from_env() -> PluginHost {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("TONG_PLUGIN_PATH")
+            .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .unwrap_or_default();
+        dirs.extend(own_dirs());
+        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+        PluginHost { dirs }
+    }
+
+    /// An explicit search path (the caller's list, then the system directories).
+    pub fn with_dirs(mut dirs: Vec<PathBuf>) -> PluginHost {
+        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+        PluginHost { dirs }
+    }
+
+    /// The directories searched, in order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Every plugin file on the search path, first occurrence of a kind+name only.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut found: Vec<Candidate> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| parse_file_name(&e.file_name().to_string_lossy()).map(|(k, n)| (k, n, e.path())))
+                .map(|(kind, name, path)| Candidate { kind, name, path })
+                .collect();
+            found.sort_by(|a, b| a.path.cmp(&b.path));
+            for c in found {
+                if !out.iter().any(|o| o.kind == c.kind && o.name == c.name) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Loads the plugin `kind`/`name` and checks that its probe passes.
+    pub fn select_named(&self, kind: PluginKind, name: &str) -> Result<&'static Plugin> {
+        let candidate = self
+            .candidates()
+            .into_iter()
+            .find(|c| c.kind == kind && c.name == name)
+            .ok_or_else(|| {
+                Error::Plugin(format!(
+                    "no {kind} plugin named {name:?} (looked for {FILE_PREFIX}{kind}_{name}.so in {})",
+                    self.dirs_display()
+                ))
+            })?;
+        let plugin = load(&candidate.path)?;
+        if plugin.kind != kind {
+            return Err(Error::Plugin(format!(
+                "plugin {} says it is a {} plugin, not {kind}",
+                plugin.path.display(),
+                plugin.kind
+            )));
+        }
+        plugin.probe().map_err(|why| {
+            Error::Plugin(format!("plugin {kind}={name} ({}) cannot work here: {why}", plugin.path.display()))
+        })?;
+        Ok(plugin)
+    }
+
+    /// Picks the usable plugin of `kind` with the highest priority.
+    pub fn select_best(&self, kind: PluginKind) -> Result<&'static Plugin> {
+        let mut loaded = Vec::new();
+        for c in self.candidates().into_iter().filter(|c| c.kind == kind) {
+            loaded.push(load(&c.path)?);
+        }
+        loaded.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        let mut reasons = Vec::new();
+        for plugin in loaded {
+            match plugin.probe() {
+                Ok(()) => return Ok(plugin),
+                Err(why) => reasons.push(format!("{kind}={}: {why}", plugin.name)),
+            }
+        }
+        if reasons.is_empty() {
+            Err(Error::Plugin(format!("no {kind} plugin found in {}", self.dirs_display())))
+        } else {
+            Err(Error::Plugin(format!("no usable {kind} plugin: {}", reasons.join("; "))))
+        }
+    }
+
+    /// Loads a plugin by the path recorded in a container's state, checking its kind.
+    pub fn load_recorded(&self, kind: PluginKind, name: &str, path: &Path) -> Result<&'static Plugin> {
+        let plugin = match load(path) {
+            Ok(p) => p,
+            // The file moved (reinstall): look it up by name.
+            Err(_) if !path.exists() => return self.select_named(kind, name),
+            Err(e) => return Err(e),
+        };
+        if plugin.kind != kind || plugin.name != name {
+            return Err(Error::Plugin(format!(
+                "plugin {} is {}={}, the container was made with {kind}={name}",
+                path.display(),
+                plugin.kind,
+                plugin.name
+            )));
+        }
+        Ok(plugin)
+    }
+
+    fn dirs_display(&self) -> String {
+        self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+    }
+}
+
+/// The directories beside the running binary (and `../lib/tong/plugins` for an install
+/// under a prefix).
+fn own_dirs() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = own_library_dir() {
+        out.push(dir);
+    }
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        if let Some(dir) = exe.parent() {
+            out.push(dir.to_path_buf());
+            if let Some(prefix) = dir.parent() {
+                out.push(prefix.join("lib/tong/plugins"));
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// When tong-core is inside a shared library (libtong.so), the directory holding it and
+/// its `tong/plugins` subdirectory come first.
+fn own_library_dir() -> Option<PathBuf> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let addr = own_library_dir as *const c_void;
+    // SAFETY: dladdr only reads the address and fills the struct we own.
+    let found = unsafe { libc::dladdr(addr, info.as_mut_ptr()) };
+    if found == 0 {
+        return None;
+    }
+    // SAFETY: dladdr succeeded, so the struct is initialised.
+    let info = unsafe { info.assume_init() };
+    if info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
+    let file = PathBuf::from(unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned());
+    let is_library = file.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libtong.so"));
+    if is_library {
+        file.parent().map(|d| d.join("tong/plugins"))
+    } else {
+        None
+    }
+}
+
+/// `libtong_plugin_cgroup_v1.so` → (cgroup, "v1").
+pub fn parse_file_name(file: &str) -> Option<(PluginKind, String)> {
+    let rest = file.strip_prefix(FILE_PREFIX)?.strip_suffix(".so")?;
+    let (kind, name) = rest.split_once('_')?;
+    let kind = PluginKind::parse(kind)?;
+    (!name.is_empty()).then(|| (kind, name.to_string()))
+}
+
+/// Refuses files and directories others could have changed: a plugin runs as root.
+pub fn check_trust(path: &Path) -> Result<()> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    for (what, p) in [("plugin directory", dir), ("plugin", path)] {
+        let meta = std::fs::metadata(p).map_err(|e| Error::Plugin(format!("{what} {}: {e}", p.display())))?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(Error::Plugin(format!(
+                "refusing {what} {}: it is writable by group or others (mode {:o})",
+                p.display(),
+                meta.mode() & 0o7777
+            )));
+        }
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(Error::Plugin(format!(
+                "refusing {what} {}: it is owned by uid {}, neither root nor the caller",
+                p.display(),
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Loaded plugins by path: a library is opened once and never closed.
+fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Plugin>> {
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static Plugin>>> = OnceLock::new();
+    LOADED.get_or_init(Mutex::default)
+}
+
+/// Loads (or returns the already loaded) plugin at `path`, after the trust and ABI checks.
+pub fn load(path: &Path) -> Result<&'static Plugin> {
+    let path = std::fs::canonicalize(path).map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
+    let mut loaded = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(p) = loaded.get(&path) {
+        return Ok(p);
+    }
+    check_trust(&path)?;
+    // SAFETY: loading a library runs its initialisers; the file passed the trust check
+    // (owned by root or us, not writable by others), which is the most a host can check.
+    let lib = unsafe { libloading::Library::new(&path) }
+        .map_err(|e| Error::Plugin(format!("cannot load plugin {}: {e}", path.display())))?;
+    // Never unloaded: descriptors and function tables point into the library.
+    let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+    // SAFETY: the symbol is declared with the type every plugin exports (tong_abi::EntryFn).
+    let entry = unsafe { lib.get::<tong_abi::EntryFn>(ENTRY_SYMBOL.as_bytes()) }
+        .map_err(|_| Error::Plugin(format!("{} is not a tong plugin: no {ENTRY_SYMBOL} symbol", path.display())))?;
+    // SAFETY: calling the plugin's entry point with our major, as the ABI defines.
+    let desc = unsafe { entry(ABI_MAJOR) };
+    if desc.is_null() {
+        return Err(Error::Plugin(format!(
+            "plugin {} does not support plugin ABI {ABI_MAJOR}.{ABI_MINOR}",
+            path.display()
+        )));
+    }
+    // SAFETY: a non-null descriptor is static data in the (never unloaded) library.
+    let desc: &'static PluginDescriptor = unsafe { &*desc };
+    let plugin = describe(desc, &path)?;
+    let plugin: &'static Plugin = Box::leak(Box::new(plugin));
+    loaded.insert(path, plugin);
+    Ok(plugin)
+}
+
+/// Checks a descriptor's versions and sizes and reads its strings.
+fn describe(desc: &'static PluginDescriptor, path: &Path) -> Result<Plugin> {
+    if desc.abi_major != ABI_MAJOR {
+        return Err(Error::Plugin(format!(
+            "plugin {} was built for plugin ABI {}.{}, this tong speaks {ABI_MAJOR}.{ABI_MINOR}",
+            path.display(),
+            desc.abi_major,
+            desc.abi_minor
+        )));
+    }
+    if desc.struct_size < std::mem::size_of::<PluginDescriptor>() || desc.ops.is_null() || desc.name.is_null() {
+        return Err(Error::Plugin(format!("plugin {} has a malformed descriptor", path.display())));
+    }
+    let kind = PluginKind::from_raw(desc.kind)
+        .ok_or_else(|| Error::Plugin(format!("plugin {} has unknown kind {}", path.display(), desc.kind)))?;
+    // SAFETY: ops is non-null and every table starts with its struct_size.
+    let ops_size = unsafe { *desc.ops.cast::<usize>() };
+    let needed = match kind {
+        PluginKind::Namespace => std::mem::size_of::<NamespaceOps>(),
+        PluginKind::Cgroup => std::mem::size_of::<CgroupOps>(),
+        PluginKind::Rootfs => std::mem::size_of::<RootfsOps>(),
+        PluginKind::Network => std::mem::size_of::<NetworkOps>(),
+    };
+    if ops_size < needed {
+        return Err(Error::Plugin(format!(
+            "plugin {} has a {kind} table of {ops_size} bytes, ABI {ABI_MAJOR}.0 needs {needed}",
+            path.display()
+        )));
+    }
+    let text = |p: *const std::ffi::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: descriptor strings are static and NUL-terminated.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    Ok(Plugin {
+        kind,
+        name: text(desc.name),
+        version: text(desc.version),
+        description: text(desc.description),
+        priority: desc.priority,
+        abi: (desc.abi_major, desc.abi_minor),
+        path: path.to_path_buf(),
+        descriptor: desc,
+    })
+}
+
+/// Collects a plugin's status and error message into a `Result`.
+fn call(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink) -> Status) -> Result<()> {
+    let mut msg = Vec::new();
+    let sink = Sink::for_vec(&mut msg);
+    let status = f(&sink);
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        let msg = String::from_utf8_lossy(&msg);
+        let msg = if msg.is_empty() { format!("failed with status {status}") } else { msg.into_owned() };
+        Err(Error::Plugin(format!("{}={} {what}: {msg}", plugin.kind, plugin.name)))
+    }
+}
+
+/// Like [`call`] for calls that write bytes to an output sink.
+fn call_out(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink, *const Sink) -> Status) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let out_sink = Sink::for_vec(&mut out);
+    call(plugin, what, |err| f(&out_sink, err))?;
+    Ok(out)
+}
+
+impl Plugin {
+    /// Runs the plugin's probe; the error is its reason.
+    pub fn probe(&self) -> std::result::Result<(), String> {
+        let Some(probe) = self.descriptor.probe else { return Ok(()) };
+        let mut reason = Vec::new();
+        let sink = Sink::for_vec(&mut reason);
+        // SAFETY: probe is the plugin's function, given a live sink.
+        let status = unsafe { probe(&sink) };
+        if status == STATUS_OK {
+            Ok(())
+        } else if reason.is_empty() {
+            Err(format!("probe failed with status {status}"))
+        } else {
+            Err(String::from_utf8_lossy(&reason).into_owned())
+        }
+    }
+
+    fn ops<T>(&self, kind: PluginKind) -> &'static T {
+        assert_eq!(self.kind, kind, "plugin {} used as {kind}", self.name);
+        // SAFETY: `describe` checked that ops is non-null and that the table of this kind
+        // is at least size_of::<T>() bytes; it is static data of a never-unloaded library.
+        unsafe { &*self.descriptor.ops.cast::<T>() }
+    }
+
+    /// Namespace plugin: create the container process.
+    pub fn spawn(&self, req: &SpawnRequest) -> Result<SpawnResult> {
+        let ops: &NamespaceOps = self.ops(PluginKind::Namespace);
+        let mut out = SpawnResult { pid: -1, pidfd: -1, in_cgroup: 0 };
+        // SAFETY: the request and result are live; the plugin follows the ABI.
+        call(self, "spawn", |err| unsafe { (ops.spawn)(req, &mut out, err) })?;
+        Ok(out)
+    }
+
+    /// Cgroup plugin: create the cgroup; returns its state.
+    pub fn cgroup_create(&self, req: &[u8]) -> Result<Vec<u8>> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sinks are live for the call.
+        call_out(self, "create", |out, err| unsafe { (ops.create)(Bytes::from_slice(req), out, err) })
+    }
+
+    /// Cgroup plugin: a cgroup2 directory fd for CLONE_INTO_CGROUP, if the backend has one.
+    pub fn cgroup_clone_target(&self, state: &[u8]) -> Result<Option<std::os::fd::OwnedFd>> {
+        use std::os::fd::FromRawFd;
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let mut fd: c_int = -1;
+        // SAFETY: borrowed bytes, fd slot and sink are live for the call.
+        call(self, "clone_target", |err| unsafe { (ops.clone_target)(Bytes::from_slice(state), &mut fd, err) })?;
+        // SAFETY: on success the plugin hands us ownership of fd (or -1).
+        Ok((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Cgroup plugin: move a process in.
+    pub fn cgroup_add_process(&self, state: &[u8], pid: i32) -> Result<()> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "add_process", |err| unsafe { (ops.add_process)(Bytes::from_slice(state), pid, err) })
+    }
+
+    /// Cgroup plugin: apply new resources.
+    pub fn cgroup_update(&self, state: &[u8], resources: &[u8]) -> Result<()> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "update", |err| unsafe {
+            (ops.update)(Bytes::from_slice(state), Bytes::from_slice(resources), err)
+        })
+    }
+
+    /// Cgroup plugin: freeze or thaw.
+    pub fn cgroup_set_frozen(&self, state: &[u8], frozen: bool) -> Result<()> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "set_frozen", |err| unsafe { (ops.set_frozen)(Bytes::from_slice(state), u32::from(frozen), err) })
+    }
+
+    /// Cgroup plugin: statistics JSON.
+    pub fn cgroup_stats(&self, state: &[u8]) -> Result<Vec<u8>> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sinks are live for the call.
+        call_out(self, "stats", |out, err| unsafe { (ops.stats)(Bytes::from_slice(state), out, err) })
+    }
+
+    /// Cgroup plugin: the pids inside.
+    pub fn cgroup_pids(&self, state: &[u8]) -> Result<Vec<i32>> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sinks are live for the call.
+        let out = call_out(self, "pids", |out, err| unsafe { (ops.pids)(Bytes::from_slice(state), out, err) })?;
+        serde_json::from_slice(&out)
+            .map_err(|e| Error::Plugin(format!("cgroup={} pids returned invalid JSON: {e}", self.name)))
+    }
+
+    /// Cgroup plugin: kill everything inside and remove the cgroup.
+    pub fn cgroup_destroy(&self, state: &[u8]) -> Result<()> {
+        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "destroy", |err| unsafe { (ops.destroy)(Bytes::from_slice(state), err) })
+    }
+
+    /// Rootfs plugin: plan the root filesystem; returns the plan and the state.
+    pub fn rootfs_prepare(&'static self, req: &[u8]) -> Result<(RootfsPlan, Vec<u8>)> {
+        let ops: &RootfsOps = self.ops(PluginKind::Rootfs);
+        let mut plan: *mut c_void = std::ptr::null_mut();
+        // SAFETY: borrowed bytes, plan slot and sinks are live for the call.
+        let state = call_out(self, "prepare", |out, err| unsafe {
+            (ops.prepare)(Bytes::from_slice(req), &mut plan, out, err)
+        })?;
+        Ok((RootfsPlan { plugin: self, ops, plan }, state))
+    }
+
+    /// Rootfs plugin: undo host-side work.
+    pub fn rootfs_cleanup(&self, state: &[u8]) -> Result<()> {
+        let ops: &RootfsOps = self.ops(PluginKind::Rootfs);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "cleanup", |err| unsafe { (ops.cleanup)(Bytes::from_slice(state), err) })
+    }
+
+    /// Network plugin: configure the container's network; returns its state.
+    pub fn net_setup(&self, req: &[u8]) -> Result<Vec<u8>> {
+        let ops: &NetworkOps = self.ops(PluginKind::Network);
+        // SAFETY: borrowed bytes and sinks are live for the call.
+        call_out(self, "setup", |out, err| unsafe { (ops.setup)(Bytes::from_slice(req), out, err) })
+    }
+
+    /// Network plugin: undo setup.
+    pub fn net_teardown(&self, state: &[u8]) -> Result<()> {
+        let ops: &NetworkOps = self.ops(PluginKind::Network);
+        // SAFETY: borrowed bytes and sink are live for the call.
+        call(self, "teardown", |err| unsafe { (ops.teardown)(Bytes::from_slice(state), err) })
+    }
+}
+
+/// A rootfs plan owned by the host; released when dropped (in the parent).
+pub struct RootfsPlan {
+    plugin: &'static Plugin,
+    ops: &'static RootfsOps,
+    plan: *mut c_void,
+}
+
+impl RootfsPlan {
+    /// The child-side entry and its argument, for the child context.
+    pub fn child_entry(&self) -> (unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status, *mut c_void) {
+        (self.ops.child_setup, self.plan)
+    }
+
+    /// The plugin that made the plan.
+    pub fn plugin(&self) -> &'static Plugin {
+        self.plugin
+    }
+}
+
+impl Drop for RootfsPlan {
+    fn drop(&mut self) {
+        // SAFETY: plan came from this plugin's prepare and is released exactly once.
+        unsafe { (self.ops.release)(self.plan) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plugin_file_names() {
+        assert_eq!(
+            parse_file_name("libtong_plugin_cgroup_v1.so"),
+            Some((PluginKind::Cgroup, "v1".to_string()))
+        );
+        assert_eq!(
+            parse_file_name("libtong_plugin_ns_clone3.so"),
+            Some((PluginKind::Namespace, "clone3".to_string()))
+        );
+        assert_eq!(parse_file_name("libtong_plugin_net_.so"), None);
+        assert_eq!(parse_file_name("libtong_plugin_gpu_x.so"), None);
+        assert_eq!(parse_file_name("libtong.so"), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Signalling, waiting for and reaping container processes, through pidfds so a
+//! recycled pid is never hit.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::state;
+
+/// How long `kill_and_reap` waits for a killed process to go.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pidfd for `pid` and checks it is still the process that started at `start`.
+fn open_pidfd(pid: i32, start: u64) -> std::io::Result<Option<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags, returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(None) } else { Err(err) };
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: from here on the fd pins this exact process.
+    Ok(state::is_alive(pid, start).then_some(fd))
+}
+
+/// Sends `signal` to the process `pid` that started at `start`.
+pub fn signal(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
+    let Some(fd) = open_pidfd(pid, start)? else {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    };
+    send(&fd, signal)
+}
+
+fn send(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until a pidfd is readable (its process exited) or the timeout passes.
+fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one live pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().try_into().unwrap_or(i32::MAX)) };
+        if r > 0 {
+            return true;
+        }
+        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+/// Collects the exit status of our own child; a process that is not ours is left alone.
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on a specific pid; ECHILD (not our child) is fine.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+/// SIGKILLs the container's init if it still lives, waits for it to die and reaps it
+/// when it is our child.
+pub fn kill_and_reap(pid: i32, start: u64) -> Result<()> {
+    let fd = match open_pidfd(pid, start) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => {
+            reap(pid);
+            return Ok(());
+        }
+        Err(e) => return Err(Error::os(format!("pidfd_open({pid})"), e)),
+    };
+    match send(&fd, libc::SIGKILL) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(e) => return Err(Error::os(format!("cannot kill pid {pid}"), e)),
+    }
+    if !wait_pidfd(&fd, KILL_TIMEOUT) {
+        return Err(Error::Internal(format!("pid {pid} did not die within {KILL_TIMEOUT:?} of SIGKILL")));
+    }
+    reap(pid);
+    Ok(())
+}
+
+/// Converts a wait status to a shell-style exit code.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// Signals forwarded by `run` to the container.
+const FORWARDED: [i32; 9] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGALRM,
+];
+
+/// Waits for our child `pid` to exit and returns its exit code. With `forward`, the
+/// usual termination and job-control signals sent to us go to it meanwhile.
+pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32> {
+    let sigfd = if forward { Some(forwarding_signalfd()?) } else { None };
+    loop {
+        let mut fds = Vec::with_capacity(2);
+        if let Some(fd) = pidfd {
+            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        if let Some(fd) = &sigfd {
+            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        if pidfd.is_none() && sigfd.is_none() {
+            return blocking_wait(pid);
+        }
+        let mut status = 0;
+        // SAFETY: non-blocking waitpid on our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(exit_code(status));
+        }
+        if r < 0 {
+            return Err(Error::os(format!("waitpid({pid})"), std::io::Error::last_os_error()));
+        }
+        // Without a pidfd, SIGCHLD (in the signalfd set) wakes us; poll with a bound anyway.
+        // SAFETY: poll over live pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        if let Some(fd) = &sigfd {
+            forward_pending(fd, pid);
+        }
+    }
+}
+
+fn blocking_wait(pid: i32) -> Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: blocking waitpid on our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(exit_code(status));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::os(format!("waitpid({pid})"), err));
+        }
+    }
+}
+
+fn forwarding_signalfd() -> Result<OwnedFd> {
+    // SAFETY: builds a sigset on the stack, blocks it in this thread (so signals queue on
+    // the signalfd instead of running handlers) and opens the signalfd.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in FORWARDED.iter().chain(&[libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, *sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(Error::os("signalfd", std::io::Error::last_os_error()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn forward_pending(fd: &OwnedFd, pid: i32) {
+    loop {
+        // SAFETY: reads one signalfd_siginfo into a zeroed local.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: the buffer is exactly one siginfo.
+        let n = unsafe { libc::read(fd.as_raw_fd(), std::ptr::from_mut(&mut info).cast(), size) };
+        if n != size as isize {
+            return;
+        }
+        let sig = info.ssi_signo as i32;
+        if sig != libc::SIGCHLD {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! The lifecycle: create, start, state, kill, delete, run, list.
+//!
+//! `create` records what it is about to make in the container's state file before each
+//! step, so `delete --force` can undo a create that failed or was killed half-way; a
+//! failure inside `create` undoes everything itself through the same teardown.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+use serde_json::Value;
+use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+
+use crate::child::{self, ChildContext, CStrings};
+use crate::config::{Bundle, NamespacePlan};
+use crate::error::{Context, Error, Result};
+use crate::plugins::{Plugin, PluginHost};
+use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
+use crate::{id, process};
+
+/// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
+pub const BACKEND_ANNOTATION: &str = "tong.backend.";
+/// Default state root.
+pub const DEFAULT_ROOT: &str = "/run/tong";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A container's status, as OCI state reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// The OCI state of a container (what `tong state` prints).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The backend plugins the container uses, by kind.
+    pub backends: BTreeMap<String, String>,
+}
+
+/// Options of `create` and `run`.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Explicit backend per kind; beats the config's annotations and probing.
+    pub backends: BTreeMap<PluginKind, String>,
+    /// Write the container's pid here once created.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors to become the container's stdin, stdout, stderr (-1: inherit).
+    pub stdio: [RawFd; 3],
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            backends: BTreeMap::new(),
+            pid_file: None,
+            stdio: [-1; 3],
+        }
+    }
+}
+
+/// How a created process is released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StartGate {
+    /// It waits on the exec fifo until `start` (any process) writes it.
+    Fifo,
+    /// It waits on our pipe (`run` in this process).
+    Pipe,
+}
+
+/// A container created in this process, not yet started (for `run`).
+struct Launched {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    sync: File,
+    report: File,
+}
+
+/// The engine: a state root and a plugin search path.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    store: StateStore,
+    plugins: PluginHost,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>, plugins: PluginHost) -> Runtime {
+        Runtime {
+            store: StateStore::new(root),
+            plugins,
+        }
+    }
+
+    pub fn plugins(&self) -> &PluginHost {
+        &self.plugins
+    }
+
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+
+    /// Creates a container that waits for `start`.
+    pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
+        self.create_with(id, bundle, opts, StartGate::Fifo).map(drop)
+    }
+
+    /// Creates and starts a container; with `detach` returns at once, else waits for it,
+    /// deletes it and returns its exit code (128 + signal when killed). With
+    /// `forward_signals`, signals sent to this process go to the container.
+    pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions, detach: bool, forward_signals: bool) -> Result<i32> {
+        let launched = self
+            .create_with(id, bundle, opts, StartGate::Pipe)?
+            .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
+        if let Err(e) = self.release(id, &launched) {
+            let _ = self.delete(id, true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(0);
+        }
+        let code = process::wait_exit(launched.pid, launched.pidfd.as_ref(), forward_signals)?;
+        self.delete(id, true)?;
+        Ok(code)
+    }
+
+    /// Lets a `run` container exec, and reports a failed exec.
+    fn release(&self, id: &str, launched: &Launched) -> Result<()> {
+        let dir = self.store.open(id)?;
+        let mut record = dir.read()?;
+        record.phase = Phase::Running;
+        dir.write(&record)?;
+        drop(dir);
+        (&launched.sync).write_all_bytes(&[child::START])?;
+        match read_report(&launched.report)? {
+            Report::Closed => Ok(()),
+            Report::Failed(e) => Err(Error::Container(e.describe())),
+            Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
+        }
+    }
+
+    fn create_with(&self, id: &str, bundle: &Path, opts: &CreateOptions, gate: StartGate) -> Result<Option<Launched>> {
+        id::validate(id)?;
+        let bundle = Bundle::load(bundle)?;
+        let namespaces = NamespacePlan::from_spec(&bundle.spec);
+        if !namespaces.creates(libc::CLONE_NEWNS) {
+            return Err(Error::invalid(
+                "linux.namespaces must include a new mount namespace (type \"mount\" without a path)",
+            ));
+        }
+        let backends = self.choose_backends(&bundle.spec, opts, &namespaces)?;
+        let dir = self.store.create(id)?;
+        let mut record = Record {
+            oci_version: bundle.spec.version().clone(),
+            id: id.to_string(),
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+            annotations: annotations(&bundle.spec),
+            phase: Phase::Creating,
+            pid: 0,
+            pid_start: 0,
+            paused: false,
+            owner: nix::unistd::geteuid().as_raw(),
+            backends: backends
+                .iter()
+                .map(|(kind, p)| {
+                    let rec = BackendRecord {
+                        name: p.name.clone(),
+                        path: p.path.clone(),
+                        state: None,
+                    };
+                    (kind.as_str().to_string(), rec)
+                })
+                .collect(),
+        };
+        let result = dir
+            .write(&record)
+            .and_then(|()| self.build(&dir, &mut record, &bundle, &namespaces, &backends, opts, gate));
+        match result {
+            Ok(launched) => Ok(launched),
+            Err(e) => {
+                // Undo everything recorded so far; report the original error.
+                let _ = self.teardown(&record);
+                let _ = dir.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of create after the state directory exists. Each step that makes
+    /// something on the host is recorded before the next begins.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        dir: &ContainerDir,
+        record: &mut Record,
+        bundle: &Bundle,
+        namespaces: &NamespacePlan,
+        backends: &BTreeMap<PluginKind, &'static Plugin>,
+        opts: &CreateOptions,
+        gate: StartGate,
+    ) -> Result<Option<Launched>> {
+        let spec = &bundle.spec;
+        let linux = spec.linux().as_ref();
+        let cgroup = backends[&PluginKind::Cgroup];
+        let cgroup_req = wire::CgroupRequest {
+            id: record.id.clone(),
+            cgroups_path: linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.display().to_string()),
+            resources: linux.and_then(|l| l.resources().as_ref()).map(to_value).transpose()?,
+        };
+        let cgroup_state = cgroup.cgroup_create(&to_json(&cgroup_req)?)?;
+        set_backend_state(record, PluginKind::Cgroup, &cgroup_state)?;
+        dir.write(record)?;
+
+        let rootfs = backends[&PluginKind::Rootfs];
+        let (plan, rootfs_state) = rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
+        set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
+        dir.write(record)?;
+
+        let (sync_child, sync_parent) = pipe()?;
+        let (report_parent, report_child) = pipe()?;
+        let fifo = match gate {
+            StartGate::Fifo => Some(make_fifo(&dir.fifo_path())?),
+            StartGate::Pipe => None,
+        };
+        let ctx = child_context(
+            spec,
+            namespaces,
+            &plan,
+            opts,
+            [dir.lock_fd(), sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
+            sync_child.as_raw_fd(),
+            report_child.as_raw_fd(),
+            fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        )?;
+        let join_files = open_joins(namespaces)?;
+        let joins: Vec<NamespaceJoin> = join_files
+            .iter()
+            .map(|(nstype, f)| NamespaceJoin {
+                fd: f.as_raw_fd(),
+                nstype: *nstype,
+            })
+            .collect();
+        let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+        let req = SpawnRequest {
+            struct_size: std::mem::size_of::<SpawnRequest>(),
+            clone_flags: namespaces.create,
+            join: joins.as_ptr(),
+            join_len: joins.len(),
+            cgroup_fd: clone_target.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            child_main: child::child_main,
+            child_arg: std::ptr::from_ref(&ctx).cast_mut().cast(),
+            child_fail: child::child_fail,
+        };
+        let mask = child::block_all_signals();
+        let spawned = backends[&PluginKind::Namespace].spawn(&req);
+        child::restore_signal_mask(&mask);
+        let spawned = spawned?;
+        // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
+        let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
+        // The child has its own copies; ours must close so EOF means what it should.
+        drop((sync_child, report_child, fifo, clone_target, join_files));
+        drop(plan);
+        let pid = spawned.pid;
+        record.pid = pid;
+        record.pid_start = state::process_start_time(pid).unwrap_or(0);
+        dir.write(record)?;
+
+        let sync = File::from(sync_parent);
+        let report = File::from(report_parent);
+        if spawned.in_cgroup == 0 {
+            cgroup.cgroup_add_process(&cgroup_state, pid)?;
+        }
+        if namespaces.creates(libc::CLONE_NEWUSER) {
+            write_id_maps(spec, pid)?;
+        }
+        if let Some(net) = backends.get(&PluginKind::Network) {
+            let req = wire::NetworkRequest {
+                id: record.id.clone(),
+                state_dir: dir.path.display().to_string(),
+                pid,
+                netns_path: format!("/proc/{pid}/ns/net"),
+                annotations: record.annotations.clone(),
+            };
+            let net_state = net.net_setup(&to_json(&req)?)?;
+            set_backend_state(record, PluginKind::Network, &net_state)?;
+            dir.write(record)?;
+        }
+        (&sync).write_all_bytes(&[child::GO])?;
+        match read_report(&report)? {
+            Report::Ready => {}
+            Report::Failed(e) => return Err(Error::Container(e.describe())),
+            Report::Closed => {
+                return Err(Error::Container("the container process exited during setup".into()));
+            }
+        }
+        record.phase = Phase::Created;
+        dir.write(record)?;
+        if let Some(path) = &opts.pid_file {
+            write_pid_file(path, pid)?;
+        }
+        Ok((gate == StartGate::Pipe).then_some(Launched { pid, pidfd, sync, report }))
+    }
+
+    /// Picks a plugin per kind: the caller's choice, else the config's annotation, else
+    /// the best one that probes usable.
+    fn choose_backends(
+        &self,
+        spec: &Spec,
+        opts: &CreateOptions,
+        namespaces: &NamespacePlan,
+    ) -> Result<BTreeMap<PluginKind, &'static Plugin>> {
+        let annotations = annotations(spec);
+        let mut kinds = vec![PluginKind::Namespace, PluginKind::Cgroup, PluginKind::Rootfs];
+        if namespaces.creates(libc::CLONE_NEWNET) {
+            kinds.push(PluginKind::Network);
+        }
+        for kind in opts.backends.keys() {
+            if !kinds.contains(kind) {
+                return Err(Error::invalid(format!(
+                    "--backend {kind}=...: this container has no {kind} to set up (no new network namespace in the config)"
+                )));
+            }
+        }
+        let mut chosen = BTreeMap::new();
+        for kind in kinds {
+            let explicit = opts
+                .backends
+                .get(&kind)
+                .or_else(|| annotations.get(&format!("{BACKEND_ANNOTATION}{kind}")));
+            let plugin = match explicit {
+                Some(name) => self.plugins.select_named(kind, name)?,
+                None => self.plugins.select_best(kind)?,
+            };
+            chosen.insert(kind, plugin);
+        }
+        Ok(chosen)
+    }
+
+    /// Releases a created container.
+    pub fn start(&self, id: &str) -> Result<()> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let mut record = dir.read()?;
+        let status = status_of(&record, &dir.path);
+        if status != Status::Created {
+            return Err(Error::InvalidState(format!("cannot start container {id:?}: it is {status}, not created")));
+        }
+        let fifo = dir.fifo_path();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    Error::InvalidState(format!("cannot start container {id:?}: its process is gone"))
+                } else {
+                    Error::os(format!("cannot open {}", fifo.display()), e)
+                }
+            })?;
+        (&file).write_all_bytes(&[1])?;
+        drop(file);
+        let _ = std::fs::remove_file(&fifo);
+        record.phase = Phase::Running;
+        dir.write(&record)
+    }
+
+    /// The OCI state of one container.
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        Ok(oci_state(&record, &dir.path))
+    }
+
+    /// The state of every container; unreadable ones are skipped.
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let mut out = Vec::new();
+        for id in self.store.ids()? {
+            if let Ok(record) = self.store.peek(&id) {
+                out.push(oci_state(&record, &self.store.root().join(&id)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends a signal to the container's init, or with `all` to every process in its
+    /// cgroup.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        let status = status_of(&record, &dir.path);
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(Error::InvalidState(format!("cannot kill container {id:?}: it is {status}, not running")));
+        }
+        if all {
+            let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+            let state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
+            for pid in cgroup.cgroup_pids(&state)? {
+                // SAFETY: kill(2) on a pid listed in the container's own cgroup.
+                unsafe { libc::kill(pid, signal) };
+            }
+            return Ok(());
+        }
+        process::signal(record.pid, record.pid_start, signal)
+            .map_err(|e| Error::os(format!("cannot signal container {id:?} (pid {})", record.pid), e))
+    }
+
+    /// Deletes a stopped (or, with `force`, any) container and everything it made.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        id::validate(id)?;
+        let dir = match self.store.open(id) {
+            Ok(d) => d,
+            Err(Error::NotFound(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let record = match dir.read() {
+            Ok(r) => r,
+            Err(Error::InvalidState(_)) if force => return dir.remove(),
+            Err(e) => return Err(e),
+        };
+        let status = status_of(&record, &dir.path);
+        if !force && matches!(status, Status::Running | Status::Paused) {
+            return Err(Error::InvalidState(format!(
+                "cannot delete container {id:?}: it is {status} (stop it first or use --force)"
+            )));
+        }
+        self.teardown(&record)?;
+        dir.remove()
+    }
+
+    /// Undoes everything a record says exists: the process, network, cgroup, rootfs.
+    /// Keeps going after a failure and reports the first.
+    fn teardown(&self, record: &Record) -> Result<()> {
+        let mut first_error = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
+        if record.pid > 0 {
+            note(process::kill_and_reap(record.pid, record.pid_start));
+        }
+        for kind in [PluginKind::Network, PluginKind::Cgroup, PluginKind::Rootfs] {
+            let Some(backend) = record.backend(kind) else { continue };
+            let Some(state) = &backend.state else { continue };
+            let state = serde_json::to_vec(state).unwrap_or_default();
+            note(self.recorded_plugin(record, kind).and_then(|p| match kind {
+                PluginKind::Network => p.net_teardown(&state),
+                PluginKind::Cgroup => p.cgroup_destroy(&state),
+                _ => p.rootfs_cleanup(&state),
+            }));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn recorded_plugin(&self, record: &Record, kind: PluginKind) -> Result<&'static Plugin> {
+        let backend = record
+            .backend(kind)
+            .ok_or_else(|| Error::InvalidState(format!("container {:?} has no {kind} backend", record.id)))?;
+        self.plugins.load_recorded(kind, &backend.name, &backend.path)
+    }
+}
+
+/// Computes the live status from the record and the process.
+fn status_of(record: &Record, dir: &Path) -> Status {
+    let alive = record.pid > 0 && state::is_alive(record.pid, record.pid_start);
+    match record.phase {
+        Phase::Creating if alive => Status::Creating,
+        _ if !alive => Status::Stopped,
+        Phase::Created if dir.join(state::FIFO_FILE).exists() => Status::Created,
+        _ if record.paused => Status::Paused,
+        _ => Status::Running,
+    }
+}
+
+fn oci_state(record: &Record, dir: &Path) -> ContainerState {
+    let status = status_of(record, dir);
+    let owner = nix::unistd::User::from_uid(record.owner.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| record.owner.to_string(), |u| u.name);
+    ContainerState {
+        oci_version: record.oci_version.clone(),
+        id: record.id.clone(),
+        status,
+        pid: if status == Status::Stopped { 0 } else { record.pid },
+        bundle: record.bundle.clone(),
+        rootfs: record.rootfs.clone(),
+        created: record.created.clone(),
+        owner,
+        annotations: record.annotations.clone(),
+        backends: record.backends.iter().map(|(k, b)| (k.clone(), b.name.clone())).collect(),
+    }
+}
+
+fn annotations(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("cannot encode config section: {e}")))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode plugin request: {e}")))
+}
+
+fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Result<()> {
+    let value: Value = if state.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(state)
+            .map_err(|e| Error::Plugin(format!("{kind} plugin returned invalid state JSON: {e}")))?
+    };
+    if let Some(b) = record.backends.get_mut(kind.as_str()) {
+        b.state = Some(value);
+    }
+    Ok(())
+}
+
+fn rootfs_request(record: &Record, bundle: &Bundle, dir: &ContainerDir, ns: &NamespacePlan) -> Result<wire::RootfsRequest> {
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    Ok(wire::RootfsRequest {
+        id: record.id.clone(),
+        bundle: bundle.path.display().to_string(),
+        state_dir: dir.path.display().to_string(),
+        rootfs: bundle.rootfs.display().to_string(),
+        readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        mounts: spec.mounts().iter().flatten().map(to_value).collect::<Result<_>>()?,
+        masked_paths: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default(),
+        readonly_paths: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default(),
+        devices: linux.and_then(|l| l.devices().as_ref()).iter().flat_map(|d| d.iter()).map(to_value).collect::<Result<_>>()?,
+        rootfs_propagation: linux.and_then(|l| l.rootfs_propagation().clone()),
+        user_namespace: ns.has(libc::CLONE_NEWUSER),
+        cgroup_namespace: ns.has(libc::CLONE_NEWCGROUP),
+        network_namespace: ns.has(libc::CLONE_NEWNET),
+        annotations: record.annotations.clone(),
+    })
+}
+
+fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
+}
+
+/// Builds everything the child needs, so that it allocates nothing.
+#[allow(clippy::too_many_arguments)]
+fn child_context(
+    spec: &Spec,
+    namespaces: &NamespacePlan,
+    plan: &crate::plugins::RootfsPlan,
+    opts: &CreateOptions,
+    close_first: [RawFd; 3],
+    sync_fd: RawFd,
+    report_fd: RawFd,
+    fifo_fd: RawFd,
+) -> Result<ChildContext> {
+    let process = spec.process().as_ref().ok_or_else(|| Error::invalid("config has no process"))?;
+    let args: Vec<String> = process.args().clone().unwrap_or_default();
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let program = args.first().cloned().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let exec_candidates = if program.contains('/') {
+        vec![cstring("process.args[0]", program.clone())?]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstring("PATH", format!("{}/{program}", d.trim_end_matches('/'))))
+            .collect::<Result<_>>()?
+    };
+    let user = process.user();
+    let hostname = match spec.hostname() {
+        Some(h) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("hostname", h.as_bytes())?),
+        Some(_) => return Err(Error::invalid("hostname is set but the config has no uts namespace")),
+        None => None,
+    };
+    let domainname = match spec.domainname() {
+        Some(d) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("domainname", d.as_bytes())?),
+        Some(_) => return Err(Error::invalid("domainname is set but the config has no uts namespace")),
+        None => None,
+    };
+    Ok(ChildContext {
+        close_first: close_first.to_vec(),
+        sync_fd,
+        report_fd,
+        fifo_fd,
+        stdio: opts.stdio,
+        hostname,
+        domainname,
+        rootfs: Some(plan.child_entry()),
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        set_groups: true,
+        umask: user.umask(),
+        cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
+        no_new_privileges: process.no_new_privileges().unwrap_or(false),
+        argv: CStrings::new(args.iter().map(|a| cstring("process.args", a.as_bytes())).collect::<Result<_>>()?),
+        envp: CStrings::new(env.iter().map(|e| cstring("process.env", e.as_bytes())).collect::<Result<_>>()?),
+        exec_candidates,
+        program: cstring("process.args[0]", program)?,
+        keep_fds_below: 3,
+    })
+}
+
+fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
+    ns.join
+        .iter()
+        .map(|(nstype, path)| {
+            let file = File::options()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| Error::invalid(format!("cannot open namespace {}: {e}", path.display())))?;
+            Ok((*nstype, file))
+        })
+        .collect()
+}
+
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let uid = linux.and_then(|l| l.uid_mappings().as_ref()).filter(|m| !m.is_empty());
+    let gid = linux.and_then(|l| l.gid_mappings().as_ref()).filter(|m| !m.is_empty());
+    let (Some(uid), Some(gid)) = (uid, gid) else {
+        return Err(Error::invalid(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        ));
+    };
+    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text.as_bytes()).map_err(|e| {
+            Error::invalid(format!("invalid linux.{}Mappings: writing {path}: {e}", &file[..3]))
+        })?;
+    }
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "pipe2".to_string())
+}
+
+fn make_fifo(path: &Path) -> Result<File> {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .context(|| format!("mkfifo {}", path.display()))?;
+    // Read-write so the open never blocks; the child keeps it and blocks on read.
+    File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .context(|| format!("open {}", path.display()))
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("tong-tmp");
+    std::fs::write(&tmp, pid.to_string()).context(|| format!("cannot write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
+}
+
+enum Report {
+    Ready,
+    Failed(ChildError),
+    Closed,
+}
+
+/// Reads the child's next report: READY, a ChildError, or EOF.
+fn read_report(mut file: &File) -> Result<Report> {
+    let mut buf = [0u8; std::mem::size_of::<ChildError>()];
+    let mut got = 0;
+    loop {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got == 1 && buf[0] == child::READY {
+                    return Ok(Report::Ready);
+                }
+                if got == buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::os("reading the container's report", e)),
+        }
+    }
+    match got {
+        0 => Ok(Report::Closed),
+        _ => ChildError::from_bytes(&buf[..got])
+            .map(Report::Failed)
+            .ok_or_else(|| Error::Container(format!("the container process sent a malformed report ({got} bytes)"))),
+    }
+}
+
+/// `write_all` that names the failure.
+trait WriteAllBytes {
+    fn write_all_bytes(self, data: &[u8]) -> Result<()>;
+}
+
+impl WriteAllBytes for &File {
+    fn write_all_bytes(mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.write_all(data).context(|| "cannot reach the container process".to_string())
+    }
+}

@@ -1,0 +1,280 @@
+//! The state store: one private directory per container under the state root, holding
+//! `state.json` (written atomically), the start fifo and whatever plugins keep there.
+//! Every command takes the container's lock (an exclusive flock on its directory) before
+//! it reads or changes the container.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tong_abi::PluginKind;
+
+use crate::error::{Context, Error, Result};
+
+/// Name of the record file in a container's directory.
+pub const RECORD_FILE: &str = "state.json";
+/// Name of the fifo a created container waits on until `start`.
+pub const FIFO_FILE: &str = "exec.fifo";
+
+/// How far the lifecycle got, as last written by tong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `create` is under way (or died half-way).
+    Creating,
+    /// The process waits for `start`.
+    Created,
+    /// `start` released the process.
+    Running,
+}
+
+/// One backend a container uses: which plugin, and the state it returned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendRecord {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
+}
+
+/// What tong keeps about a container between commands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub oci_version: String,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub phase: Phase,
+    /// The container's init as the host sees it; 0 before it exists.
+    #[serde(default)]
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (/proc/PID/stat field 22), so a reused
+    /// pid is never mistaken for the container.
+    #[serde(default)]
+    pub pid_start: u64,
+    #[serde(default)]
+    pub paused: bool,
+    pub owner: u32,
+    /// Backends by kind (`ns`, `cgroup`, `rootfs`, `net`).
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendRecord>,
+}
+
+impl Record {
+    /// The backend record of a kind, if the container used one.
+    pub fn backend(&self, kind: PluginKind) -> Option<&BackendRecord> {
+        self.backends.get(kind.as_str())
+    }
+
+    /// Plugin state of a kind as bytes, for handing back to the plugin.
+    pub fn backend_state(&self, kind: PluginKind) -> Option<Vec<u8>> {
+        let state = self.backend(kind)?.state.as_ref()?;
+        serde_json::to_vec(state).ok()
+    }
+}
+
+/// The state root, `/run/tong` by default.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    root: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(root: impl Into<PathBuf>) -> StateStore {
+        StateStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Makes the directory of a new container, failing if the id is taken.
+    pub fn create(&self, id: &str) -> Result<ContainerDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .context(|| format!("cannot create state root {}", self.root.display()))?;
+        let path = self.root.join(id);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.to_string()));
+            }
+            Err(e) => return Err(Error::os(format!("cannot create {}", path.display()), e)),
+        }
+        ContainerDir::lock(id, path)
+    }
+
+    /// Opens and locks an existing container's directory.
+    pub fn open(&self, id: &str) -> Result<ContainerDir> {
+        let path = self.root.join(id);
+        let dir = ContainerDir::lock(id, path)?;
+        // Another command may have deleted it while we waited for the lock.
+        if !dir.path.exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(dir)
+    }
+
+    /// The ids present, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::os(format!("cannot read {}", self.root.display()), e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Reads a container's record without taking its lock (for `list`, which must not
+    /// wait behind a slow command).
+    pub fn peek(&self, id: &str) -> Result<Record> {
+        read_record(id, &self.root.join(id))
+    }
+}
+
+/// A container's directory, locked for as long as this value lives.
+#[derive(Debug)]
+pub struct ContainerDir {
+    pub id: String,
+    pub path: PathBuf,
+    lock: File,
+}
+
+impl ContainerDir {
+    fn lock(id: &str, path: PathBuf) -> Result<ContainerDir> {
+        let lock = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::NotFound(id.to_string())
+                } else {
+                    Error::os(format!("cannot open {}", path.display()), e)
+                }
+            })?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::os(format!("cannot lock {}", path.display()), std::io::Error::last_os_error()));
+        }
+        Ok(ContainerDir {
+            id: id.to_string(),
+            path,
+            lock,
+        })
+    }
+
+    /// The lock's fd, which a child process must close so it does not hold the lock.
+    pub fn lock_fd(&self) -> i32 {
+        self.lock.as_raw_fd()
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.path.join(FIFO_FILE)
+    }
+
+    pub fn read(&self) -> Result<Record> {
+        read_record(&self.id, &self.path)
+    }
+
+    /// Replaces the record atomically (write a temporary file, then rename it).
+    pub fn write(&self, record: &Record) -> Result<()> {
+        let tmp = self.path.join(".state.json.tmp");
+        let data = serde_json::to_vec(record).map_err(|e| Error::Internal(format!("cannot encode state: {e}")))?;
+        let mut file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(&data).context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join(RECORD_FILE))
+            .context(|| format!("cannot replace {}", self.path.join(RECORD_FILE).display()))
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::os(format!("cannot remove {}", self.path.display()), e)),
+        }
+    }
+}
+
+fn read_record(id: &str, dir: &Path) -> Result<Record> {
+    let path = dir.join(RECORD_FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.exists() {
+                return Err(Error::InvalidState(format!(
+                    "container {id:?} has no state file {}: use delete --force to remove it",
+                    path.display()
+                )));
+            }
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Err(e) => return Err(Error::os(format!("cannot read {}", path.display()), e)),
+    };
+    serde_json::from_slice(&data).map_err(|e| {
+        Error::InvalidState(format!(
+            "container {id:?} has a corrupt state file {}: {e}; use delete --force to remove it",
+            path.display()
+        ))
+    })
+}
+
+/// What /proc says of a process: whether it lives, and its start time.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // starttime is field 22 of the whole line, the 20th after the state.
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the recorded process still runs (same pid, same start time, not a zombie).
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    process_start_time(pid).is_some_and(|s| s == start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_start_time() {
+        let me = std::process::id() as i32;
+        let start = process_start_time(me).expect("own stat");
+        assert!(is_alive(me, start));
+        assert!(!is_alive(me, start + 1));
+        assert!(!is_alive(0, 0));
+    }
+}
