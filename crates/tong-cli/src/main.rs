@@ -104,6 +104,30 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        id: String,
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+    },
+    /// Print cgroup statistics as JSON events: once with --stats, else every interval
+    /// until the container stops.
+    Events {
+        id: String,
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between events.
+        #[arg(long, default_value = "5s")]
+        interval: humantime::Duration,
+    },
+    /// Print the features this runtime implements (OCI runtime-spec features JSON).
+    Features,
     /// Write a default config.json into the bundle directory.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -147,6 +171,11 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
+        Command::Pause { id } => runtime.pause(id)?,
+        Command::Resume { id } => runtime.resume(id)?,
+        Command::Ps { id, format } => ps(&runtime, id, format)?,
+        Command::Events { id, stats, interval } => events(&runtime, id, *stats, (*interval).into())?,
+        Command::Features => print_json(&tong::features::features())?,
         Command::Spec { bundle } => spec(bundle)?,
         Command::Plugins { format } => list_plugins(runtime.plugins(), format)?,
     }
@@ -207,6 +236,38 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
             Ok(())
         }
         other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+    }
+}
+
+fn ps(runtime: &Runtime, id: &str, format: &str) -> Result<(), Error> {
+    let pids = runtime.ps(id)?;
+    match format {
+        "json" => print_json(&pids),
+        "table" => {
+            println!("{:<8} CMD", "PID");
+            for pid in pids {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd: Vec<String> = cmd
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                println!("{pid:<8} {}", cmd.join(" "));
+            }
+            Ok(())
+        }
+        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+    }
+}
+
+fn events(runtime: &Runtime, id: &str, once: bool, interval: std::time::Duration) -> Result<(), Error> {
+    loop {
+        let data = runtime.stats(id)?;
+        println!("{}", serde_json::json!({"type": "stats", "id": id, "data": data}));
+        if once || runtime.state(id)?.status == tong::Status::Stopped {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
     }
 }
 

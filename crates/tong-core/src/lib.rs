@@ -10,6 +10,7 @@
 pub mod child;
 pub mod config;
 pub mod error;
+pub mod features;
 pub mod id;
 pub mod plugins;
 pub mod process;

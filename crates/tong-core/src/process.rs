@@ -146,6 +146,28 @@ pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32
     }
 }
 
+/// Waits for our child `pid`; the error says when it is not ours.
+pub fn wait_child(pid: i32) -> std::io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: blocking waitpid on one pid.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(exit_code(status));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::ECHILD) => {
+                return Err(std::io::Error::other(format!(
+                    "pid {pid} is not a child of this process (only its creator can collect the exit status)"
+                )))
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
 fn blocking_wait(pid: i32) -> Result<i32> {
     let mut status = 0;
     loop {

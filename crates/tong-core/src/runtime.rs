@@ -464,6 +464,67 @@ impl Runtime {
         dir.remove()
     }
 
+    /// Freezes every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        self.set_paused(id, true)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let mut record = dir.read()?;
+        let status = status_of(&record, &dir.path);
+        let (want, verb) = if paused { (Status::Running, "pause") } else { (Status::Paused, "resume") };
+        if status != want {
+            return Err(Error::InvalidState(format!("cannot {verb} container {id:?}: it is {status}, not {want}")));
+        }
+        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        cgroup.cgroup_set_frozen(&record.backend_state(PluginKind::Cgroup).unwrap_or_default(), paused)?;
+        record.paused = paused;
+        dir.write(&record)
+    }
+
+    /// The container's cgroup statistics (memory, cpu, pids) as JSON.
+    pub fn stats(&self, id: &str) -> Result<Value> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        let raw = cgroup.cgroup_stats(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+        serde_json::from_slice(&raw).map_err(|e| Error::Plugin(format!("cgroup={} stats returned invalid JSON: {e}", cgroup.name)))
+    }
+
+    /// The pids of every process in the container (as the host sees them).
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        let mut pids = cgroup.cgroup_pids(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// Waits for the container's init to exit and returns its exit code (128 + signal
+    /// when killed). Only a process that created the container gets its exit status.
+    pub fn wait(&self, id: &str) -> Result<i32> {
+        id::validate(id)?;
+        let record = {
+            let dir = self.store.open(id)?;
+            dir.read()?
+        };
+        if record.pid <= 0 {
+            return Err(Error::InvalidState(format!("container {id:?} has no process")));
+        }
+        process::wait_child(record.pid)
+            .map_err(|e| Error::InvalidState(format!("cannot wait for container {id:?}: {e}")))
+    }
+
     /// Undoes everything a record says exists: the process, network, cgroup, rootfs.
     /// Keeps going after a failure and reports the first.
     fn teardown(&self, record: &Record) -> Result<()> {

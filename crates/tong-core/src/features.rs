@@ -1,0 +1,35 @@
+//! `tong features`: what this build implements, in the runtime-spec features format
+//! (features.md of the OCI runtime spec). Only what really works is listed.
+
+use serde_json::{json, Value};
+
+/// The features document.
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": [],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+            "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
+            "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
+            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
+            "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": [],
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "tong.backend.ns": "namespace backend plugin name (e.g. clone3)",
+            "tong.backend.cgroup": "cgroup backend plugin name (v1, v2)",
+            "tong.backend.rootfs": "rootfs backend plugin name (pivot)",
+            "tong.backend.net": "network backend plugin name (none)"
+        }
+    })
+}
