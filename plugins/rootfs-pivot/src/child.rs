@@ -397,7 +397,9 @@ fn make_readonly(path: &CStr, err: &mut ChildError) -> Step {
     .map_err(|e| err.set(e, &[b"remount read-only ", path.to_bytes()]))
 }
 
-/// Builds the container's root filesystem and pivots into it.
+/// Builds the container's root filesystem and pivots into it. The error's detail is in
+/// `err` (the ABI's shape: `RootfsPlugin::child_setup` returns `Result<(), ()>`).
+#[allow(clippy::result_unit_err)]
 pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     // 1. Nothing we mount may propagate back to the host.
     mount(None, c"/", None, plan.root_propagation, None)
