@@ -40,15 +40,34 @@ impl Drop for DestroyGuard {
 pub struct ChildGuard(pub Child);
 
 impl ChildGuard {
-    /// A shell spinning on the CPU, so freezing shows in its utime.
+    /// A shell that, once [`ChildGuard::start`]ed, execs a loop spinning on the CPU (so
+    /// freezing shows in its utime). The exec after joining the cgroup gives it fresh
+    /// memory charged to that cgroup.
     pub fn busy() -> ChildGuard {
         ChildGuard(
             Command::new("/bin/sh")
-                .args(["-c", "while :; do :; done"])
-                .stdin(Stdio::null())
+                .args(["-c", "read go; exec /bin/sh -c 'while :; do :; done'"])
+                .stdin(Stdio::piped())
                 .spawn()
                 .expect("spawn busy loop"),
         )
+    }
+
+    /// Lets a [`ChildGuard::busy`] child go on.
+    pub fn start(&mut self) {
+        use std::io::Write as _;
+        let mut stdin = self.0.stdin.take().expect("started once");
+        stdin.write_all(b"go\n").expect("write to child");
+        // Wait for the exec, so the caller sees the loop.
+        let pid = self.pid();
+        for _ in 0..5000 {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.windows(5).any(|w| w == b"while") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("child {pid} did not exec its loop");
     }
 
     pub fn pid(&self) -> i32 {

@@ -79,6 +79,7 @@ fn real_v2_lifecycle() {
     let mut child = ChildGuard::busy();
     let pid = child.pid();
     CgroupV2::add_process(&state, pid).unwrap();
+    child.start();
     let procs = read(&dir.join("cgroup.procs")).unwrap();
     assert_eq!(procs, pid.to_string());
     assert_eq!(CgroupV2::pids(&state).unwrap(), [pid]);
