@@ -51,7 +51,7 @@ fn hierarchies() -> PluginResult<(Vec<CgroupMount>, Option<CgroupMount>)> {
     let v1 = mounts::v1_hierarchies(&all);
     if v1.is_empty() {
         return Err(PluginError::unsupported(
-            "no cgroup v1 hierarchy is mounted (see /proc/self/mountinfo)",
+            "no cgroup v1 hierarchy is mounted (this host uses cgroup v2 only, or none at all).",
         ));
     }
     Ok((v1, mounts::cgroup2_mount(&all)))

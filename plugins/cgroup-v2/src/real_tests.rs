@@ -184,3 +184,33 @@ fn real_v2_descriptor_and_probe() {
         CgroupV2::probe().expect("root with a cgroup2 mount can use v2");
     }
 }
+
+#[test]
+fn real_v2_concurrent_create_destroy_share_the_parent() {
+    let Some(_mount) = setup("real_v2_concurrent_create_destroy_share_the_parent") else {
+        return;
+    };
+    // Siblings under `tong`: one's destroy prunes the shared parent while the other is
+    // creating in it (ENOENT retry) or still using it (EBUSY ignored).
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..25 {
+                    let id = testing::unique_id("tong-test-cgv2");
+                    let state = CgroupV2::create(json!({"id": id}).to_string().as_bytes()).unwrap();
+                    let guard = DestroyGuard {
+                        state,
+                        destroy: CgroupV2::destroy,
+                    };
+                    assert!(state_dir(&guard.state).is_dir());
+                    CgroupV2::destroy(&guard.state).unwrap();
+                    assert!(!state_dir(&guard.state).exists());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Each iteration checked its own directory is gone, and no create hit an unretried ENOENT.
+}
