@@ -408,8 +408,6 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
             if source.is_empty() || source == "cgroup" {
                 step.source = cstring("mount source", "cgroup2")?;
             }
-            // cgroup2 takes its own options (nsdelegate, ...) but none of ours.
-            step.data = step.data.take().filter(|d| !d.as_bytes().is_empty());
         }
         "cgroup" => {
             // cgroup v1 host: mounting each controller is not done yet; the container

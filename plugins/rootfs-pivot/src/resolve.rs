@@ -234,6 +234,76 @@ impl ProcFdPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// A scratch "rootfs" (no root needed: only directories, files and symlinks).
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> (Scratch, Fd) {
+            let dir =
+                std::env::temp_dir().join(format!("tong-resolve-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+            let fd = openat2(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
+            (Scratch(dir), fd)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn creates_missing_components_inside_the_root() {
+        let (s, root) = Scratch::new("create");
+        open_in_root(root.raw(), c"/a/b/c", Create::Dir, 0).unwrap();
+        assert!(s.0.join("a/b/c").is_dir());
+        open_in_root(root.raw(), c"/a/file", Create::File, 0).unwrap();
+        assert!(s.0.join("a/file").is_file());
+        assert_eq!(
+            open_in_root(root.raw(), c"/missing", Create::Nothing, 0)
+                .unwrap_err()
+                .errno,
+            libc::ENOENT
+        );
+        assert!(!s.0.join("missing").exists());
+    }
+
+    #[test]
+    fn symlinks_cannot_leave_the_root() {
+        let (s, root) = Scratch::new("escape");
+        let unique = format!("tong-resolve-escape-{}", std::process::id());
+        // An absolute symlink to / and a ../ chain both stay at the scratch root.
+        std::os::unix::fs::symlink("/", s.0.join("to-root")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", s.0.join("up")).unwrap();
+        let path = std::ffi::CString::new(format!("/to-root/{unique}/x")).unwrap();
+        open_in_root(root.raw(), &path, Create::Dir, 0).unwrap();
+        assert!(s.0.join(&unique).join("x").is_dir());
+        assert!(!Path::new("/").join(&unique).exists());
+        let path = std::ffi::CString::new(format!("/up/{unique}/y")).unwrap();
+        open_in_root(root.raw(), &path, Create::Dir, 0).unwrap();
+        assert!(s.0.join(&unique).join("y").is_dir());
+
+        // A dangling symlink is reported, not followed out or replaced.
+        std::os::unix::fs::symlink(format!("/nonexistent-{unique}"), s.0.join("dangling")).unwrap();
+        let e = open_in_root(root.raw(), c"/dangling/z", Create::Dir, 0).unwrap_err();
+        assert_eq!(e.errno, libc::ENOENT);
+        assert!(e.what.starts_with(b"open (a dangling symlink"));
+
+        // proc and sysfs destinations refuse any symlink.
+        let e = open_in_root(
+            root.raw(),
+            c"/to-root",
+            Create::Dir,
+            libc::RESOLVE_NO_SYMLINKS,
+        )
+        .unwrap_err();
+        assert_eq!(e.errno, libc::ELOOP);
+    }
 
     #[test]
     fn formats_proc_fd_paths() {

@@ -628,3 +628,65 @@ fn shared_propagation_and_writable_root() {
     assert!(t.rootfs().join("tmp/rw").exists());
     t.finish();
 }
+
+/// The exported descriptor and table, driven the way the host drives them.
+#[test]
+fn exported_table_reports_errors_and_state() {
+    use std::ffi::CStr;
+    use tong_abi::{Bytes, RootfsOps, Sink, STATUS_INVALID, STATUS_OK};
+
+    let desc = crate::tong_plugin_entry(tong_abi::ABI_MAJOR);
+    assert!(!desc.is_null());
+    assert!(crate::tong_plugin_entry(tong_abi::ABI_MAJOR + 1).is_null());
+    // SAFETY: the descriptor is static; its strings are static C strings and ops points
+    // at a static RootfsOps.
+    let (desc, ops) = unsafe { (&*desc, &*(*desc).ops.cast::<RootfsOps>()) };
+    // SAFETY: as above.
+    assert_eq!(unsafe { CStr::from_ptr(desc.name) }, c"pivot");
+    assert_eq!(desc.kind, tong_abi::PluginKind::Rootfs.as_raw());
+    assert_eq!(desc.priority, 20);
+
+    let mut reason = Vec::new();
+    let probe = desc.probe.unwrap();
+    // SAFETY: the sink borrows `reason` for the call.
+    let status = unsafe { probe(&Sink::for_vec(&mut reason)) };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&reason));
+    }
+
+    let bad = br#"{"id":"x","bundle":"/","stateDir":"/","rootfs":"/nonexistent/rootfs"}"#;
+    let (mut state, mut err) = (Vec::new(), Vec::new());
+    let mut plan = std::ptr::null_mut();
+    // SAFETY: bytes, plan_out and both sinks are live for the call.
+    let status = unsafe {
+        (ops.prepare)(
+            Bytes::from_slice(bad),
+            &raw mut plan,
+            &Sink::for_vec(&mut state),
+            &Sink::for_vec(&mut err),
+        )
+    };
+    assert_eq!(status, STATUS_INVALID);
+    assert!(plan.is_null());
+    assert!(String::from_utf8_lossy(&err).contains("/nonexistent/rootfs"));
+
+    let good = br#"{"id":"x","bundle":"/","stateDir":"/","rootfs":"/tmp"}"#;
+    // SAFETY: as above.
+    let status = unsafe {
+        (ops.prepare)(
+            Bytes::from_slice(good),
+            &raw mut plan,
+            &Sink::for_vec(&mut state),
+            &Sink::for_vec(&mut err),
+        )
+    };
+    assert_eq!(status, STATUS_OK);
+    assert!(!plan.is_null());
+    assert_eq!(state, b"{}");
+    // SAFETY: plan came from prepare and is released once.
+    unsafe { (ops.release)(plan) };
+    // SAFETY: the state bytes and the sink are live for the call.
+    let status = unsafe { (ops.cleanup)(Bytes::from_slice(&state), &Sink::for_vec(&mut err)) };
+    assert_eq!(status, STATUS_OK);
+}
