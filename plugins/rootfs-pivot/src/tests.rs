@@ -97,6 +97,14 @@ fn exit_now(code: c_int) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Which of the first 1024 descriptors are open (plain fcntl probes, no /proc needed).
+fn open_fds() -> Vec<c_int> {
+    // SAFETY: F_GETFD on any number only reads that descriptor's flags.
+    (0..1024)
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .collect()
+}
+
 /// The container side: set up, run the checks, then (optionally) exec busybox sh.
 fn container_main(
     plan: &Plan,
@@ -104,12 +112,16 @@ fn container_main(
     check: impl FnOnce() -> Vec<String>,
     script: Option<&CString>,
 ) -> ! {
+    let fds_before = open_fds();
     let mut err = ChildError::default();
     if child::setup(plan, &mut err).is_err() {
         write_all(wfd, format!("SETUP_ERR: {}\n", err.describe()).as_bytes());
         exit_now(1);
     }
     write_all(wfd, b"SETUP_OK\n");
+    if open_fds() != fds_before {
+        write_all(wfd, b"FAIL: child_setup leaked file descriptors\n");
+    }
     for failure in check() {
         write_all(wfd, format!("FAIL: {failure}\n").as_bytes());
     }
