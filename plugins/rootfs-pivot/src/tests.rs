@@ -69,13 +69,29 @@ impl TestDir {
         }
     }
 
-    /// Nothing may stay mounted on the host; then the dir goes.
+    /// Nothing may stay mounted on the host (the dir goes on drop, failure or not).
     fn finish(self) {
-        let base = self.base.display().to_string();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let leaked: Vec<&str> = info.lines().filter(|l| l.contains(&base)).collect();
-        std::fs::remove_dir_all(&self.base).unwrap();
+        let leaked = self.host_mounts();
         assert!(leaked.is_empty(), "mounts leaked on the host: {leaked:#?}");
+    }
+
+    /// Lines of the host's mountinfo that mention this dir.
+    fn host_mounts(&self) -> Vec<String> {
+        let base = self.base.display().to_string();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        info.lines()
+            .filter(|l| l.contains(&base))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        // Never delete through a leaked mount into whatever it shows.
+        if self.host_mounts().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
     }
 }
 
