@@ -97,10 +97,12 @@ impl ChildError {
         if bytes.len() != std::mem::size_of::<Self>() {
             return None;
         }
-        let mut out = ChildError::default();
-        out.errno = c_int::from_ne_bytes(bytes[0..4].try_into().ok()?);
         let len = u32::from_ne_bytes(bytes[4..8].try_into().ok()?);
-        out.len = len.min(CHILD_MESSAGE_LEN as u32 - 1);
+        let mut out = ChildError {
+            errno: c_int::from_ne_bytes(bytes[0..4].try_into().ok()?),
+            len: len.min(CHILD_MESSAGE_LEN as u32 - 1),
+            message: [0; CHILD_MESSAGE_LEN],
+        };
         out.message.copy_from_slice(&bytes[8..]);
         Some(out)
     }
@@ -133,7 +135,10 @@ mod tests {
         assert_eq!(e.message(), b"mount /proc");
         let back = ChildError::from_bytes(e.as_bytes()).unwrap();
         assert_eq!(back.errno, 2);
-        assert_eq!(back.describe(), "mount /proc: No such file or directory (os error 2)");
+        assert_eq!(
+            back.describe(),
+            "mount /proc: No such file or directory (os error 2)"
+        );
     }
 
     #[test]

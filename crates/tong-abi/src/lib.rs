@@ -175,7 +175,12 @@ impl Sink {
             }
             // SAFETY: ctx is the &mut Vec<u8> given to for_vec, alive for the call, and
             // data/len describe the plugin's bytes for the duration of this call.
-            let (buf, data) = unsafe { (&mut *ctx.cast::<Vec<u8>>(), std::slice::from_raw_parts(data, len)) };
+            let (buf, data) = unsafe {
+                (
+                    &mut *ctx.cast::<Vec<u8>>(),
+                    std::slice::from_raw_parts(data, len),
+                )
+            };
             buf.extend_from_slice(data);
         }
         Sink {
@@ -293,10 +298,12 @@ pub struct CgroupOps {
     pub struct_size: usize,
     /// Creates the container's cgroup and applies its limits. `req` is
     /// [`wire::CgroupRequest`] JSON; the state JSON goes to `state_out`.
-    pub create: unsafe extern "C" fn(req: Bytes, state_out: *const Sink, err: *const Sink) -> Status,
+    pub create:
+        unsafe extern "C" fn(req: Bytes, state_out: *const Sink, err: *const Sink) -> Status,
     /// Opens the cgroup2 directory to clone into (CLONE_INTO_CGROUP); writes -1 when the
     /// backend cannot offer that. The host owns and closes the fd.
-    pub clone_target: unsafe extern "C" fn(state: Bytes, fd_out: *mut c_int, err: *const Sink) -> Status,
+    pub clone_target:
+        unsafe extern "C" fn(state: Bytes, fd_out: *mut c_int, err: *const Sink) -> Status,
     /// Moves a process into the cgroup.
     pub add_process: unsafe extern "C" fn(state: Bytes, pid: c_int, err: *const Sink) -> Status,
     /// Applies new `linux.resources` JSON to a live cgroup.

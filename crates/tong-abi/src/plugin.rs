@@ -121,6 +121,10 @@ pub trait RootfsPlugin: PluginInfo {
     /// Parent side: returns the plan and the state JSON.
     fn prepare(req: &[u8]) -> PluginResult<(Box<Self::Plan>, Vec<u8>)>;
     /// Child side: must not allocate or lock. On failure fill `err` and return `Err`.
+    #[allow(
+        clippy::result_unit_err,
+        reason = "the error's details are in `err`, a buffer that needs no allocation"
+    )]
     fn child_setup(plan: &mut Self::Plan, err: &mut ChildError) -> Result<(), ()>;
     /// Undo `prepare`'s host-side work; succeed when there is nothing to undo.
     fn cleanup(state: &[u8]) -> PluginResult<()>;
@@ -159,7 +163,11 @@ fn guard(err: *const Sink, f: impl FnOnce() -> PluginResult<()>) -> Status {
 }
 
 /// Like [`guard`] for calls that produce bytes for `out`.
-fn guard_out(out: *const Sink, err: *const Sink, f: impl FnOnce() -> PluginResult<Vec<u8>>) -> Status {
+fn guard_out(
+    out: *const Sink,
+    err: *const Sink,
+    f: impl FnOnce() -> PluginResult<Vec<u8>>,
+) -> Status {
     guard(err, || {
         let data = f()?;
         // SAFETY: out is the host's sink (or null), live for this call.
@@ -219,39 +227,72 @@ pub const fn namespace_ops<P: NamespacePlugin>() -> NamespaceOps {
 
 /// The cgroup table for `P`; used by [`export_cgroup_plugin!`](crate::export_cgroup_plugin).
 pub const fn cgroup_ops<P: CgroupPlugin>() -> CgroupOps {
-    unsafe extern "C" fn create<P: CgroupPlugin>(req: Bytes, out: *const Sink, err: *const Sink) -> Status {
+    unsafe extern "C" fn create<P: CgroupPlugin>(
+        req: Bytes,
+        out: *const Sink,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
         guard_out(out, err, || P::create(unsafe { req.as_slice() }))
     }
-    unsafe extern "C" fn clone_target<P: CgroupPlugin>(state: Bytes, fd_out: *mut c_int, err: *const Sink) -> Status {
+    unsafe extern "C" fn clone_target<P: CgroupPlugin>(
+        state: Bytes,
+        fd_out: *mut c_int,
+        err: *const Sink,
+    ) -> Status {
         guard(err, || {
             if fd_out.is_null() {
                 return Err(PluginError::invalid("clone_target: null fd_out"));
             }
             // SAFETY: the host's bytes are live for the call.
-            let fd = P::clone_target(unsafe { state.as_slice() })?.map_or(-1, IntoRawFd::into_raw_fd);
+            let fd =
+                P::clone_target(unsafe { state.as_slice() })?.map_or(-1, IntoRawFd::into_raw_fd);
             // SAFETY: fd_out is a live, writable int (checked above).
             unsafe { fd_out.write(fd) };
             Ok(())
         })
     }
-    unsafe extern "C" fn add_process<P: CgroupPlugin>(state: Bytes, pid: c_int, err: *const Sink) -> Status {
+    unsafe extern "C" fn add_process<P: CgroupPlugin>(
+        state: Bytes,
+        pid: c_int,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
         guard(err, || P::add_process(unsafe { state.as_slice() }, pid))
     }
-    unsafe extern "C" fn update<P: CgroupPlugin>(state: Bytes, resources: Bytes, err: *const Sink) -> Status {
+    unsafe extern "C" fn update<P: CgroupPlugin>(
+        state: Bytes,
+        resources: Bytes,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
-        guard(err, || P::update(unsafe { state.as_slice() }, unsafe { resources.as_slice() }))
+        guard(err, || {
+            P::update(unsafe { state.as_slice() }, unsafe { resources.as_slice() })
+        })
     }
-    unsafe extern "C" fn set_frozen<P: CgroupPlugin>(state: Bytes, frozen: u32, err: *const Sink) -> Status {
+    unsafe extern "C" fn set_frozen<P: CgroupPlugin>(
+        state: Bytes,
+        frozen: u32,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
-        guard(err, || P::set_frozen(unsafe { state.as_slice() }, frozen != 0))
+        guard(err, || {
+            P::set_frozen(unsafe { state.as_slice() }, frozen != 0)
+        })
     }
-    unsafe extern "C" fn stats<P: CgroupPlugin>(state: Bytes, out: *const Sink, err: *const Sink) -> Status {
+    unsafe extern "C" fn stats<P: CgroupPlugin>(
+        state: Bytes,
+        out: *const Sink,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
         guard_out(out, err, || P::stats(unsafe { state.as_slice() }))
     }
-    unsafe extern "C" fn pids<P: CgroupPlugin>(state: Bytes, out: *const Sink, err: *const Sink) -> Status {
+    unsafe extern "C" fn pids<P: CgroupPlugin>(
+        state: Bytes,
+        out: *const Sink,
+        err: *const Sink,
+    ) -> Status {
         guard_out(out, err, || {
             // SAFETY: the host's bytes are live for the call.
             let pids = P::pids(unsafe { state.as_slice() })?;
@@ -297,7 +338,10 @@ pub const fn rootfs_ops<P: RootfsPlugin>() -> RootfsOps {
             Ok(())
         })
     }
-    unsafe extern "C" fn child_setup<P: RootfsPlugin>(plan: *mut c_void, err: *mut ChildError) -> Status {
+    unsafe extern "C" fn child_setup<P: RootfsPlugin>(
+        plan: *mut c_void,
+        err: *mut ChildError,
+    ) -> Status {
         if plan.is_null() || err.is_null() {
             return STATUS_INVALID;
         }
@@ -335,7 +379,11 @@ pub const fn rootfs_ops<P: RootfsPlugin>() -> RootfsOps {
 
 /// The network table for `P`; used by [`export_network_plugin!`](crate::export_network_plugin).
 pub const fn network_ops<P: NetworkPlugin>() -> NetworkOps {
-    unsafe extern "C" fn setup<P: NetworkPlugin>(req: Bytes, out: *const Sink, err: *const Sink) -> Status {
+    unsafe extern "C" fn setup<P: NetworkPlugin>(
+        req: Bytes,
+        out: *const Sink,
+        err: *const Sink,
+    ) -> Status {
         // SAFETY: the host's bytes are live for the call.
         guard_out(out, err, || P::setup(unsafe { req.as_slice() }))
     }
@@ -361,7 +409,9 @@ macro_rules! __export_plugin {
 
         /// The plugin's entry point: its descriptor, or null for another ABI major.
         #[no_mangle]
-        pub extern "C" fn tong_plugin_entry(host_abi_major: u32) -> *const $crate::PluginDescriptor {
+        pub extern "C" fn tong_plugin_entry(
+            host_abi_major: u32,
+        ) -> *const $crate::PluginDescriptor {
             if host_abi_major == $crate::ABI_MAJOR {
                 &TONG_PLUGIN_DESCRIPTOR
             } else {

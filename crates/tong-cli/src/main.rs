@@ -13,7 +13,11 @@ use tong::{CreateOptions, Error, PluginKind, Runtime};
 mod signals;
 
 #[derive(Parser)]
-#[command(name = "tong", version, about = "tong: a Linux container runtime (OCI, runc-compatible command line)")]
+#[command(
+    name = "tong",
+    version,
+    about = "tong: a Linux container runtime (OCI, runc-compatible command line)"
+)]
 struct Cli {
     /// Directory holding container state.
     #[arg(long, global = true, default_value = tong::runtime::DEFAULT_ROOT)]
@@ -167,14 +171,24 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Kill { id, signal, all } => runtime.kill(id, signals::parse(signal)?, *all)?,
         Command::Delete { id, force } => runtime.delete(id, *force)?,
         Command::Run { create, detach } => {
-            let code = runtime.run(&create.id, &create.bundle, &create_options(create)?, *detach, true)?;
+            let code = runtime.run(
+                &create.id,
+                &create.bundle,
+                &create_options(create)?,
+                *detach,
+                true,
+            )?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
         Command::Pause { id } => runtime.pause(id)?,
         Command::Resume { id } => runtime.resume(id)?,
         Command::Ps { id, format } => ps(&runtime, id, format)?,
-        Command::Events { id, stats, interval } => events(&runtime, id, *stats, (*interval).into())?,
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => events(&runtime, id, *stats, (*interval).into())?,
         Command::Features => print_json(&tong::features::features())?,
         Command::Spec { bundle } => spec(bundle)?,
         Command::Plugins { format } => list_plugins(runtime.plugins(), format)?,
@@ -185,13 +199,20 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
 fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
     let mut backends = BTreeMap::new();
     for choice in &args.backends {
-        let (kind, name) = choice
-            .split_once('=')
-            .ok_or_else(|| Error::invalid(format!("--backend {choice:?}: expected KIND=NAME, e.g. cgroup=v1")))?;
-        let kind = PluginKind::parse(kind)
-            .ok_or_else(|| Error::invalid(format!("--backend {choice:?}: unknown kind {kind:?} (ns, cgroup, rootfs, net)")))?;
+        let (kind, name) = choice.split_once('=').ok_or_else(|| {
+            Error::invalid(format!(
+                "--backend {choice:?}: expected KIND=NAME, e.g. cgroup=v1"
+            ))
+        })?;
+        let kind = PluginKind::parse(kind).ok_or_else(|| {
+            Error::invalid(format!(
+                "--backend {choice:?}: unknown kind {kind:?} (ns, cgroup, rootfs, net)"
+            ))
+        })?;
         if name.is_empty() {
-            return Err(Error::invalid(format!("--backend {choice:?}: empty plugin name")));
+            return Err(Error::invalid(format!(
+                "--backend {choice:?}: empty plugin name"
+            )));
         }
         backends.insert(kind, name.to_string());
     }
@@ -220,7 +241,11 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
         "json" => print_json(&states),
         "table" => {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for s in &states {
                 let _ = writeln!(
                     out,
@@ -235,7 +260,9 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
             }
             Ok(())
         }
-        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+        other => Err(Error::invalid(format!(
+            "unknown --format {other:?}: use table or json"
+        ))),
     }
 }
 
@@ -256,14 +283,24 @@ fn ps(runtime: &Runtime, id: &str, format: &str) -> Result<(), Error> {
             }
             Ok(())
         }
-        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+        other => Err(Error::invalid(format!(
+            "unknown --format {other:?}: use table or json"
+        ))),
     }
 }
 
-fn events(runtime: &Runtime, id: &str, once: bool, interval: std::time::Duration) -> Result<(), Error> {
+fn events(
+    runtime: &Runtime,
+    id: &str,
+    once: bool,
+    interval: std::time::Duration,
+) -> Result<(), Error> {
     loop {
         let data = runtime.stats(id)?;
-        println!("{}", serde_json::json!({"type": "stats", "id": id, "data": data}));
+        println!(
+            "{}",
+            serde_json::json!({"type": "stats", "id": id, "data": data})
+        );
         if once || runtime.state(id)?.status == tong::Status::Stopped {
             return Ok(());
         }
@@ -274,14 +311,18 @@ fn events(runtime: &Runtime, id: &str, once: bool, interval: std::time::Duration
 fn spec(bundle: &std::path::Path) -> Result<(), Error> {
     let path = bundle.join("config.json");
     if path.exists() {
-        return Err(Error::invalid(format!("{} already exists; remove it first", path.display())));
+        return Err(Error::invalid(format!(
+            "{} already exists; remove it first",
+            path.display()
+        )));
     }
     let mut spec = oci_spec::runtime::Spec::default();
     if let Some(process) = spec.process_mut() {
         process.set_terminal(Some(false));
     }
     let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| Error::os(format!("cannot write {}", path.display()), e))
+    std::fs::write(&path, text)
+        .map_err(|e| Error::os(format!("cannot write {}", path.display()), e))
 }
 
 #[derive(serde::Serialize)]
@@ -332,7 +373,10 @@ fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
     match format {
         "json" => print_json(&rows),
         "table" => {
-            println!("{:<7} {:<8} {:<8} {:<4} {:<4} {:<50} PROBE", "KIND", "NAME", "VERSION", "ABI", "PRIO", "PATH");
+            println!(
+                "{:<7} {:<8} {:<8} {:<4} {:<4} {:<50} PROBE",
+                "KIND", "NAME", "VERSION", "ABI", "PRIO", "PATH"
+            );
             for r in &rows {
                 println!(
                     "{:<7} {:<8} {:<8} {:<4} {:<4} {:<50} {}",
@@ -347,7 +391,9 @@ fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
             }
             Ok(())
         }
-        other => Err(Error::invalid(format!("unknown --format {other:?}: use table or json"))),
+        other => Err(Error::invalid(format!(
+            "unknown --format {other:?}: use table or json"
+        ))),
     }
 }
 
@@ -364,10 +410,16 @@ impl Logger {
         let Some(path) = &self.path else { return };
         let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         let line = match self.format {
-            LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+            LogFormat::Json => {
+                serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+            }
             LogFormat::Text => format!("time=\"{time}\" level=error msg={msg:?}"),
         };
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }

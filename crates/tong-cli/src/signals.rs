@@ -43,7 +43,9 @@ pub fn parse(text: &str) -> Result<i32, Error> {
         return if (1..=max).contains(&n) {
             Ok(n)
         } else {
-            Err(Error::invalid(format!("invalid signal number {n}: expected 1 to {max}")))
+            Err(Error::invalid(format!(
+                "invalid signal number {n}: expected 1 to {max}"
+            )))
         };
     }
     let upper = text.to_ascii_uppercase();

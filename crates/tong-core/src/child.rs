@@ -30,7 +30,10 @@ pub const START: u8 = b'S';
 pub const READY: u8 = b'R';
 
 /// The child-side entry of a rootfs plugin, with its plan.
-pub type RootfsEntry = (unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status, *mut c_void);
+pub type RootfsEntry = (
+    unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status,
+    *mut c_void,
+);
 
 /// A C array of C strings, with its storage.
 #[derive(Debug, Default)]
@@ -43,7 +46,10 @@ impl CStrings {
     pub fn new(items: Vec<CString>) -> CStrings {
         let mut ptrs: Vec<*const c_char> = items.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        CStrings { _owned: items, ptrs }
+        CStrings {
+            _owned: items,
+            ptrs,
+        }
     }
 
     /// The NULL-terminated array.
@@ -129,11 +135,19 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
 
     if let Some(name) = &ctx.hostname {
         // SAFETY: name is a live C string of the given length.
-        check(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) }, err, &[b"sethostname"])?;
+        check(
+            unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) },
+            err,
+            &[b"sethostname"],
+        )?;
     }
     if let Some(name) = &ctx.domainname {
         // SAFETY: as above.
-        check(unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) }, err, &[b"setdomainname"])?;
+        check(
+            unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) },
+            err,
+            &[b"setdomainname"],
+        )?;
     }
     if let Some((setup, plan)) = ctx.rootfs {
         // SAFETY: the plugin's child entry with the plan it prepared for this child.
@@ -150,15 +164,30 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         if let Some(mask) = ctx.umask {
             libc::umask(mask);
         }
-        check(libc::chdir(ctx.cwd.as_ptr()), err, &[b"chdir to process.cwd ", ctx.cwd.to_bytes()])?;
+        check(
+            libc::chdir(ctx.cwd.as_ptr()),
+            err,
+            &[b"chdir to process.cwd ", ctx.cwd.to_bytes()],
+        )?;
         if ctx.no_new_privileges {
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), err, &[b"prctl(PR_SET_NO_NEW_PRIVS)"])?;
+            check(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                err,
+                &[b"prctl(PR_SET_NO_NEW_PRIVS)"],
+            )?;
         }
     }
     let program = find_executable(ctx, err)?;
     setup_stdio(ctx, err)?;
     // SAFETY: marks every descriptor above the kept ones close-on-exec; ours already are.
-    unsafe { libc::syscall(libc::SYS_close_range, ctx.keep_fds_below as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            ctx.keep_fds_below as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
 
     write_all(ctx.report_fd, &[READY]);
     if ctx.fifo_fd >= 0 {
@@ -188,7 +217,9 @@ fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'
         // SAFETY: stat into a local buffer; path is a live C string.
         let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
         // SAFETY: as above.
-        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFREG
+        {
             continue;
         }
         // SAFETY: access() on a live C string.
@@ -200,9 +231,25 @@ fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'
     if let Some(path) = denied {
         err.set(0, &[b"exec ", path.to_bytes(), b": permission denied"]);
     } else if ctx.program.to_bytes().contains(&b'/') {
-        err.set(0, &[b"exec: \"", ctx.program.to_bytes(), b"\": stat ", ctx.program.to_bytes(), b": no such file or directory"]);
+        err.set(
+            0,
+            &[
+                b"exec: \"",
+                ctx.program.to_bytes(),
+                b"\": stat ",
+                ctx.program.to_bytes(),
+                b": no such file or directory",
+            ],
+        );
     } else {
-        err.set(0, &[b"exec: \"", ctx.program.to_bytes(), b"\": executable file not found in $PATH"]);
+        err.set(
+            0,
+            &[
+                b"exec: \"",
+                ctx.program.to_bytes(),
+                b"\": executable file not found in $PATH",
+            ],
+        );
     }
     Err(())
 }
@@ -211,10 +258,22 @@ fn set_credentials(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     // SAFETY: plain syscalls with values and a slice the parent prepared.
     unsafe {
         if ctx.set_groups {
-            check(libc::setgroups(ctx.groups.len(), ctx.groups.as_ptr()), err, &[b"setgroups"])?;
+            check(
+                libc::setgroups(ctx.groups.len(), ctx.groups.as_ptr()),
+                err,
+                &[b"setgroups"],
+            )?;
         }
-        check(libc::setresgid(ctx.gid, ctx.gid, ctx.gid), err, &[b"setresgid"])?;
-        check(libc::setresuid(ctx.uid, ctx.uid, ctx.uid), err, &[b"setresuid"])?;
+        check(
+            libc::setresgid(ctx.gid, ctx.gid, ctx.gid),
+            err,
+            &[b"setresgid"],
+        )?;
+        check(
+            libc::setresuid(ctx.uid, ctx.uid, ctx.uid),
+            err,
+            &[b"setresuid"],
+        )?;
     }
     Ok(())
 }
@@ -223,7 +282,11 @@ fn setup_stdio(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     for (target, &fd) in ctx.stdio.iter().enumerate() {
         if fd >= 0 && fd != target as c_int {
             // SAFETY: dup2 of a descriptor the caller handed us onto 0, 1 or 2.
-            check(unsafe { libc::dup2(fd, target as c_int) }, err, &[b"dup2 of a stdio descriptor"])?;
+            check(
+                unsafe { libc::dup2(fd, target as c_int) },
+                err,
+                &[b"dup2 of a stdio descriptor"],
+            )?;
         }
     }
     Ok(())

@@ -24,7 +24,10 @@ impl Bundle {
         let path = std::fs::canonicalize(bundle)
             .map_err(|e| Error::invalid(format!("bundle {}: {e}", bundle.display())))?;
         if !path.is_dir() {
-            return Err(Error::invalid(format!("bundle {} is not a directory", path.display())));
+            return Err(Error::invalid(format!(
+                "bundle {} is not a directory",
+                path.display()
+            )));
         }
         let config_path = path.join("config.json");
         let bytes = std::fs::read(&config_path).map_err(|e| {
@@ -34,8 +37,10 @@ impl Bundle {
                 Error::invalid(format!("cannot read {}: {e}", config_path.display()))
             }
         })?;
-        let spec = parse(&bytes).map_err(|e| Error::invalid(format!("invalid {}: {e}", config_path.display())))?;
-        let rootfs = check(&spec, &path).map_err(|e| Error::invalid(format!("{}: {e}", config_path.display())))?;
+        let spec = parse(&bytes)
+            .map_err(|e| Error::invalid(format!("invalid {}: {e}", config_path.display())))?;
+        let rootfs = check(&spec, &path)
+            .map_err(|e| Error::invalid(format!("{}: {e}", config_path.display())))?;
         Ok(Bundle { path, spec, rootfs })
     }
 }
@@ -48,18 +53,30 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
 /// Checks a parsed config against what tong needs, returning the rootfs path.
 fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     check_version(spec.version())?;
-    let root = spec.root().as_ref().ok_or("no root: root.path is required")?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or("no root: root.path is required")?;
     let rootfs = bundle.join(root.path());
     if !rootfs.is_dir() {
-        return Err(format!("root.path {} does not exist or is not a directory", rootfs.display()));
+        return Err(format!(
+            "root.path {} does not exist or is not a directory",
+            rootfs.display()
+        ));
     }
-    let process = spec.process().as_ref().ok_or("no process: process.args is required")?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or("no process: process.args is required")?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err("process.args is empty".into()),
     }
     if !Path::new(process.cwd()).is_absolute() {
-        return Err(format!("process.cwd {:?} is not an absolute path", process.cwd()));
+        return Err(format!(
+            "process.cwd {} is not an absolute path",
+            process.cwd().display()
+        ));
     }
     if let Some(linux) = spec.linux() {
         let mut seen = Vec::new();
@@ -79,7 +96,9 @@ fn check_version(version: &str) -> Result<(), String> {
     if major == "1" {
         Ok(())
     } else {
-        Err(format!("unsupported ociVersion {version:?}: tong supports runtime spec 1.x"))
+        Err(format!(
+            "unsupported ociVersion {version:?}: tong supports runtime spec 1.x"
+        ))
     }
 }
 
@@ -96,7 +115,11 @@ impl NamespacePlan {
     /// Reads `linux.namespaces`.
     pub fn from_spec(spec: &Spec) -> NamespacePlan {
         let mut plan = NamespacePlan::default();
-        for ns in spec.linux().iter().flat_map(|l| l.namespaces().iter().flatten()) {
+        for ns in spec
+            .linux()
+            .iter()
+            .flat_map(|l| l.namespaces().iter().flatten())
+        {
             let flag = clone_flag(ns.typ());
             match ns.path() {
                 Some(path) => plan.join.push((flag as i32, path.clone())),
@@ -104,7 +127,8 @@ impl NamespacePlan {
             }
         }
         // A user namespace must be joined first: it decides what the others may do.
-        plan.join.sort_by_key(|(t, _)| i32::from(*t != libc::CLONE_NEWUSER));
+        plan.join
+            .sort_by_key(|(t, _)| i32::from(*t != libc::CLONE_NEWUSER));
         plan
     }
 
@@ -148,7 +172,9 @@ mod tests {
     fn accepts_1x_and_refuses_other_majors() {
         check_version("1.0.2").unwrap();
         check_version("1.2.0").unwrap();
-        assert!(check_version("2.0.0").unwrap_err().contains("unsupported ociVersion"));
+        assert!(check_version("2.0.0")
+            .unwrap_err()
+            .contains("unsupported ociVersion"));
         assert!(check_version("").is_err());
     }
 

@@ -28,7 +28,9 @@ pub fn validate(id: &str) -> Result<()> {
         None => Ok(()),
         Some(why) => {
             let shown: String = id.chars().take(64).collect();
-            Err(Error::invalid(format!("invalid container id {shown:?}: {why}")))
+            Err(Error::invalid(format!(
+                "invalid container id {shown:?}: {why}"
+            )))
         }
     }
 }
@@ -59,6 +61,9 @@ mod tests {
             let err = validate(id).unwrap_err().to_string();
             assert!(err.contains(why), "{id:?}: {err}");
         }
-        assert!(validate(&"x".repeat(1025)).unwrap_err().to_string().contains("1024"));
+        assert!(validate(&"x".repeat(1025))
+            .unwrap_err()
+            .to_string()
+            .contains("1024"));
     }
 }

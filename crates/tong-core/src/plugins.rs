@@ -57,7 +57,11 @@ impl PluginHost {
     /// directories.
     pub fn from_env() -> PluginHost {
         let mut dirs: Vec<PathBuf> = std::env::var_os("TONG_PLUGIN_PATH")
-            .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         dirs.extend(own_dirs());
         dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
@@ -79,10 +83,14 @@ impl PluginHost {
     pub fn candidates(&self) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = Vec::new();
         for dir in &self.dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             let mut found: Vec<Candidate> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| parse_file_name(&e.file_name().to_string_lossy()).map(|(k, n)| (k, n, e.path())))
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    parse_file_name(&e.file_name().to_string_lossy()).map(|(k, n)| (k, n, e.path()))
+                })
                 .map(|(kind, name, path)| Candidate { kind, name, path })
                 .collect();
             found.sort_by(|a, b| a.path.cmp(&b.path));
@@ -116,7 +124,10 @@ impl PluginHost {
             )));
         }
         plugin.probe().map_err(|why| {
-            Error::Plugin(format!("plugin {kind}={name} ({}) cannot work here: {why}", plugin.path.display()))
+            Error::Plugin(format!(
+                "plugin {kind}={name} ({}) cannot work here: {why}",
+                plugin.path.display()
+            ))
         })?;
         Ok(plugin)
     }
@@ -136,14 +147,25 @@ impl PluginHost {
             }
         }
         if reasons.is_empty() {
-            Err(Error::Plugin(format!("no {kind} plugin found in {}", self.dirs_display())))
+            Err(Error::Plugin(format!(
+                "no {kind} plugin found in {}",
+                self.dirs_display()
+            )))
         } else {
-            Err(Error::Plugin(format!("no usable {kind} plugin: {}", reasons.join("; "))))
+            Err(Error::Plugin(format!(
+                "no usable {kind} plugin: {}",
+                reasons.join("; ")
+            )))
         }
     }
 
     /// Loads a plugin by the path recorded in a container's state, checking its kind.
-    pub fn load_recorded(&self, kind: PluginKind, name: &str, path: &Path) -> Result<&'static Plugin> {
+    pub fn load_recorded(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        path: &Path,
+    ) -> Result<&'static Plugin> {
         let plugin = match load(path) {
             Ok(p) => p,
             // The file moved (reinstall): look it up by name.
@@ -162,7 +184,11 @@ impl PluginHost {
     }
 
     fn dirs_display(&self) -> String {
-        self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+        self.dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
     }
 }
 
@@ -201,8 +227,14 @@ fn own_library_dir() -> Option<PathBuf> {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
-    let file = PathBuf::from(unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned());
-    let is_library = file.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libtong.so"));
+    let file = PathBuf::from(
+        unsafe { CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let is_library = file
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("libtong.so"));
     if is_library {
         file.parent().map(|d| d.join("tong/plugins"))
     } else {
@@ -223,7 +255,8 @@ pub fn check_trust(path: &Path) -> Result<()> {
     let euid = nix::unistd::geteuid().as_raw();
     let dir = path.parent().unwrap_or(Path::new("/"));
     for (what, p) in [("plugin directory", dir), ("plugin", path)] {
-        let meta = std::fs::metadata(p).map_err(|e| Error::Plugin(format!("{what} {}: {e}", p.display())))?;
+        let meta = std::fs::metadata(p)
+            .map_err(|e| Error::Plugin(format!("{what} {}: {e}", p.display())))?;
         if meta.mode() & 0o022 != 0 {
             return Err(Error::Plugin(format!(
                 "refusing {what} {}: it is writable by group or others (mode {:o})",
@@ -250,8 +283,11 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Plugin>> {
 
 /// Loads (or returns the already loaded) plugin at `path`, after the trust and ABI checks.
 pub fn load(path: &Path) -> Result<&'static Plugin> {
-    let path = std::fs::canonicalize(path).map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
-    let mut loaded = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = std::fs::canonicalize(path)
+        .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
+    let mut loaded = registry()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(p) = loaded.get(&path) {
         return Ok(p);
     }
@@ -263,8 +299,12 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     // Never unloaded: descriptors and function tables point into the library.
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
     // SAFETY: the symbol is declared with the type every plugin exports (tong_abi::EntryFn).
-    let entry = unsafe { lib.get::<tong_abi::EntryFn>(ENTRY_SYMBOL.as_bytes()) }
-        .map_err(|_| Error::Plugin(format!("{} is not a tong plugin: no {ENTRY_SYMBOL} symbol", path.display())))?;
+    let entry = unsafe { lib.get::<tong_abi::EntryFn>(ENTRY_SYMBOL.as_bytes()) }.map_err(|_| {
+        Error::Plugin(format!(
+            "{} is not a tong plugin: no {ENTRY_SYMBOL} symbol",
+            path.display()
+        ))
+    })?;
     // SAFETY: calling the plugin's entry point with our major, as the ABI defines.
     let desc = unsafe { entry(ABI_MAJOR) };
     if desc.is_null() {
@@ -291,11 +331,22 @@ fn describe(desc: &'static PluginDescriptor, path: &Path) -> Result<Plugin> {
             desc.abi_minor
         )));
     }
-    if desc.struct_size < std::mem::size_of::<PluginDescriptor>() || desc.ops.is_null() || desc.name.is_null() {
-        return Err(Error::Plugin(format!("plugin {} has a malformed descriptor", path.display())));
+    if desc.struct_size < std::mem::size_of::<PluginDescriptor>()
+        || desc.ops.is_null()
+        || desc.name.is_null()
+    {
+        return Err(Error::Plugin(format!(
+            "plugin {} has a malformed descriptor",
+            path.display()
+        )));
     }
-    let kind = PluginKind::from_raw(desc.kind)
-        .ok_or_else(|| Error::Plugin(format!("plugin {} has unknown kind {}", path.display(), desc.kind)))?;
+    let kind = PluginKind::from_raw(desc.kind).ok_or_else(|| {
+        Error::Plugin(format!(
+            "plugin {} has unknown kind {}",
+            path.display(),
+            desc.kind
+        ))
+    })?;
     // SAFETY: ops is non-null and every table starts with its struct_size.
     let ops_size = unsafe { *desc.ops.cast::<usize>() };
     let needed = match kind {
@@ -339,13 +390,24 @@ fn call(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink) -> Status) -> R
         Ok(())
     } else {
         let msg = String::from_utf8_lossy(&msg);
-        let msg = if msg.is_empty() { format!("failed with status {status}") } else { msg.into_owned() };
-        Err(Error::Plugin(format!("{}={} {what}: {msg}", plugin.kind, plugin.name)))
+        let msg = if msg.is_empty() {
+            format!("failed with status {status}")
+        } else {
+            msg.into_owned()
+        };
+        Err(Error::Plugin(format!(
+            "{}={} {what}: {msg}",
+            plugin.kind, plugin.name
+        )))
     }
 }
 
 /// Like [`call`] for calls that write bytes to an output sink.
-fn call_out(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink, *const Sink) -> Status) -> Result<Vec<u8>> {
+fn call_out(
+    plugin: &Plugin,
+    what: &str,
+    f: impl FnOnce(*const Sink, *const Sink) -> Status,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let out_sink = Sink::for_vec(&mut out);
     call(plugin, what, |err| f(&out_sink, err))?;
@@ -355,7 +417,9 @@ fn call_out(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink, *const Sink
 impl Plugin {
     /// Runs the plugin's probe; the error is its reason.
     pub fn probe(&self) -> std::result::Result<(), String> {
-        let Some(probe) = self.descriptor.probe else { return Ok(()) };
+        let Some(probe) = self.descriptor.probe else {
+            return Ok(());
+        };
         let mut reason = Vec::new();
         let sink = Sink::for_vec(&mut reason);
         // SAFETY: probe is the plugin's function, given a live sink.
@@ -379,9 +443,15 @@ impl Plugin {
     /// Namespace plugin: create the container process.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<SpawnResult> {
         let ops: &NamespaceOps = self.ops(PluginKind::Namespace);
-        let mut out = SpawnResult { pid: -1, pidfd: -1, in_cgroup: 0 };
+        let mut out = SpawnResult {
+            pid: -1,
+            pidfd: -1,
+            in_cgroup: 0,
+        };
         // SAFETY: the request and result are live; the plugin follows the ABI.
-        call(self, "spawn", |err| unsafe { (ops.spawn)(req, &mut out, err) })?;
+        call(self, "spawn", |err| unsafe {
+            (ops.spawn)(req, &mut out, err)
+        })?;
         Ok(out)
     }
 
@@ -389,7 +459,9 @@ impl Plugin {
     pub fn cgroup_create(&self, req: &[u8]) -> Result<Vec<u8>> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "create", |out, err| unsafe { (ops.create)(Bytes::from_slice(req), out, err) })
+        call_out(self, "create", |out, err| unsafe {
+            (ops.create)(Bytes::from_slice(req), out, err)
+        })
     }
 
     /// Cgroup plugin: a cgroup2 directory fd for CLONE_INTO_CGROUP, if the backend has one.
@@ -398,7 +470,9 @@ impl Plugin {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         let mut fd: c_int = -1;
         // SAFETY: borrowed bytes, fd slot and sink are live for the call.
-        call(self, "clone_target", |err| unsafe { (ops.clone_target)(Bytes::from_slice(state), &mut fd, err) })?;
+        call(self, "clone_target", |err| unsafe {
+            (ops.clone_target)(Bytes::from_slice(state), &mut fd, err)
+        })?;
         // SAFETY: on success the plugin hands us ownership of fd (or -1).
         Ok((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
     }
@@ -407,7 +481,9 @@ impl Plugin {
     pub fn cgroup_add_process(&self, state: &[u8], pid: i32) -> Result<()> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "add_process", |err| unsafe { (ops.add_process)(Bytes::from_slice(state), pid, err) })
+        call(self, "add_process", |err| unsafe {
+            (ops.add_process)(Bytes::from_slice(state), pid, err)
+        })
     }
 
     /// Cgroup plugin: apply new resources.
@@ -423,30 +499,42 @@ impl Plugin {
     pub fn cgroup_set_frozen(&self, state: &[u8], frozen: bool) -> Result<()> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "set_frozen", |err| unsafe { (ops.set_frozen)(Bytes::from_slice(state), u32::from(frozen), err) })
+        call(self, "set_frozen", |err| unsafe {
+            (ops.set_frozen)(Bytes::from_slice(state), u32::from(frozen), err)
+        })
     }
 
     /// Cgroup plugin: statistics JSON.
     pub fn cgroup_stats(&self, state: &[u8]) -> Result<Vec<u8>> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "stats", |out, err| unsafe { (ops.stats)(Bytes::from_slice(state), out, err) })
+        call_out(self, "stats", |out, err| unsafe {
+            (ops.stats)(Bytes::from_slice(state), out, err)
+        })
     }
 
     /// Cgroup plugin: the pids inside.
     pub fn cgroup_pids(&self, state: &[u8]) -> Result<Vec<i32>> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
-        let out = call_out(self, "pids", |out, err| unsafe { (ops.pids)(Bytes::from_slice(state), out, err) })?;
-        serde_json::from_slice(&out)
-            .map_err(|e| Error::Plugin(format!("cgroup={} pids returned invalid JSON: {e}", self.name)))
+        let out = call_out(self, "pids", |out, err| unsafe {
+            (ops.pids)(Bytes::from_slice(state), out, err)
+        })?;
+        serde_json::from_slice(&out).map_err(|e| {
+            Error::Plugin(format!(
+                "cgroup={} pids returned invalid JSON: {e}",
+                self.name
+            ))
+        })
     }
 
     /// Cgroup plugin: kill everything inside and remove the cgroup.
     pub fn cgroup_destroy(&self, state: &[u8]) -> Result<()> {
         let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "destroy", |err| unsafe { (ops.destroy)(Bytes::from_slice(state), err) })
+        call(self, "destroy", |err| unsafe {
+            (ops.destroy)(Bytes::from_slice(state), err)
+        })
     }
 
     /// Rootfs plugin: plan the root filesystem; returns the plan and the state.
@@ -457,28 +545,41 @@ impl Plugin {
         let state = call_out(self, "prepare", |out, err| unsafe {
             (ops.prepare)(Bytes::from_slice(req), &mut plan, out, err)
         })?;
-        Ok((RootfsPlan { plugin: self, ops, plan }, state))
+        Ok((
+            RootfsPlan {
+                plugin: self,
+                ops,
+                plan,
+            },
+            state,
+        ))
     }
 
     /// Rootfs plugin: undo host-side work.
     pub fn rootfs_cleanup(&self, state: &[u8]) -> Result<()> {
         let ops: &RootfsOps = self.ops(PluginKind::Rootfs);
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "cleanup", |err| unsafe { (ops.cleanup)(Bytes::from_slice(state), err) })
+        call(self, "cleanup", |err| unsafe {
+            (ops.cleanup)(Bytes::from_slice(state), err)
+        })
     }
 
     /// Network plugin: configure the container's network; returns its state.
     pub fn net_setup(&self, req: &[u8]) -> Result<Vec<u8>> {
         let ops: &NetworkOps = self.ops(PluginKind::Network);
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "setup", |out, err| unsafe { (ops.setup)(Bytes::from_slice(req), out, err) })
+        call_out(self, "setup", |out, err| unsafe {
+            (ops.setup)(Bytes::from_slice(req), out, err)
+        })
     }
 
     /// Network plugin: undo setup.
     pub fn net_teardown(&self, state: &[u8]) -> Result<()> {
         let ops: &NetworkOps = self.ops(PluginKind::Network);
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "teardown", |err| unsafe { (ops.teardown)(Bytes::from_slice(state), err) })
+        call(self, "teardown", |err| unsafe {
+            (ops.teardown)(Bytes::from_slice(state), err)
+        })
     }
 }
 
@@ -491,7 +592,12 @@ pub struct RootfsPlan {
 
 impl RootfsPlan {
     /// The child-side entry and its argument, for the child context.
-    pub fn child_entry(&self) -> (unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status, *mut c_void) {
+    pub fn child_entry(
+        &self,
+    ) -> (
+        unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status,
+        *mut c_void,
+    ) {
         (self.ops.child_setup, self.plan)
     }
 

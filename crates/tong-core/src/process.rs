@@ -16,7 +16,11 @@ fn open_pidfd(pid: i32, start: u64) -> std::io::Result<Option<OwnedFd>> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         let err = std::io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(None) } else { Err(err) };
+        return if err.raw_os_error() == Some(libc::ESRCH) {
+            Ok(None)
+        } else {
+            Err(err)
+        };
     }
     // SAFETY: the kernel just gave us this fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -34,7 +38,15 @@ pub fn signal(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
 
 fn send(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
     // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
     if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -47,7 +59,11 @@ fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: poll on one live pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().try_into().unwrap_or(i32::MAX)) };
         if r > 0 {
@@ -83,7 +99,9 @@ pub fn kill_and_reap(pid: i32, start: u64) -> Result<()> {
         Err(e) => return Err(Error::os(format!("cannot kill pid {pid}"), e)),
     }
     if !wait_pidfd(&fd, KILL_TIMEOUT) {
-        return Err(Error::Internal(format!("pid {pid} did not die within {KILL_TIMEOUT:?} of SIGKILL")));
+        return Err(Error::Internal(format!(
+            "pid {pid} did not die within {KILL_TIMEOUT:?} of SIGKILL"
+        )));
     }
     reap(pid);
     Ok(())
@@ -116,14 +134,26 @@ const FORWARDED: [i32; 9] = [
 /// Waits for our child `pid` to exit and returns its exit code. With `forward`, the
 /// usual termination and job-control signals sent to us go to it meanwhile.
 pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32> {
-    let sigfd = if forward { Some(forwarding_signalfd()?) } else { None };
+    let sigfd = if forward {
+        Some(forwarding_signalfd()?)
+    } else {
+        None
+    };
     loop {
         let mut fds = Vec::with_capacity(2);
         if let Some(fd) = pidfd {
-            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         if let Some(fd) = &sigfd {
-            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         if pidfd.is_none() && sigfd.is_none() {
             return blocking_wait(pid);
@@ -135,7 +165,10 @@ pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32
             return Ok(exit_code(status));
         }
         if r < 0 {
-            return Err(Error::os(format!("waitpid({pid})"), std::io::Error::last_os_error()));
+            return Err(Error::os(
+                format!("waitpid({pid})"),
+                std::io::Error::last_os_error(),
+            ));
         }
         // Without a pidfd, SIGCHLD (in the signalfd set) wakes us; poll with a bound anyway.
         // SAFETY: poll over live pollfds.

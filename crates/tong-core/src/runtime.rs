@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -18,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
 
-use crate::child::{self, ChildContext, CStrings};
+use crate::child::{self, CStrings, ChildContext};
 use crate::config::{Bundle, NamespacePlan};
 use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
@@ -135,13 +136,21 @@ impl Runtime {
 
     /// Creates a container that waits for `start`.
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
-        self.create_with(id, bundle, opts, StartGate::Fifo).map(drop)
+        self.create_with(id, bundle, opts, StartGate::Fifo)
+            .map(drop)
     }
 
     /// Creates and starts a container; with `detach` returns at once, else waits for it,
     /// deletes it and returns its exit code (128 + signal when killed). With
     /// `forward_signals`, signals sent to this process go to the container.
-    pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions, detach: bool, forward_signals: bool) -> Result<i32> {
+    pub fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        opts: &CreateOptions,
+        detach: bool,
+        forward_signals: bool,
+    ) -> Result<i32> {
         let launched = self
             .create_with(id, bundle, opts, StartGate::Pipe)?
             .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
@@ -172,7 +181,13 @@ impl Runtime {
         }
     }
 
-    fn create_with(&self, id: &str, bundle: &Path, opts: &CreateOptions, gate: StartGate) -> Result<Option<Launched>> {
+    fn create_with(
+        &self,
+        id: &str,
+        bundle: &Path,
+        opts: &CreateOptions,
+        gate: StartGate,
+    ) -> Result<Option<Launched>> {
         id::validate(id)?;
         let bundle = Bundle::load(bundle)?;
         let namespaces = NamespacePlan::from_spec(&bundle.spec);
@@ -207,9 +222,16 @@ impl Runtime {
                 })
                 .collect(),
         };
+        let plan = CreatePlan {
+            bundle: &bundle,
+            namespaces: &namespaces,
+            backends: &backends,
+            opts,
+            gate,
+        };
         let result = dir
             .write(&record)
-            .and_then(|()| self.build(&dir, &mut record, &bundle, &namespaces, &backends, opts, gate));
+            .and_then(|()| build(&plan, &dir, &mut record));
         match result {
             Ok(launched) => Ok(launched),
             Err(e) => {
@@ -221,121 +243,6 @@ impl Runtime {
         }
     }
 
-    /// The steps of create after the state directory exists. Each step that makes
-    /// something on the host is recorded before the next begins.
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        &self,
-        dir: &ContainerDir,
-        record: &mut Record,
-        bundle: &Bundle,
-        namespaces: &NamespacePlan,
-        backends: &BTreeMap<PluginKind, &'static Plugin>,
-        opts: &CreateOptions,
-        gate: StartGate,
-    ) -> Result<Option<Launched>> {
-        let spec = &bundle.spec;
-        let linux = spec.linux().as_ref();
-        let cgroup = backends[&PluginKind::Cgroup];
-        let cgroup_req = wire::CgroupRequest {
-            id: record.id.clone(),
-            cgroups_path: linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.display().to_string()),
-            resources: linux.and_then(|l| l.resources().as_ref()).map(to_value).transpose()?,
-        };
-        let cgroup_state = cgroup.cgroup_create(&to_json(&cgroup_req)?)?;
-        set_backend_state(record, PluginKind::Cgroup, &cgroup_state)?;
-        dir.write(record)?;
-
-        let rootfs = backends[&PluginKind::Rootfs];
-        let (plan, rootfs_state) = rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
-        set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
-        dir.write(record)?;
-
-        let (sync_child, sync_parent) = pipe()?;
-        let (report_parent, report_child) = pipe()?;
-        let fifo = match gate {
-            StartGate::Fifo => Some(make_fifo(&dir.fifo_path())?),
-            StartGate::Pipe => None,
-        };
-        let ctx = child_context(
-            spec,
-            namespaces,
-            &plan,
-            opts,
-            [dir.lock_fd(), sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
-            sync_child.as_raw_fd(),
-            report_child.as_raw_fd(),
-            fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        )?;
-        let join_files = open_joins(namespaces)?;
-        let joins: Vec<NamespaceJoin> = join_files
-            .iter()
-            .map(|(nstype, f)| NamespaceJoin {
-                fd: f.as_raw_fd(),
-                nstype: *nstype,
-            })
-            .collect();
-        let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
-        let req = SpawnRequest {
-            struct_size: std::mem::size_of::<SpawnRequest>(),
-            clone_flags: namespaces.create,
-            join: joins.as_ptr(),
-            join_len: joins.len(),
-            cgroup_fd: clone_target.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-            child_main: child::child_main,
-            child_arg: std::ptr::from_ref(&ctx).cast_mut().cast(),
-            child_fail: child::child_fail,
-        };
-        let mask = child::block_all_signals();
-        let spawned = backends[&PluginKind::Namespace].spawn(&req);
-        child::restore_signal_mask(&mask);
-        let spawned = spawned?;
-        // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
-        let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
-        // The child has its own copies; ours must close so EOF means what it should.
-        drop((sync_child, report_child, fifo, clone_target, join_files));
-        drop(plan);
-        let pid = spawned.pid;
-        record.pid = pid;
-        record.pid_start = state::process_start_time(pid).unwrap_or(0);
-        dir.write(record)?;
-
-        let sync = File::from(sync_parent);
-        let report = File::from(report_parent);
-        if spawned.in_cgroup == 0 {
-            cgroup.cgroup_add_process(&cgroup_state, pid)?;
-        }
-        if namespaces.creates(libc::CLONE_NEWUSER) {
-            write_id_maps(spec, pid)?;
-        }
-        if let Some(net) = backends.get(&PluginKind::Network) {
-            let req = wire::NetworkRequest {
-                id: record.id.clone(),
-                state_dir: dir.path.display().to_string(),
-                pid,
-                netns_path: format!("/proc/{pid}/ns/net"),
-                annotations: record.annotations.clone(),
-            };
-            let net_state = net.net_setup(&to_json(&req)?)?;
-            set_backend_state(record, PluginKind::Network, &net_state)?;
-            dir.write(record)?;
-        }
-        (&sync).write_all_bytes(&[child::GO])?;
-        match read_report(&report)? {
-            Report::Ready => {}
-            Report::Failed(e) => return Err(Error::Container(e.describe())),
-            Report::Closed => {
-                return Err(Error::Container("the container process exited during setup".into()));
-            }
-        }
-        record.phase = Phase::Created;
-        dir.write(record)?;
-        if let Some(path) = &opts.pid_file {
-            write_pid_file(path, pid)?;
-        }
-        Ok((gate == StartGate::Pipe).then_some(Launched { pid, pidfd, sync, report }))
-    }
-
     /// Picks a plugin per kind: the caller's choice, else the config's annotation, else
     /// the best one that probes usable.
     fn choose_backends(
@@ -345,7 +252,11 @@ impl Runtime {
         namespaces: &NamespacePlan,
     ) -> Result<BTreeMap<PluginKind, &'static Plugin>> {
         let annotations = annotations(spec);
-        let mut kinds = vec![PluginKind::Namespace, PluginKind::Cgroup, PluginKind::Rootfs];
+        let mut kinds = vec![
+            PluginKind::Namespace,
+            PluginKind::Cgroup,
+            PluginKind::Rootfs,
+        ];
         if namespaces.creates(libc::CLONE_NEWNET) {
             kinds.push(PluginKind::Network);
         }
@@ -378,7 +289,9 @@ impl Runtime {
         let mut record = dir.read()?;
         let status = status_of(&record, &dir.path);
         if status != Status::Created {
-            return Err(Error::InvalidState(format!("cannot start container {id:?}: it is {status}, not created")));
+            return Err(Error::InvalidState(format!(
+                "cannot start container {id:?}: it is {status}, not created"
+            )));
         }
         let fifo = dir.fifo_path();
         let file = std::fs::OpenOptions::new()
@@ -387,7 +300,9 @@ impl Runtime {
             .open(&fifo)
             .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENXIO) {
-                    Error::InvalidState(format!("cannot start container {id:?}: its process is gone"))
+                    Error::InvalidState(format!(
+                        "cannot start container {id:?}: its process is gone"
+                    ))
                 } else {
                     Error::os(format!("cannot open {}", fifo.display()), e)
                 }
@@ -426,7 +341,9 @@ impl Runtime {
         let record = dir.read()?;
         let status = status_of(&record, &dir.path);
         if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::InvalidState(format!("cannot kill container {id:?}: it is {status}, not running")));
+            return Err(Error::InvalidState(format!(
+                "cannot kill container {id:?}: it is {status}, not running"
+            )));
         }
         if all {
             let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
@@ -437,8 +354,12 @@ impl Runtime {
             }
             return Ok(());
         }
-        process::signal(record.pid, record.pid_start, signal)
-            .map_err(|e| Error::os(format!("cannot signal container {id:?} (pid {})", record.pid), e))
+        process::signal(record.pid, record.pid_start, signal).map_err(|e| {
+            Error::os(
+                format!("cannot signal container {id:?} (pid {})", record.pid),
+                e,
+            )
+        })
     }
 
     /// Deletes a stopped (or, with `force`, any) container and everything it made.
@@ -479,12 +400,21 @@ impl Runtime {
         let dir = self.store.open(id)?;
         let mut record = dir.read()?;
         let status = status_of(&record, &dir.path);
-        let (want, verb) = if paused { (Status::Running, "pause") } else { (Status::Paused, "resume") };
+        let (want, verb) = if paused {
+            (Status::Running, "pause")
+        } else {
+            (Status::Paused, "resume")
+        };
         if status != want {
-            return Err(Error::InvalidState(format!("cannot {verb} container {id:?}: it is {status}, not {want}")));
+            return Err(Error::InvalidState(format!(
+                "cannot {verb} container {id:?}: it is {status}, not {want}"
+            )));
         }
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        cgroup.cgroup_set_frozen(&record.backend_state(PluginKind::Cgroup).unwrap_or_default(), paused)?;
+        cgroup.cgroup_set_frozen(
+            &record.backend_state(PluginKind::Cgroup).unwrap_or_default(),
+            paused,
+        )?;
         record.paused = paused;
         dir.write(&record)
     }
@@ -495,8 +425,14 @@ impl Runtime {
         let dir = self.store.open(id)?;
         let record = dir.read()?;
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        let raw = cgroup.cgroup_stats(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
-        serde_json::from_slice(&raw).map_err(|e| Error::Plugin(format!("cgroup={} stats returned invalid JSON: {e}", cgroup.name)))
+        let raw =
+            cgroup.cgroup_stats(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            Error::Plugin(format!(
+                "cgroup={} stats returned invalid JSON: {e}",
+                cgroup.name
+            ))
+        })
     }
 
     /// The pids of every process in the container (as the host sees them).
@@ -505,7 +441,8 @@ impl Runtime {
         let dir = self.store.open(id)?;
         let record = dir.read()?;
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        let mut pids = cgroup.cgroup_pids(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+        let mut pids =
+            cgroup.cgroup_pids(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
         pids.sort_unstable();
         Ok(pids)
     }
@@ -519,7 +456,9 @@ impl Runtime {
             dir.read()?
         };
         if record.pid <= 0 {
-            return Err(Error::InvalidState(format!("container {id:?} has no process")));
+            return Err(Error::InvalidState(format!(
+                "container {id:?} has no process"
+            )));
         }
         process::wait_child(record.pid)
             .map_err(|e| Error::InvalidState(format!("cannot wait for container {id:?}: {e}")))
@@ -538,8 +477,12 @@ impl Runtime {
             note(process::kill_and_reap(record.pid, record.pid_start));
         }
         for kind in [PluginKind::Network, PluginKind::Cgroup, PluginKind::Rootfs] {
-            let Some(backend) = record.backend(kind) else { continue };
-            let Some(state) = &backend.state else { continue };
+            let Some(backend) = record.backend(kind) else {
+                continue;
+            };
+            let Some(state) = &backend.state else {
+                continue;
+            };
             let state = serde_json::to_vec(state).unwrap_or_default();
             note(self.recorded_plugin(record, kind).and_then(|p| match kind {
                 PluginKind::Network => p.net_teardown(&state),
@@ -551,11 +494,154 @@ impl Runtime {
     }
 
     fn recorded_plugin(&self, record: &Record, kind: PluginKind) -> Result<&'static Plugin> {
-        let backend = record
-            .backend(kind)
-            .ok_or_else(|| Error::InvalidState(format!("container {:?} has no {kind} backend", record.id)))?;
-        self.plugins.load_recorded(kind, &backend.name, &backend.path)
+        let backend = record.backend(kind).ok_or_else(|| {
+            Error::InvalidState(format!("container {:?} has no {kind} backend", record.id))
+        })?;
+        self.plugins
+            .load_recorded(kind, &backend.name, &backend.path)
     }
+}
+
+/// What `create` works from, decided before anything is made on the host.
+struct CreatePlan<'a> {
+    bundle: &'a Bundle,
+    namespaces: &'a NamespacePlan,
+    backends: &'a BTreeMap<PluginKind, &'static Plugin>,
+    opts: &'a CreateOptions,
+    gate: StartGate,
+}
+
+/// The steps of create after the state directory exists. Each step that makes
+/// something on the host is recorded before the next begins.
+fn build(
+    plan: &CreatePlan<'_>,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<Option<Launched>> {
+    let CreatePlan {
+        bundle,
+        namespaces,
+        backends,
+        opts,
+        gate,
+    } = *plan;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    let cgroup = backends[&PluginKind::Cgroup];
+    let cgroup_req = wire::CgroupRequest {
+        id: record.id.clone(),
+        cgroups_path: linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string()),
+        resources: linux
+            .and_then(|l| l.resources().as_ref())
+            .map(to_value)
+            .transpose()?,
+    };
+    let cgroup_state = cgroup.cgroup_create(&to_json(&cgroup_req)?)?;
+    set_backend_state(record, PluginKind::Cgroup, &cgroup_state)?;
+    dir.write(record)?;
+
+    let rootfs = backends[&PluginKind::Rootfs];
+    let (plan, rootfs_state) =
+        rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
+    set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
+    dir.write(record)?;
+
+    let (sync_child, sync_parent) = pipe()?;
+    let (report_parent, report_child) = pipe()?;
+    let fifo = match gate {
+        StartGate::Fifo => Some(make_fifo(&dir.fifo_path())?),
+        StartGate::Pipe => None,
+    };
+    let ctx = child_context(
+        spec,
+        namespaces,
+        &plan,
+        opts,
+        [
+            dir.lock_fd(),
+            sync_parent.as_raw_fd(),
+            report_parent.as_raw_fd(),
+        ],
+        sync_child.as_raw_fd(),
+        report_child.as_raw_fd(),
+        fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+    )?;
+    let join_files = open_joins(namespaces)?;
+    let joins: Vec<NamespaceJoin> = join_files
+        .iter()
+        .map(|(nstype, f)| NamespaceJoin {
+            fd: f.as_raw_fd(),
+            nstype: *nstype,
+        })
+        .collect();
+    let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+    let req = SpawnRequest {
+        struct_size: std::mem::size_of::<SpawnRequest>(),
+        clone_flags: namespaces.create,
+        join: joins.as_ptr(),
+        join_len: joins.len(),
+        cgroup_fd: clone_target.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        child_main: child::child_main,
+        child_arg: std::ptr::from_ref(&ctx).cast_mut().cast(),
+        child_fail: child::child_fail,
+    };
+    let mask = child::block_all_signals();
+    let spawned = backends[&PluginKind::Namespace].spawn(&req);
+    child::restore_signal_mask(&mask);
+    let spawned = spawned?;
+    // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
+    let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
+    // The child has its own copies; ours must close so EOF means what it should.
+    drop((sync_child, report_child, fifo, clone_target, join_files));
+    drop(plan);
+    let pid = spawned.pid;
+    record.pid = pid;
+    record.pid_start = state::process_start_time(pid).unwrap_or(0);
+    dir.write(record)?;
+
+    let sync = File::from(sync_parent);
+    let report = File::from(report_parent);
+    if spawned.in_cgroup == 0 {
+        cgroup.cgroup_add_process(&cgroup_state, pid)?;
+    }
+    if namespaces.creates(libc::CLONE_NEWUSER) {
+        write_id_maps(spec, pid)?;
+    }
+    if let Some(net) = backends.get(&PluginKind::Network) {
+        let req = wire::NetworkRequest {
+            id: record.id.clone(),
+            state_dir: dir.path.display().to_string(),
+            pid,
+            netns_path: format!("/proc/{pid}/ns/net"),
+            annotations: record.annotations.clone(),
+        };
+        let net_state = net.net_setup(&to_json(&req)?)?;
+        set_backend_state(record, PluginKind::Network, &net_state)?;
+        dir.write(record)?;
+    }
+    (&sync).write_all_bytes(&[child::GO])?;
+    match read_report(&report)? {
+        Report::Ready => {}
+        Report::Failed(e) => return Err(Error::Container(e.describe())),
+        Report::Closed => {
+            return Err(Error::Container(
+                "the container process exited during setup".into(),
+            ));
+        }
+    }
+    record.phase = Phase::Created;
+    dir.write(record)?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok((gate == StartGate::Pipe).then_some(Launched {
+        pid,
+        pidfd,
+        sync,
+        report,
+    }))
 }
 
 /// Computes the live status from the record and the process.
@@ -580,13 +666,21 @@ fn oci_state(record: &Record, dir: &Path) -> ContainerState {
         oci_version: record.oci_version.clone(),
         id: record.id.clone(),
         status,
-        pid: if status == Status::Stopped { 0 } else { record.pid },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            record.pid
+        },
         bundle: record.bundle.clone(),
         rootfs: record.rootfs.clone(),
         created: record.created.clone(),
         owner,
         annotations: record.annotations.clone(),
-        backends: record.backends.iter().map(|(k, b)| (k.clone(), b.name.clone())).collect(),
+        backends: record
+            .backends
+            .iter()
+            .map(|(k, b)| (k.clone(), b.name.clone()))
+            .collect(),
     }
 }
 
@@ -599,7 +693,8 @@ fn annotations(spec: &Spec) -> BTreeMap<String, String> {
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| Error::Internal(format!("cannot encode config section: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| Error::Internal(format!("cannot encode config section: {e}")))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -619,7 +714,12 @@ fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Res
     Ok(())
 }
 
-fn rootfs_request(record: &Record, bundle: &Bundle, dir: &ContainerDir, ns: &NamespacePlan) -> Result<wire::RootfsRequest> {
+fn rootfs_request(
+    record: &Record,
+    bundle: &Bundle,
+    dir: &ContainerDir,
+    ns: &NamespacePlan,
+) -> Result<wire::RootfsRequest> {
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
     Ok(wire::RootfsRequest {
@@ -627,11 +727,29 @@ fn rootfs_request(record: &Record, bundle: &Bundle, dir: &ContainerDir, ns: &Nam
         bundle: bundle.path.display().to_string(),
         state_dir: dir.path.display().to_string(),
         rootfs: bundle.rootfs.display().to_string(),
-        readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
-        mounts: spec.mounts().iter().flatten().map(to_value).collect::<Result<_>>()?,
-        masked_paths: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default(),
-        readonly_paths: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default(),
-        devices: linux.and_then(|l| l.devices().as_ref()).iter().flat_map(|d| d.iter()).map(to_value).collect::<Result<_>>()?,
+        readonly: spec
+            .root()
+            .as_ref()
+            .and_then(oci_spec::runtime::Root::readonly)
+            .unwrap_or(false),
+        mounts: spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(to_value)
+            .collect::<Result<_>>()?,
+        masked_paths: linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+        readonly_paths: linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
+        devices: linux
+            .and_then(|l| l.devices().as_ref())
+            .iter()
+            .flat_map(|d| d.iter())
+            .map(to_value)
+            .collect::<Result<_>>()?,
         rootfs_propagation: linux.and_then(|l| l.rootfs_propagation().clone()),
         user_namespace: ns.has(libc::CLONE_NEWUSER),
         cgroup_namespace: ns.has(libc::CLONE_NEWCGROUP),
@@ -656,7 +774,10 @@ fn child_context(
     report_fd: RawFd,
     fifo_fd: RawFd,
 ) -> Result<ChildContext> {
-    let process = spec.process().as_ref().ok_or_else(|| Error::invalid("config has no process"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("config has no process"))?;
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let program = args.first().cloned().unwrap_or_default();
@@ -676,12 +797,20 @@ fn child_context(
     let user = process.user();
     let hostname = match spec.hostname() {
         Some(h) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("hostname", h.as_bytes())?),
-        Some(_) => return Err(Error::invalid("hostname is set but the config has no uts namespace")),
+        Some(_) => {
+            return Err(Error::invalid(
+                "hostname is set but the config has no uts namespace",
+            ))
+        }
         None => None,
     };
     let domainname = match spec.domainname() {
         Some(d) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("domainname", d.as_bytes())?),
-        Some(_) => return Err(Error::invalid("domainname is set but the config has no uts namespace")),
+        Some(_) => {
+            return Err(Error::invalid(
+                "domainname is set but the config has no uts namespace",
+            ))
+        }
         None => None,
     };
     Ok(ChildContext {
@@ -700,8 +829,16 @@ fn child_context(
         umask: user.umask(),
         cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        argv: CStrings::new(args.iter().map(|a| cstring("process.args", a.as_bytes())).collect::<Result<_>>()?),
-        envp: CStrings::new(env.iter().map(|e| cstring("process.env", e.as_bytes())).collect::<Result<_>>()?),
+        argv: CStrings::new(
+            args.iter()
+                .map(|a| cstring("process.args", a.as_bytes()))
+                .collect::<Result<_>>()?,
+        ),
+        envp: CStrings::new(
+            env.iter()
+                .map(|e| cstring("process.env", e.as_bytes()))
+                .collect::<Result<_>>()?,
+        ),
         exec_candidates,
         program: cstring("process.args[0]", program)?,
         keep_fds_below: 3,
@@ -716,7 +853,9 @@ fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
                 .read(true)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(path)
-                .map_err(|e| Error::invalid(format!("cannot open namespace {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    Error::invalid(format!("cannot open namespace {}: {e}", path.display()))
+                })?;
             Ok((*nstype, file))
         })
         .collect()
@@ -724,21 +863,28 @@ fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
 
 fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let uid = linux.and_then(|l| l.uid_mappings().as_ref()).filter(|m| !m.is_empty());
-    let gid = linux.and_then(|l| l.gid_mappings().as_ref()).filter(|m| !m.is_empty());
+    let uid = linux
+        .and_then(|l| l.uid_mappings().as_ref())
+        .filter(|m| !m.is_empty());
+    let gid = linux
+        .and_then(|l| l.gid_mappings().as_ref())
+        .filter(|m| !m.is_empty());
     let (Some(uid), Some(gid)) = (uid, gid) else {
         return Err(Error::invalid(
             "a new user namespace needs linux.uidMappings and linux.gidMappings",
         ));
     };
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
-        let text: String = maps
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect();
+        let text = maps.iter().fold(String::new(), |mut text, m| {
+            let _ = writeln!(text, "{} {} {}", m.container_id(), m.host_id(), m.size());
+            text
+        });
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, text.as_bytes()).map_err(|e| {
-            Error::invalid(format!("invalid linux.{}Mappings: writing {path}: {e}", &file[..3]))
+            Error::invalid(format!(
+                "invalid linux.{}Mappings: writing {path}: {e}",
+                &file[..3]
+            ))
         })?;
     }
     Ok(())
@@ -762,13 +908,14 @@ fn make_fifo(path: &Path) -> Result<File> {
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tong-tmp");
-    std::fs::write(&tmp, pid.to_string()).context(|| format!("cannot write pid file {}", tmp.display()))?;
+    std::fs::write(&tmp, pid.to_string())
+        .context(|| format!("cannot write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
 }
 
 enum Report {
     Ready,
-    Failed(ChildError),
+    Failed(Box<ChildError>),
     Closed,
 }
 
@@ -795,8 +942,12 @@ fn read_report(mut file: &File) -> Result<Report> {
     match got {
         0 => Ok(Report::Closed),
         _ => ChildError::from_bytes(&buf[..got])
-            .map(Report::Failed)
-            .ok_or_else(|| Error::Container(format!("the container process sent a malformed report ({got} bytes)"))),
+            .map(|e| Report::Failed(Box::new(e)))
+            .ok_or_else(|| {
+                Error::Container(format!(
+                    "the container process sent a malformed report ({got} bytes)"
+                ))
+            }),
     }
 }
 
@@ -808,6 +959,7 @@ trait WriteAllBytes {
 impl WriteAllBytes for &File {
     fn write_all_bytes(mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.write_all(data).context(|| "cannot reach the container process".to_string())
+        self.write_all(data)
+            .context(|| "cannot reach the container process".to_string())
     }
 }

@@ -134,7 +134,7 @@ impl StateStore {
             Err(e) => return Err(Error::os(format!("cannot read {}", self.root.display()), e)),
         };
         let mut ids: Vec<String> = entries
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
@@ -172,7 +172,10 @@ impl ContainerDir {
             })?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::os(format!("cannot lock {}", path.display()), std::io::Error::last_os_error()));
+            return Err(Error::os(
+                format!("cannot lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(ContainerDir {
             id: id.to_string(),
@@ -197,7 +200,8 @@ impl ContainerDir {
     /// Replaces the record atomically (write a temporary file, then rename it).
     pub fn write(&self, record: &Record) -> Result<()> {
         let tmp = self.path.join(".state.json.tmp");
-        let data = serde_json::to_vec(record).map_err(|e| Error::Internal(format!("cannot encode state: {e}")))?;
+        let data = serde_json::to_vec(record)
+            .map_err(|e| Error::Internal(format!("cannot encode state: {e}")))?;
         let mut file = File::options()
             .write(true)
             .create(true)
@@ -205,7 +209,8 @@ impl ContainerDir {
             .mode(0o600)
             .open(&tmp)
             .context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(&data).context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(&data)
+            .context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, self.path.join(RECORD_FILE))
             .context(|| format!("cannot replace {}", self.path.join(RECORD_FILE).display()))
     }
@@ -215,7 +220,10 @@ impl ContainerDir {
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::os(format!("cannot remove {}", self.path.display()), e)),
+            Err(e) => Err(Error::os(
+                format!("cannot remove {}", self.path.display()),
+                e,
+            )),
         }
     }
 }

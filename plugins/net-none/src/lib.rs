@@ -39,17 +39,24 @@ impl NetworkPlugin for NetNone {
 /// enters it just for the socket(2) call and returns to its own namespace.
 fn socket_in(path: &str) -> PluginResult<OwnedFd> {
     let target = File::open(path).map_err(|e| PluginError::os(format!("open {path}"), e))?;
-    let own = File::open("/proc/thread-self/ns/net").map_err(|e| PluginError::os("open /proc/thread-self/ns/net", e))?;
+    let own = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| PluginError::os("open /proc/thread-self/ns/net", e))?;
     // SAFETY: setns on a live namespace fd; affects only this thread.
     if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(PluginError::os(format!("setns into {path}"), std::io::Error::last_os_error()));
+        return Err(PluginError::os(
+            format!("setns into {path}"),
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     let socket_err = std::io::Error::last_os_error();
     // SAFETY: back to the thread's own namespace from a live fd.
     if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(PluginError::os("setns back to the runtime's network namespace", std::io::Error::last_os_error()));
+        return Err(PluginError::os(
+            "setns back to the runtime's network namespace",
+            std::io::Error::last_os_error(),
+        ));
     }
     if fd < 0 {
         return Err(PluginError::os(format!("socket in {path}"), socket_err));
@@ -68,11 +75,17 @@ fn loopback_up(socket: &OwnedFd) -> PluginResult<()> {
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
     unsafe {
         if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(PluginError::os("SIOCGIFFLAGS lo", std::io::Error::last_os_error()));
+            return Err(PluginError::os(
+                "SIOCGIFFLAGS lo",
+                std::io::Error::last_os_error(),
+            ));
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(PluginError::os("SIOCSIFFLAGS lo up", std::io::Error::last_os_error()));
+            return Err(PluginError::os(
+                "SIOCSIFFLAGS lo up",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())

@@ -39,7 +39,8 @@ struct Clone3;
 impl PluginInfo for Clone3 {
     const NAME: &'static CStr = c"clone3";
     const VERSION: &'static CStr = c"0.1.0";
-    const DESCRIPTION: &'static CStr = c"clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, clone(2) fallback";
+    const DESCRIPTION: &'static CStr =
+        c"clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, clone(2) fallback";
     const PRIORITY: u32 = 20;
 
     fn probe() -> PluginResult<()> {
@@ -58,7 +59,9 @@ impl NamespacePlugin for Clone3 {
         };
         let pid_join = joins.iter().find(|j| j.nstype == libc::CLONE_NEWPID);
         if pid_join.is_some() && req.clone_flags & libc::CLONE_NEWPID as u64 != 0 {
-            return Err(PluginError::invalid("the config both creates and joins a pid namespace"));
+            return Err(PluginError::invalid(
+                "the config both creates and joins a pid namespace",
+            ));
         }
         let _pid_ns = match pid_join {
             Some(j) => Some(PidNamespaceSwitch::enter(j.fd)?),
@@ -70,7 +73,10 @@ impl NamespacePlugin for Clone3 {
             flags |= CLONE_INTO_CGROUP;
         }
         let mut ret = clone3(flags, req.cgroup_fd, &mut pidfd);
-        if ret < 0 && flags & CLONE_INTO_CGROUP != 0 && matches!(errno(), libc::E2BIG | libc::EINVAL) {
+        if ret < 0
+            && flags & CLONE_INTO_CGROUP != 0
+            && matches!(errno(), libc::E2BIG | libc::EINVAL)
+        {
             // An older kernel without CLONE_INTO_CGROUP: the host adds the process itself.
             flags &= !CLONE_INTO_CGROUP;
             ret = clone3(flags, -1, &mut pidfd);
@@ -84,7 +90,10 @@ impl NamespacePlugin for Clone3 {
             unsafe { child(req, joins) }
         }
         if ret < 0 {
-            return Err(PluginError::os("clone3", std::io::Error::from_raw_os_error(errno())));
+            return Err(PluginError::os(
+                "clone3",
+                std::io::Error::from_raw_os_error(errno()),
+            ));
         }
         Ok(SpawnResult {
             pid: ret as c_int,
@@ -136,7 +145,11 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin]) -> ! {
         // SAFETY: setns on a descriptor the host opened for us.
         if unsafe { libc::setns(j.fd, j.nstype) } != 0 {
             let mut err = ChildError::default();
-            err.os(&[b"setns into the ", ns_name(j.nstype), b" namespace given in linux.namespaces"]);
+            err.os(&[
+                b"setns into the ",
+                ns_name(j.nstype),
+                b" namespace given in linux.namespaces",
+            ]);
             // SAFETY: the host's reporting hook, valid in the child.
             unsafe { (req.child_fail)(req.child_arg, &err) };
             // SAFETY: leaving the child without running any parent-side cleanup.
