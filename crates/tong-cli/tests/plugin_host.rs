@@ -1,0 +1,323 @@
+//! The plugin host through the CLI: discovery order, trust refusal, ABI mismatch, probe
+//! failure, selection by flag, annotation and probing, and a plugin written in C.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use serde_json::{json, Value};
+
+/// Compiles the C test plugin into `dir` as `libtong_plugin_net_<file_name>.so`.
+fn build_c_plugin(dir: &Path, file_name: &str, defines: &[&str]) -> PathBuf {
+    let out = dir.join(format!("libtong_plugin_net_{file_name}.so"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/c_net_plugin.c");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .args(defines)
+        .arg(&src)
+        .status()
+        .expect("cc (the C compiler) is needed for the C plugin tests");
+    assert!(status.success(), "compiling {}", src.display());
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    out
+}
+
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("tong-it-plugins-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn with_plugin_path(dir: &Path) -> Tong {
+    let mut tong = Tong::new();
+    tong.env
+        .push(("TONG_PLUGIN_PATH".into(), dir.display().to_string()));
+    tong
+}
+
+fn plugins_json(tong: &Tong) -> Vec<Value> {
+    serde_json::from_str(&tong.ok(&["plugins", "--format", "json"])).unwrap()
+}
+
+fn find<'a>(rows: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}={name} not listed: {rows:?}"))
+}
+
+#[test]
+fn lists_the_built_plugins_with_their_probes() {
+    let tong = Tong::new();
+    let rows = plugins_json(&tong);
+    for (kind, name) in [
+        ("ns", "clone3"),
+        ("cgroup", "v1"),
+        ("cgroup", "v2"),
+        ("rootfs", "pivot"),
+        ("net", "none"),
+    ] {
+        let row = find(&rows, kind, name);
+        assert_eq!(row["abi"], "1.0");
+        assert!(row["path"].as_str().unwrap().ends_with(".so"));
+        assert!(row["probe"].is_string());
+    }
+    let table = tong.ok(&["plugins"]);
+    assert!(
+        table.contains("KIND") && table.contains("clone3"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_plugin_written_in_c_runs_a_container() {
+    if !root_or_skip("a_plugin_written_in_c_runs_a_container") {
+        return;
+    }
+    let dir = plugin_dir();
+    build_c_plugin(dir.path(), "ctest", &[]);
+    let tong = with_plugin_path(dir.path());
+    let bundle = Bundle::new(&config(&["sleep", "30"]));
+    let id = unique_id("cplugin");
+    tong.ok(&[
+        "create",
+        "--backend",
+        "net=ctest",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(tong.state(&id)["backends"]["net"], "ctest");
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(tong.root.path().join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["backends"]["net"]["state"],
+        json!({"writtenIn": "C"})
+    );
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
+fn the_plugin_path_comes_before_the_binary_directory() {
+    let dir = plugin_dir();
+    build_c_plugin(
+        dir.path(),
+        "none",
+        &["-DNAME=\"none\"", "-DVERSION=\"9.9-c\""],
+    );
+    let first = find(&plugins_json(&with_plugin_path(dir.path())), "net", "none").clone();
+    assert_eq!(first["version"], "9.9-c");
+    assert!(first["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(&dir.path().display().to_string()));
+    let default = find(&plugins_json(&Tong::new()), "net", "none").clone();
+    assert_eq!(default["version"], "0.1.0");
+}
+
+#[test]
+fn untrusted_plugins_are_refused_by_name() {
+    if !root_or_skip("untrusted_plugins_are_refused_by_name") {
+        return;
+    }
+    let bundle = Bundle::new(&config(&["true"]));
+    // A directory others can write.
+    let open_dir = plugin_dir();
+    build_c_plugin(open_dir.path(), "ctest", &[]);
+    std::fs::set_permissions(open_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let tong = with_plugin_path(open_dir.path());
+    let row = find(&plugins_json(&tong), "net", "ctest").clone();
+    assert!(
+        row["probe"]
+            .as_str()
+            .unwrap()
+            .contains("writable by group or others"),
+        "{row}"
+    );
+    let id = unique_id("trust");
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=ctest",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("refusing plugin directory")
+            && err.contains(&open_dir.path().display().to_string()),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+
+    // A group-writable file in a good directory.
+    let dir = plugin_dir();
+    let file = build_c_plugin(dir.path(), "ctest", &[]);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let tong = with_plugin_path(dir.path());
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=ctest",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("refusing plugin") && err.contains(&file.display().to_string()),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
+fn a_plugin_of_another_abi_is_refused_with_both_versions() {
+    if !root_or_skip("a_plugin_of_another_abi_is_refused_with_both_versions") {
+        return;
+    }
+    let dir = plugin_dir();
+    let file = build_c_plugin(
+        dir.path(),
+        "badabi",
+        &["-DNAME=\"badabi\"", "-DABI_MAJOR=2"],
+    );
+    let tong = with_plugin_path(dir.path());
+    let bundle = Bundle::new(&config(&["true"]));
+    let id = unique_id("abi");
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=badabi",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("built for plugin ABI 2.0") && err.contains("1.0"),
+        "{err}"
+    );
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
+fn a_failing_probe_is_reported_when_chosen_and_skipped_when_probing() {
+    if !root_or_skip("a_failing_probe_is_reported_when_chosen_and_skipped_when_probing") {
+        return;
+    }
+    let dir = plugin_dir();
+    // Higher priority than net=none, but unusable: probing must pass over it.
+    build_c_plugin(
+        dir.path(),
+        "noprobe",
+        &["-DNAME=\"noprobe\"", "-DPROBE_FAILS", "-DPRIORITY=99"],
+    );
+    let tong = with_plugin_path(dir.path());
+    let bundle = Bundle::new(&config(&["sleep", "30"]));
+    let id = unique_id("probe");
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=noprobe",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("cannot work here") && err.contains("lacks the frobnicator"),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert_eq!(tong.state(&id)["backends"]["net"], "none");
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
+fn a_plugin_failing_mid_create_leaves_nothing() {
+    if !root_or_skip("a_plugin_failing_mid_create_leaves_nothing") {
+        return;
+    }
+    let dir = plugin_dir();
+    build_c_plugin(
+        dir.path(),
+        "failsetup",
+        &["-DNAME=\"failsetup\"", "-DSETUP_FAILS"],
+    );
+    let tong = with_plugin_path(dir.path());
+    let bundle = Bundle::new(&config(&["sleep", "30"]));
+    let id = unique_id("midfail");
+    let err = tong.fails(&[
+        "create",
+        "--backend",
+        "net=failsetup",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("net=failsetup setup: test plugin: setup refused on purpose"),
+        "{err}"
+    );
+    // The cgroup was made and the process cloned before the network step: all undone.
+    tong.assert_clean(&id, Some(&bundle), None);
+    assert_eq!(std::fs::read_dir(tong.root.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn selection_by_flag_annotation_and_probing() {
+    if !root_or_skip("selection_by_flag_annotation_and_probing") {
+        return;
+    }
+    let tong = Tong::new();
+    let check = |cfg: &Value, flags: &[&str], expected: &str| {
+        let bundle = Bundle::new(cfg);
+        let id = unique_id("select");
+        let mut args = vec!["create"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--bundle", bundle.path().to_str().unwrap(), &id]);
+        tong.ok(&args);
+        assert_eq!(tong.state(&id)["backends"]["cgroup"], expected, "{flags:?}");
+        tong.ok(&["delete", "--force", &id]);
+        tong.assert_clean(&id, Some(&bundle), None);
+    };
+    let plain = config(&["true"]);
+    // Probing: v1 wins on this hybrid host (v2 holds only hugetlb here).
+    check(&plain, &[], "v1");
+    check(&plain, &["--backend", "cgroup=v2"], "v2");
+    let mut annotated = plain.clone();
+    annotated["annotations"] = json!({"tong.backend.cgroup": "v2"});
+    check(&annotated, &[], "v2");
+    // The flag beats the annotation.
+    check(&annotated, &["--backend", "cgroup=v1"], "v1");
+}
+
+#[test]
+fn unknown_plugins_and_bad_backend_flags_are_errors() {
+    let tong = Tong::new();
+    let bundle = Bundle::new(&config(&["true"]));
+    let b = bundle.path().to_str().unwrap();
+    let err = tong.fails(&["run", "--backend", "cgroup=nope", "--bundle", b, "x"]);
+    assert!(err.contains("no cgroup plugin named \"nope\""), "{err}");
+    let err = tong.fails(&["run", "--backend", "gpu=x", "--bundle", b, "x"]);
+    assert!(err.contains("unknown kind"), "{err}");
+    let err = tong.fails(&["run", "--backend", "cgroup", "--bundle", b, "x"]);
+    assert!(err.contains("KIND=NAME"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(tong.root.path())
+            .map(Iterator::count)
+            .unwrap_or(0),
+        0
+    );
+}
