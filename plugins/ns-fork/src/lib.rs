@@ -1,0 +1,300 @@
+//! `ns=fork`: creates the container process the classic way, for kernels and seccomp
+//! profiles that refuse clone3 (some container engines' default profiles answer clone3
+//! with ENOSYS) and as a second start path to measure `ns=clone3` against.
+//!
+//! How the process is made:
+//!
+//! 1. The caller forks (a raw `clone(SIGCHLD)`, so no `pthread_atfork` handler runs and
+//!    nothing in libc takes a lock) a first child.
+//! 2. That child joins the namespaces given by path with setns(2), in the order the host
+//!    gives them (user namespace first), then creates the requested ones with a single
+//!    unshare(2) — the kernel creates a new user namespace before the others, so they are
+//!    owned by it.
+//! 3. A new pid (or time) namespace only applies to the children of the process that
+//!    unshared or joined it, so in that case the first child clones once more with
+//!    `CLONE_PARENT`: the grandchild becomes pid 1 of the new pid namespace **and a child
+//!    of the caller**, not of the intermediate process. The intermediate reports the
+//!    grandchild's pid over a pipe and exits; `spawn` reaps it before returning. Without
+//!    a pid or time namespace there is no second fork: the first child is the container.
+//! 4. The container process runs the host's `child_main`.
+//!
+//! Semantics for the caller: the pid returned is the caller's own child (thanks to
+//! `CLONE_PARENT`), so `waitpid(pid)` and the pidfd work exactly as with `ns=clone3`; the
+//! intermediate has already been reaped when `spawn` returns, so no zombie is left and no
+//! subreaper is needed. A caller that reaps every child itself (a `waitpid(-1)` loop in
+//! another thread) may collect the intermediate first; `spawn` tolerates that (ECHILD).
+//!
+//! Namespace errors (a refused setns or unshare) come back synchronously as `spawn`'s
+//! own error: the parent waits for the first child's report, which also carries the
+//! pid. The pidfd comes from pidfd_open(2) after the fact; since the container is our
+//! child its pid cannot be recycled before we reap it, so that is race-free. There is no
+//! CLONE_INTO_CGROUP (`in_cgroup` is always 0): the host moves the process into its
+//! cgroup before it sends GO. Between the fork and `child_main` no code allocates or
+//! takes a lock: only raw system calls and the fixed-size [`ChildError`].
+
+use std::ffi::{c_int, c_long, CStr};
+
+use tong_abi::plugin::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
+use tong_abi::{ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
+
+/// `CLONE_NEWTIME`, like `CLONE_NEWPID`, applies to children only.
+const CLONE_NEWTIME: c_int = 0x80;
+
+struct Fork;
+
+impl PluginInfo for Fork {
+    const NAME: &'static CStr = c"fork";
+    const VERSION: &'static CStr = c"0.1.0";
+    const DESCRIPTION: &'static CStr =
+        c"fork, setns/unshare, and a CLONE_PARENT clone for a pid namespace (no clone3)";
+    // Below ns=clone3 (20): clone3 creates the process in its namespaces and cgroup in
+    // one system call; see docs/benchmarks.md for the measured difference.
+    const PRIORITY: u32 = 10;
+
+    fn probe() -> PluginResult<()> {
+        // fork, unshare and setns exist on every kernel tong supports.
+        Ok(())
+    }
+}
+
+/// What the first child reports: the container's pid (as the caller sees it), or
+/// -1 followed by a [`ChildError`].
+const PID_LEN: usize = std::mem::size_of::<c_int>();
+const REPORT_LEN: usize = PID_LEN + std::mem::size_of::<ChildError>();
+
+impl NamespacePlugin for Fork {
+    unsafe fn spawn(req: &SpawnRequest) -> PluginResult<SpawnResult> {
+        let joins = if req.join_len == 0 || req.join.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: the host passes join/join_len describing a live array.
+            unsafe { std::slice::from_raw_parts(req.join, req.join_len) }
+        };
+        let create = req.clone_flags as c_int;
+        let children_only = libc::CLONE_NEWPID | CLONE_NEWTIME;
+        for ty in [libc::CLONE_NEWPID, CLONE_NEWTIME] {
+            if create & ty != 0 && joins.iter().any(|j| j.nstype == ty) {
+                return Err(PluginError::invalid(format!(
+                    "the config both creates and joins a {} namespace",
+                    String::from_utf8_lossy(ns_name(ty))
+                )));
+            }
+        }
+        let second_fork =
+            create & children_only != 0 || joins.iter().any(|j| j.nstype & children_only != 0);
+
+        let mut fds = [-1 as c_int; 2];
+        // SAFETY: pipe2 fills the two-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(PluginError::os("pipe2", std::io::Error::last_os_error()));
+        }
+        let [rd, wr] = fds;
+        let first = raw_clone(libc::SIGCHLD as u64);
+        if first == 0 {
+            // SAFETY: we are the freshly forked child, with our own copy of `req`.
+            unsafe { first_child(req, joins, create, second_fork, rd, wr) }
+        }
+        if first < 0 {
+            let err = std::io::Error::last_os_error();
+            close(rd);
+            close(wr);
+            return Err(PluginError::os("fork", err));
+        }
+        let first = first as c_int;
+        close(wr);
+        let mut report = [0u8; REPORT_LEN];
+        let got = read_full(rd, &mut report);
+        close(rd);
+        let pid = c_int::from_ne_bytes(report[..PID_LEN].try_into().unwrap_or_default());
+        let ok = got >= PID_LEN && pid > 0;
+        if second_fork || !ok {
+            // The intermediate (or a first child that failed) exits right after its
+            // report: reap it so no zombie is left behind.
+            reap(first);
+        }
+        if !ok {
+            let message = if got == REPORT_LEN {
+                ChildError::from_bytes(&report[PID_LEN..])
+                    .map_or_else(|| "malformed report".to_string(), |e| e.describe())
+            } else {
+                "the namespace child died before reporting".to_string()
+            };
+            return Err(PluginError {
+                status: tong_abi::STATUS_OS,
+                message,
+            });
+        }
+        let pid = if second_fork { pid } else { first };
+        // SAFETY: pidfd_open takes a pid and flags; our unreaped child cannot be recycled.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        Ok(SpawnResult {
+            pid,
+            pidfd: if pidfd < 0 { -1 } else { pidfd as c_int },
+            in_cgroup: 0,
+        })
+    }
+}
+
+/// clone(2) without a new stack or CLONE_VM: fork semantics, without libc's fork
+/// handlers. Returns 0 in the child.
+fn raw_clone(flags: u64) -> c_long {
+    // SAFETY: with a null stack and no CLONE_VM the child gets a copy of our memory and
+    // returns 0 here, like fork; the tid pointers are unused without CLONE_*TID flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<c_int>(),
+            std::ptr::null_mut::<c_int>(),
+            0usize,
+        )
+    }
+}
+
+fn close(fd: c_int) {
+    // SAFETY: closing a descriptor this module opened and owns.
+    unsafe { libc::close(fd) };
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+fn read_full(fd: c_int, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reads into the unfilled tail of a live buffer.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n < 0 && ChildError::last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    got
+}
+
+/// Waits for our child `pid`; ECHILD (someone else reaped it) is fine.
+fn reap(pid: c_int) {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on one specific child, status into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || ChildError::last_errno() != libc::EINTR {
+            return;
+        }
+    }
+}
+
+/// Writes all of `data`; used by the children, so no allocation.
+fn write_all(fd: c_int, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 && ChildError::last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// Reports failure to the parent and exits. Never returns.
+fn fail(wr: c_int, err: &ChildError) -> ! {
+    write_all(wr, &(-1 as c_int).to_ne_bytes());
+    write_all(wr, err.as_bytes());
+    // SAFETY: leaving the child without running any of the parent's cleanup.
+    unsafe { libc::_exit(1) }
+}
+
+/// The first child: joins and creates the namespaces, forks the container process when
+/// a pid namespace needs it, reports, and either exits or becomes the container.
+/// No allocation, no locks.
+///
+/// # Safety
+/// Only in the freshly forked child, with the request the parent passed.
+unsafe fn first_child(
+    req: &SpawnRequest,
+    joins: &[NamespaceJoin],
+    create: c_int,
+    second_fork: bool,
+    rd: c_int,
+    wr: c_int,
+) -> ! {
+    close(rd);
+    let mut err = ChildError::default();
+    for j in joins {
+        // SAFETY: setns on a descriptor the host opened for us.
+        if unsafe { libc::setns(j.fd, j.nstype) } != 0 {
+            err.os(&[
+                b"setns into the ",
+                ns_name(j.nstype),
+                b" namespace given in linux.namespaces",
+            ]);
+            fail(wr, &err);
+        }
+    }
+    if create != 0 {
+        // SAFETY: unshare with the CLONE_NEW* flags the host asked for; we are
+        // single-threaded, as a new user namespace requires.
+        if unsafe { libc::unshare(create) } != 0 {
+            err.os(&[b"unshare of the namespaces in linux.namespaces"]);
+            fail(wr, &err);
+        }
+    }
+    if second_fork {
+        // CLONE_PARENT: the container process becomes the caller's child, and inherits
+        // our exit signal (SIGCHLD).
+        let pid = raw_clone(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
+        if pid == 0 {
+            close(wr);
+            // SAFETY: we are the container process, in all our namespaces.
+            unsafe { run_child_main(req) }
+        }
+        if pid < 0 {
+            err.os(&[b"clone(CLONE_PARENT) of the process for the new pid namespace"]);
+            fail(wr, &err);
+        }
+        write_all(wr, &(pid as c_int).to_ne_bytes());
+        // SAFETY: the intermediate's work is done; the parent reaps it.
+        unsafe { libc::_exit(0) }
+    }
+    // SAFETY: getpid has no preconditions; our pid namespace did not change.
+    let me = unsafe { libc::getpid() };
+    write_all(wr, &me.to_ne_bytes());
+    close(wr);
+    // SAFETY: we are the container process, in all our namespaces.
+    unsafe { run_child_main(req) }
+}
+
+/// Hands over to the host's child entry and exits with its status.
+///
+/// # Safety
+/// Only in the container process, with the request the parent passed.
+unsafe fn run_child_main(req: &SpawnRequest) -> ! {
+    // SAFETY: the host's child entry with its own argument.
+    let code = unsafe { (req.child_main)(req.child_arg) };
+    // SAFETY: leaving without running the parent's cleanup.
+    unsafe { libc::_exit(code) }
+}
+
+fn ns_name(nstype: c_int) -> &'static [u8] {
+    match nstype {
+        libc::CLONE_NEWUSER => b"user",
+        libc::CLONE_NEWNS => b"mount",
+        libc::CLONE_NEWNET => b"network",
+        libc::CLONE_NEWUTS => b"uts",
+        libc::CLONE_NEWIPC => b"ipc",
+        libc::CLONE_NEWCGROUP => b"cgroup",
+        libc::CLONE_NEWPID => b"pid",
+        CLONE_NEWTIME => b"time",
+        _ => b"unknown",
+    }
+}
+
+tong_abi::export_namespace_plugin!(Fork);
+
+#[cfg(test)]
+mod tests;
