@@ -266,9 +266,8 @@ pub const fn cgroup_ops<P: CgroupPlugin>() -> CgroupOps {
         err: *const Sink,
     ) -> Status {
         // SAFETY: the host's bytes are live for the call.
-        guard(err, || {
-            P::update(unsafe { state.as_slice() }, unsafe { resources.as_slice() })
-        })
+        let (state, resources) = unsafe { (state.as_slice(), resources.as_slice()) };
+        guard(err, || P::update(state, resources))
     }
     unsafe extern "C" fn set_frozen<P: CgroupPlugin>(
         state: Bytes,
@@ -276,9 +275,8 @@ pub const fn cgroup_ops<P: CgroupPlugin>() -> CgroupOps {
         err: *const Sink,
     ) -> Status {
         // SAFETY: the host's bytes are live for the call.
-        guard(err, || {
-            P::set_frozen(unsafe { state.as_slice() }, frozen != 0)
-        })
+        let state = unsafe { state.as_slice() };
+        guard(err, || P::set_frozen(state, frozen != 0))
     }
     unsafe extern "C" fn stats<P: CgroupPlugin>(
         state: Bytes,

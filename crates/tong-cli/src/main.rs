@@ -66,6 +66,39 @@ struct CreateArgs {
     no_new_keyring: bool,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Container id.
+    id: String,
+    /// The command and its arguments (unless --process is given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// A JSON file with an OCI process object; replaces the command and the flags below.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the process's pid to this file.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Add an environment variable (KEY=VALUE), repeatable.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// UID[:GID] to run as.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Allocate a terminal (not supported yet).
+    #[arg(short, long)]
+    tty: bool,
+    /// Unix socket to receive the terminal's master (not supported yet).
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container that waits for `start`.
@@ -108,6 +141,9 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a process inside a running container; exits with its code (255 when tong
+    /// itself fails, as runc does).
+    Exec(ExecArgs),
     /// Freeze every process of a running container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -155,7 +191,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             log.error(&e.to_string());
-            ExitCode::from(1)
+            // runc exits 255 when exec itself fails, so callers can tell it from the
+            // process's own status.
+            ExitCode::from(if matches!(cli.command, Command::Exec(_)) {
+                255
+            } else {
+                1
+            })
         }
     }
 }
@@ -181,6 +223,17 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
+        Command::Exec(args) => {
+            let process = exec_process(&runtime, args)?;
+            let opts = tong::ExecOptions {
+                detach: args.detach,
+                pid_file: args.pid_file.clone(),
+                forward_signals: true,
+                ..tong::ExecOptions::default()
+            };
+            let code = runtime.exec(&args.id, &process, &opts)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
         Command::Pause { id } => runtime.pause(id)?,
         Command::Resume { id } => runtime.resume(id)?,
         Command::Ps { id, format } => ps(&runtime, id, format)?,
@@ -264,6 +317,51 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
             "unknown --format {other:?}: use table or json"
         ))),
     }
+}
+
+/// The process to exec: `--process FILE`, or the container's own process from its
+/// config.json with the command, environment, cwd and user given on the command line.
+fn exec_process(runtime: &Runtime, args: &ExecArgs) -> Result<oci_spec::runtime::Process, Error> {
+    if args.tty || args.console_socket.is_some() {
+        return Err(Error::invalid(
+            "exec --tty/--console-socket: terminals are not supported yet",
+        ));
+    }
+    if let Some(path) = &args.process {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::invalid(format!("--process {}: {e}", path.display())))?;
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(format!("invalid process JSON in {}: {e}", path.display()))
+        });
+    }
+    if args.command.is_empty() {
+        return Err(Error::invalid("exec: give a command or --process FILE"));
+    }
+    let bundle = runtime.state(&args.id)?.bundle;
+    let mut process = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| tong::config::parse(&b).ok())
+        .and_then(|spec| spec.process().clone())
+        .unwrap_or_default();
+    process.set_args(Some(args.command.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(args.env.iter().cloned());
+    process.set_env(Some(env));
+    if let Some(cwd) = &args.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
+        let parse = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| Error::invalid(format!("--user {user:?}: expected UID[:GID]")))
+        };
+        let mut u = process.user().clone();
+        u.set_uid(parse(uid)?);
+        u.set_gid(parse(gid)?);
+        process.set_user(u);
+    }
+    Ok(process)
 }
 
 fn ps(runtime: &Runtime, id: &str, format: &str) -> Result<(), Error> {

@@ -106,9 +106,7 @@ fn invalid_container_ids() {
         );
     }
     assert_eq!(
-        std::fs::read_dir(tong.root.path())
-            .map(Iterator::count)
-            .unwrap_or(0),
+        std::fs::read_dir(tong.root.path()).map_or(0, Iterator::count),
         0
     );
 }

@@ -65,7 +65,9 @@ fn lists_the_built_plugins_with_their_probes() {
     ] {
         let row = find(&rows, kind, name);
         assert_eq!(row["abi"], "1.0");
-        assert!(row["path"].as_str().unwrap().ends_with(".so"));
+        assert!(std::path::Path::new(row["path"].as_str().unwrap())
+            .extension()
+            .is_some_and(|e| e == "so"));
         assert!(row["probe"].is_string());
     }
     let table = tong.ok(&["plugins"]);
@@ -315,9 +317,7 @@ fn unknown_plugins_and_bad_backend_flags_are_errors() {
     let err = tong.fails(&["run", "--backend", "cgroup", "--bundle", b, "x"]);
     assert!(err.contains("KIND=NAME"), "{err}");
     assert_eq!(
-        std::fs::read_dir(tong.root.path())
-            .map(Iterator::count)
-            .unwrap_or(0),
+        std::fs::read_dir(tong.root.path()).map_or(0, Iterator::count),
         0
     );
 }

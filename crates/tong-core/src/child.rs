@@ -135,19 +135,13 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
 
     if let Some(name) = &ctx.hostname {
         // SAFETY: name is a live C string of the given length.
-        check(
-            unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) },
-            err,
-            &[b"sethostname"],
-        )?;
+        let ret = unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) };
+        check(ret, err, &[b"sethostname"])?;
     }
     if let Some(name) = &ctx.domainname {
-        // SAFETY: as above.
-        check(
-            unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) },
-            err,
-            &[b"setdomainname"],
-        )?;
+        // SAFETY: name is a live C string of the given length.
+        let ret = unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) };
+        check(ret, err, &[b"setdomainname"])?;
     }
     if let Some((setup, plan)) = ctx.rootfs {
         // SAFETY: the plugin's child entry with the plan it prepared for this child.
@@ -282,11 +276,8 @@ fn setup_stdio(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     for (target, &fd) in ctx.stdio.iter().enumerate() {
         if fd >= 0 && fd != target as c_int {
             // SAFETY: dup2 of a descriptor the caller handed us onto 0, 1 or 2.
-            check(
-                unsafe { libc::dup2(fd, target as c_int) },
-                err,
-                &[b"dup2 of a stdio descriptor"],
-            )?;
+            let ret = unsafe { libc::dup2(fd, target as c_int) };
+            check(ret, err, &[b"dup2 of a stdio descriptor"])?;
         }
     }
     Ok(())

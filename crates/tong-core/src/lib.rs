@@ -18,5 +18,5 @@ pub mod runtime;
 pub mod state;
 
 pub use error::{Error, ErrorCode, Result};
-pub use runtime::{ContainerState, CreateOptions, Runtime, Status};
+pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};
 pub use tong_abi::PluginKind;

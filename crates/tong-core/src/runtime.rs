@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
 use serde_json::Value;
 use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
@@ -90,6 +90,30 @@ impl Default for CreateOptions {
             backends: BTreeMap::new(),
             pid_file: None,
             stdio: [-1; 3],
+        }
+    }
+}
+
+/// Options of `exec`.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Return once the process runs instead of waiting for it.
+    pub detach: bool,
+    /// Write the process's pid here once it runs.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors to become its stdin, stdout, stderr (-1: inherit).
+    pub stdio: [RawFd; 3],
+    /// Forward the usual termination signals this process receives to it.
+    pub forward_signals: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            detach: false,
+            pid_file: None,
+            stdio: [-1; 3],
+            forward_signals: false,
         }
     }
 }
@@ -385,6 +409,78 @@ impl Runtime {
         dir.remove()
     }
 
+    /// Runs another process in a running container: it joins every namespace and the
+    /// cgroup of the container's init. Returns its exit code (128 + signal when killed),
+    /// or 0 at once with `detach`.
+    pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        id::validate(id)?;
+        // The lock is not held while the process runs: other commands must still work.
+        let record = {
+            let dir = self.store.open(id)?;
+            let record = dir.read()?;
+            let status = status_of(&record, &dir.path);
+            if status != Status::Running {
+                return Err(Error::InvalidState(format!(
+                    "cannot exec in container {id:?}: it is {status}, not running"
+                )));
+            }
+            record
+        };
+        let ns = self.recorded_plugin(&record, PluginKind::Namespace)?;
+        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
+        let joins = container_namespaces(record.pid)?;
+        let (sync_child, sync_parent) = pipe()?;
+        let (report_parent, report_child) = pipe()?;
+        let fds = ChildFds {
+            close_first: vec![sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
+            sync_fd: sync_child.as_raw_fd(),
+            report_fd: report_child.as_raw_fd(),
+            fifo_fd: -1,
+            stdio: opts.stdio,
+        };
+        let ctx = process_context(process, fds)?;
+        let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+        let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
+        drop((sync_child, report_child, clone_target, joins));
+        let pid = spawned.pid;
+        let start = state::process_start_time(pid).unwrap_or(0);
+        let sync = File::from(sync_parent);
+        let report = File::from(report_parent);
+        let handshake = || -> Result<()> {
+            if spawned.in_cgroup == 0 {
+                cgroup.cgroup_add_process(&cgroup_state, pid)?;
+            }
+            (&sync).write_all_bytes(&[child::GO])?;
+            match read_report(&report)? {
+                Report::Ready => {}
+                Report::Failed(e) => return Err(Error::Container(e.describe())),
+                Report::Closed => {
+                    return Err(Error::Container(
+                        "the exec'd process exited during setup".into(),
+                    ))
+                }
+            }
+            if let Some(path) = &opts.pid_file {
+                write_pid_file(path, pid)?;
+            }
+            (&sync).write_all_bytes(&[child::START])?;
+            match read_report(&report)? {
+                Report::Closed => Ok(()),
+                Report::Failed(e) => Err(Error::Container(e.describe())),
+                Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
+            }
+        };
+        if let Err(e) = handshake() {
+            let _ = process::kill_and_reap(pid, start);
+            return Err(e);
+        }
+        if opts.detach {
+            return Ok(0);
+        }
+        process::wait_exit(pid, pidfd.as_ref(), opts.forward_signals)
+    }
+
     /// Freezes every process of a running container.
     pub fn pause(&self, id: &str) -> Result<()> {
         self.set_paused(id, true)
@@ -554,45 +650,34 @@ fn build(
         StartGate::Fifo => Some(make_fifo(&dir.fifo_path())?),
         StartGate::Pipe => None,
     };
-    let ctx = child_context(
-        spec,
-        namespaces,
-        &plan,
-        opts,
-        [
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("config has no process"))?;
+    let fds = ChildFds {
+        close_first: vec![
             dir.lock_fd(),
             sync_parent.as_raw_fd(),
             report_parent.as_raw_fd(),
         ],
-        sync_child.as_raw_fd(),
-        report_child.as_raw_fd(),
-        fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-    )?;
-    let join_files = open_joins(namespaces)?;
-    let joins: Vec<NamespaceJoin> = join_files
-        .iter()
-        .map(|(nstype, f)| NamespaceJoin {
-            fd: f.as_raw_fd(),
-            nstype: *nstype,
-        })
-        .collect();
-    let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
-    let req = SpawnRequest {
-        struct_size: std::mem::size_of::<SpawnRequest>(),
-        clone_flags: namespaces.create,
-        join: joins.as_ptr(),
-        join_len: joins.len(),
-        cgroup_fd: clone_target.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        child_main: child::child_main,
-        child_arg: std::ptr::from_ref(&ctx).cast_mut().cast(),
-        child_fail: child::child_fail,
+        sync_fd: sync_child.as_raw_fd(),
+        report_fd: report_child.as_raw_fd(),
+        fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        stdio: opts.stdio,
     };
-    let mask = child::block_all_signals();
-    let spawned = backends[&PluginKind::Namespace].spawn(&req);
-    child::restore_signal_mask(&mask);
-    let spawned = spawned?;
-    // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
-    let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
+    let mut ctx = process_context(process, fds)?;
+    ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
+    ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
+    ctx.rootfs = Some(plan.child_entry());
+    let join_files = open_joins(namespaces)?;
+    let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+    let (spawned, pidfd) = spawn(
+        backends[&PluginKind::Namespace],
+        namespaces.create,
+        &join_files,
+        clone_target.as_ref(),
+        &ctx,
+    )?;
     // The child has its own copies; ours must close so EOF means what it should.
     drop((sync_child, report_child, fifo, clone_target, join_files));
     drop(plan);
@@ -762,25 +847,100 @@ fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
 }
 
-/// Builds everything the child needs, so that it allocates nothing.
-#[allow(clippy::too_many_arguments)]
-fn child_context(
-    spec: &Spec,
-    namespaces: &NamespacePlan,
-    plan: &crate::plugins::RootfsPlan,
-    opts: &CreateOptions,
-    close_first: [RawFd; 3],
+/// Creates the child through the namespace plugin, with every signal blocked around the
+/// clone so the child starts with none delivered until it has reset their handlers.
+fn spawn(
+    plugin: &Plugin,
+    clone_flags: u64,
+    joins: &[(i32, File)],
+    clone_target: Option<&OwnedFd>,
+    ctx: &ChildContext,
+) -> Result<(tong_abi::SpawnResult, Option<OwnedFd>)> {
+    let joins: Vec<NamespaceJoin> = joins
+        .iter()
+        .map(|(nstype, f)| NamespaceJoin {
+            fd: f.as_raw_fd(),
+            nstype: *nstype,
+        })
+        .collect();
+    let req = SpawnRequest {
+        struct_size: std::mem::size_of::<SpawnRequest>(),
+        clone_flags,
+        join: joins.as_ptr(),
+        join_len: joins.len(),
+        cgroup_fd: clone_target.map_or(-1, AsRawFd::as_raw_fd),
+        child_main: child::child_main,
+        child_arg: std::ptr::from_ref(ctx).cast_mut().cast(),
+        child_fail: child::child_fail,
+    };
+    let mask = child::block_all_signals();
+    let spawned = plugin.spawn(&req);
+    child::restore_signal_mask(&mask);
+    let spawned = spawned?;
+    // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
+    let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
+    Ok((spawned, pidfd))
+}
+
+/// Namespace files of a running container that differ from ours, user namespace first:
+/// what an exec'd process must join.
+fn container_namespaces(pid: i32) -> Result<Vec<(i32, File)>> {
+    use std::os::unix::fs::MetadataExt;
+    const KINDS: [(&str, i32); 8] = [
+        ("user", libc::CLONE_NEWUSER),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("time", 0x80),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut out = Vec::new();
+    for (name, flag) in KINDS {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let (Ok(a), Ok(b)) = (
+            std::fs::metadata(&theirs),
+            std::fs::metadata(format!("/proc/self/ns/{name}")),
+        ) else {
+            continue;
+        };
+        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+            let file = File::options()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&theirs)
+                .context(|| format!("cannot open {theirs}"))?;
+            out.push((flag, file));
+        }
+    }
+    Ok(out)
+}
+
+/// The descriptors a child uses or must close.
+struct ChildFds {
+    close_first: Vec<RawFd>,
     sync_fd: RawFd,
     report_fd: RawFd,
     fifo_fd: RawFd,
-) -> Result<ChildContext> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("config has no process"))?;
+    stdio: [RawFd; 3],
+}
+
+/// Builds everything the child needs to become `process`, so that it allocates nothing.
+/// Hostname and rootfs are left to the caller (a new container sets them, exec does not).
+fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let program = args.first().cloned().unwrap_or_default();
+    if program.is_empty() {
+        return Err(Error::invalid("process.args is empty"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::invalid(format!(
+            "process.cwd {} is not an absolute path",
+            process.cwd().display()
+        )));
+    }
     let path_var = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -795,33 +955,23 @@ fn child_context(
             .collect::<Result<_>>()?
     };
     let user = process.user();
-    let hostname = match spec.hostname() {
-        Some(h) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("hostname", h.as_bytes())?),
-        Some(_) => {
-            return Err(Error::invalid(
-                "hostname is set but the config has no uts namespace",
-            ))
-        }
-        None => None,
-    };
-    let domainname = match spec.domainname() {
-        Some(d) if namespaces.has(libc::CLONE_NEWUTS) => Some(cstring("domainname", d.as_bytes())?),
-        Some(_) => {
-            return Err(Error::invalid(
-                "domainname is set but the config has no uts namespace",
-            ))
-        }
-        None => None,
+    let strings = |what: &str, items: &[String]| -> Result<CStrings> {
+        Ok(CStrings::new(
+            items
+                .iter()
+                .map(|a| cstring(what, a.as_bytes()))
+                .collect::<Result<_>>()?,
+        ))
     };
     Ok(ChildContext {
-        close_first: close_first.to_vec(),
-        sync_fd,
-        report_fd,
-        fifo_fd,
-        stdio: opts.stdio,
-        hostname,
-        domainname,
-        rootfs: Some(plan.child_entry()),
+        close_first: fds.close_first,
+        sync_fd: fds.sync_fd,
+        report_fd: fds.report_fd,
+        fifo_fd: fds.fifo_fd,
+        stdio: fds.stdio,
+        hostname: None,
+        domainname: None,
+        rootfs: None,
         uid: user.uid(),
         gid: user.gid(),
         groups: user.additional_gids().clone().unwrap_or_default(),
@@ -829,20 +979,27 @@ fn child_context(
         umask: user.umask(),
         cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        argv: CStrings::new(
-            args.iter()
-                .map(|a| cstring("process.args", a.as_bytes()))
-                .collect::<Result<_>>()?,
-        ),
-        envp: CStrings::new(
-            env.iter()
-                .map(|e| cstring("process.env", e.as_bytes()))
-                .collect::<Result<_>>()?,
-        ),
+        argv: strings("process.args", &args)?,
+        envp: strings("process.env", &env)?,
         exec_candidates,
         program: cstring("process.args[0]", program)?,
         keep_fds_below: 3,
     })
+}
+
+/// The hostname or domainname to set, refused without a uts namespace.
+fn uts_name(
+    what: &str,
+    value: Option<&String>,
+    namespaces: &NamespacePlan,
+) -> Result<Option<CString>> {
+    match value {
+        Some(v) if namespaces.has(libc::CLONE_NEWUTS) => Ok(Some(cstring(what, v.as_bytes())?)),
+        Some(_) => Err(Error::invalid(format!(
+            "{what} is set but the config has no uts namespace"
+        ))),
+        None => Ok(None),
+    }
 }
 
 fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
