@@ -7,6 +7,7 @@
 //! - [`child`]: the container's process between clone and exec (no allocation there);
 //! - [`process`]: signalling and waiting through pidfds.
 
+pub mod capi;
 pub mod child;
 pub mod config;
 pub mod error;

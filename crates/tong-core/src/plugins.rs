@@ -296,8 +296,9 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     // (owned by root or us, not writable by others), which is the most a host can check.
     let lib = unsafe { libloading::Library::new(&path) }
         .map_err(|e| Error::Plugin(format!("cannot load plugin {}: {e}", path.display())))?;
-    // Never unloaded: descriptors and function tables point into the library.
-    let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+    // Never unloaded (never dropped, so never dlclose'd): descriptors and function
+    // tables point into the library. Not boxed and leaked: leak checkers would report it.
+    let lib = std::mem::ManuallyDrop::new(lib);
     // SAFETY: the symbol is declared with the type every plugin exports (tong_abi::EntryFn).
     let entry = unsafe { lib.get::<tong_abi::EntryFn>(ENTRY_SYMBOL.as_bytes()) }.map_err(|_| {
         Error::Plugin(format!(

@@ -1,0 +1,3 @@
+module tong.dev/tong
+
+go 1.19

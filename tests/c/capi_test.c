@@ -1,0 +1,562 @@
+/*
+ * capi_test: drives libtong through its C ABI with real containers.
+ *
+ *   capi_test ROOTFS [--require-test-hooks]
+ *
+ * ROOTFS is a busybox root filesystem (ci/make-bundle DIR makes DIR/rootfs). The test
+ * writes its own bundles (config.json files pointing at ROOTFS) and state root under a
+ * private temporary directory, and removes them. Checks: versions and extensions,
+ * error codes and messages for bad input (NULL pointers, too-small struct_size, invalid
+ * config JSON, unknown id, unknown backend, bad flags), outputs untouched on failure,
+ * the full lifecycle with stdio pipes (create, state, start, ps, stats, pause, resume,
+ * kill, wait, delete), run, list, per-container cgroup backends (v1 and v2 in one
+ * process), and a deliberate panic coming back as TONG_ERR_PANIC.
+ * Prints "ok - ..." / "not ok - ..." lines and exits non-zero on any failure.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tong.h>
+
+static int failures;
+static int checks;
+static char tmpdir[] = "/tmp/tong-capi-test-XXXXXX";
+static char root[512];
+static const char *rootfs;
+
+static void ok(int cond, const char *fmt, ...)
+{
+    va_list ap;
+    checks++;
+    if (!cond)
+        failures++;
+    printf("%s - ", cond ? "ok" : "not ok");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Checks a call's code and, on failure, that the error object carries it and a message;
+ * frees the error and resets *errp (read here, after the call: C leaves the order in
+ * which arguments are evaluated open). */
+static int expect(tong_error_code rc, tong_error **errp, tong_error_code want, const char *what)
+{
+    tong_error *err = *errp;
+    int good = rc == want;
+    if (rc != TONG_OK) {
+        good = good && err != NULL && tong_error_get_code(err) == rc &&
+               strlen(tong_error_message(err)) > 0;
+    } else {
+        good = good && err == NULL;
+    }
+    ok(good, "%s -> %s (want %s)%s%s", what, tong_error_code_name(rc), tong_error_code_name(want),
+       err ? ": " : "", err ? tong_error_message(err) : "");
+    tong_error_free(err);
+    *errp = NULL;
+    return good;
+}
+
+static int contains(const char *haystack, const char *needle)
+{
+    return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* Writes BUNDLE/config.json running ARGS (a JSON array body) on the shared rootfs. */
+static void write_bundle(const char *dir, const char *args, int with_resources)
+{
+    char path[1024];
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        exit(2);
+    }
+    fprintf(f,
+            "{\"ociVersion\": \"1.0.2\",\n"
+            " \"process\": {\"terminal\": false, \"user\": {\"uid\": 0, \"gid\": 0},\n"
+            "   \"args\": [%s], \"env\": [\"PATH=/bin\"], \"cwd\": \"/\"},\n"
+            " \"root\": {\"path\": \"%s\", \"readonly\": false},\n"
+            " \"hostname\": \"capi-test\",\n"
+            " \"mounts\": [{\"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\"}],\n"
+            " \"linux\": {%s\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"ipc\"},\n"
+            "   {\"type\": \"uts\"}, {\"type\": \"mount\"}]}}\n",
+            args, rootfs,
+            with_resources ? "\"resources\": {\"pids\": {\"limit\": 32}}, " : "");
+    fclose(f);
+}
+
+static char *bundle_path(const char *name)
+{
+    static char buf[4][1024];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 1024, "%s/%s", tmpdir, name);
+    return p;
+}
+
+static void test_versions(void)
+{
+    ok(strcmp(tong_version(), TONG_VERSION_STRING) == 0, "tong_version() %s == header %s",
+       tong_version(), TONG_VERSION_STRING);
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", TONG_VERSION_MAJOR, TONG_VERSION_MINOR,
+             TONG_VERSION_PATCH);
+    ok(strcmp(tong_version(), want) == 0, "version macros match tong_version()");
+    ok(tong_abi_version() == TONG_ABI_VERSION, "tong_abi_version() == TONG_ABI_VERSION (%u)",
+       tong_abi_version());
+    ok(tong_has_api_extension("lifecycle") == 1, "has extension lifecycle");
+    ok(tong_has_api_extension("backend-choice") == 1, "has extension backend-choice");
+    ok(tong_has_api_extension("no-such-extension") == 0, "no extension no-such-extension");
+    ok(tong_has_api_extension(NULL) == 0, "has_api_extension(NULL) == 0");
+    ok(strcmp(tong_error_code_name(TONG_ERR_NOT_FOUND), "TONG_ERR_NOT_FOUND") == 0,
+       "tong_error_code_name");
+    ok(strcmp(tong_error_code_name(12345), "TONG_ERR_UNKNOWN") == 0, "unknown code name");
+    ok(tong_error_get_code(NULL) == TONG_ERR_INVALID_ARGUMENT && tong_error_message(NULL)[0] == 0,
+       "error accessors accept NULL");
+    tong_error_free(NULL);
+    tong_string_free(NULL);
+    tong_container_free(NULL);
+    tong_runtime_free(NULL);
+}
+
+static tong_runtime *make_runtime(void)
+{
+    tong_runtime *rt = (tong_runtime *)0x1;
+    tong_error *err = NULL;
+
+    expect(tong_runtime_new(NULL, NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "runtime_new(out=NULL)");
+    tong_runtime_options small = TONG_RUNTIME_OPTIONS_INIT;
+    small.struct_size = sizeof(size_t);
+    err = NULL;
+    expect(tong_runtime_new(&small, &rt, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "runtime_new(struct_size too small)");
+    ok(rt == (tong_runtime *)0x1, "runtime out untouched on failure");
+
+    /* A caller newer than the library: larger struct, unknown tail zero -> accepted. */
+    struct {
+        tong_runtime_options base;
+        uint64_t future_field;
+    } newer = {TONG_RUNTIME_OPTIONS_INIT, 0};
+    newer.base.struct_size = sizeof newer;
+    newer.base.root = root;
+    err = NULL;
+    tong_runtime *rt2 = NULL;
+    expect(tong_runtime_new(&newer.base, &rt2, &err), &err, TONG_OK, "runtime_new(newer struct, zero tail)");
+    tong_runtime_free(rt2);
+    newer.future_field = 1;
+    err = NULL;
+    expect(tong_runtime_new(&newer.base, &rt2, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "runtime_new(newer struct, unknown field set)");
+
+    tong_runtime_options opts = TONG_RUNTIME_OPTIONS_INIT;
+    opts.root = root;
+    err = NULL;
+    rt = NULL;
+    expect(tong_runtime_new(&opts, &rt, &err), &err, TONG_OK, "runtime_new(root)");
+    return rt;
+}
+
+static void test_errors(tong_runtime *rt)
+{
+    tong_error *err = NULL;
+    tong_container *c = (tong_container *)0x1;
+    char *json = (char *)0x1;
+    const char *good = bundle_path("sleeper");
+
+    expect(tong_container_open(rt, "no-such-container", &c, &err), &err, TONG_ERR_NOT_FOUND,
+           "open(unknown id)");
+    ok(c == (tong_container *)0x1, "container out untouched on failure");
+    err = NULL;
+    expect(tong_container_open(NULL, "x", &c, &err), &err, TONG_ERR_INVALID_ARGUMENT, "open(rt=NULL)");
+    err = NULL;
+    expect(tong_container_create(rt, NULL, good, NULL, &c, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "create(id=NULL)");
+    err = NULL;
+    expect(tong_container_create(rt, "x", NULL, NULL, &c, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "create(bundle=NULL)");
+    err = NULL;
+    expect(tong_container_create(rt, "x", good, NULL, NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "create(out=NULL)");
+    err = NULL;
+    expect(tong_container_create(rt, "../escape", good, NULL, &c, &err), &err,
+           TONG_ERR_INVALID_ARGUMENT, "create(invalid id)");
+
+    const char *bad = bundle_path("bad-json");
+    mkdir(bad, 0700);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", bad);
+    FILE *f = fopen(path, "w");
+    fputs("{\"ociVersion\": \"1.0.2\", \"process\": ", f);
+    fclose(f);
+    err = NULL;
+    expect(tong_container_create(rt, "capi-bad-json", bad, NULL, &c, &err), &err,
+           TONG_ERR_INVALID_ARGUMENT, "create(invalid config JSON)");
+
+    tong_create_options small = TONG_CREATE_OPTIONS_INIT;
+    small.struct_size = 4;
+    err = NULL;
+    expect(tong_container_create(rt, "capi-small", good, &small, &c, &err), &err,
+           TONG_ERR_INVALID_ARGUMENT, "create(struct_size too small)");
+
+    tong_create_options nobackend = TONG_CREATE_OPTIONS_INIT;
+    nobackend.backend_cgroup = "no-such-backend";
+    err = NULL;
+    expect(tong_container_create(rt, "capi-nobackend", good, &nobackend, &c, &err), &err,
+           TONG_ERR_PLUGIN, "create(unknown cgroup backend)");
+    ok(c == (tong_container *)0x1, "container out untouched after failed creates");
+
+    err = NULL;
+    expect(tong_container_start(NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "start(NULL)");
+    err = NULL;
+    expect(tong_container_state(NULL, &json, &err), &err, TONG_ERR_INVALID_ARGUMENT, "state(NULL)");
+    err = NULL;
+    expect(tong_runtime_list(rt, NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "list(json_out=NULL)");
+    err = NULL;
+    expect(tong_features(NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "features(json_out=NULL)");
+    ok(json == (char *)0x1, "json out untouched on failure");
+    /* err may be NULL: the code alone comes back. */
+    ok(tong_container_wait(NULL, NULL, NULL) == TONG_ERR_INVALID_ARGUMENT, "wait(NULL, err=NULL)");
+
+    /* An error the caller has not freed is never overwritten. */
+    err = NULL;
+    tong_container_start(NULL, &err);
+    tong_error *first = err;
+    tong_features(NULL, &err);
+    ok(err == first, "pending error not overwritten");
+    tong_error_free(err);
+}
+
+static char *read_all(int fd)
+{
+    static char buf[4096];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = read(fd, buf + got, sizeof buf - 1 - got)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t)n;
+    }
+    buf[got] = 0;
+    return buf;
+}
+
+static void test_lifecycle(tong_runtime *rt)
+{
+    char id[64];
+    snprintf(id, sizeof id, "capi-life-%d", (int)getpid());
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) {
+        perror("pipe");
+        exit(2);
+    }
+    tong_create_options opts = TONG_CREATE_OPTIONS_INIT;
+    opts.stdin_fd = in[0];
+    opts.stdout_fd = out[1];
+    tong_container *c = NULL;
+    tong_error *err = NULL;
+    char *json = NULL;
+    int code = -1;
+
+    if (!expect(tong_container_create(rt, id, bundle_path("sleeper"), &opts, &c, &err), &err, TONG_OK,
+                "create(lifecycle)"))
+        return;
+    close(in[0]);
+    close(out[1]);
+    ok(strcmp(tong_container_id(c), id) == 0, "container_id");
+
+    err = NULL;
+    expect(tong_container_create(rt, id, bundle_path("sleeper"), NULL, &(tong_container *){NULL}, &err),
+           &err, TONG_ERR_ALREADY_EXISTS, "create(same id again)");
+
+    err = NULL;
+    expect(tong_container_state(c, &json, &err), &err, TONG_OK, "state(created)");
+    ok(contains(json, "\"status\":\"created\""), "status created: %s", json);
+    tong_string_free(json);
+
+    err = NULL;
+    expect(tong_container_pause(c, &err), &err, TONG_ERR_INVALID_STATE, "pause(created)");
+    err = NULL;
+    expect(tong_container_start(c, &err), &err, TONG_OK, "start");
+    err = NULL;
+    expect(tong_container_start(c, &err), &err, TONG_ERR_INVALID_STATE, "start(again)");
+
+    char line[64] = {0};
+    ssize_t n = read(out[0], line, sizeof line - 1);
+    ok(n > 0 && contains(line, "ready"), "container wrote to our stdout pipe: %s", line);
+
+    json = NULL;
+    err = NULL;
+    expect(tong_container_state(c, &json, &err), &err, TONG_OK, "state(running)");
+    ok(contains(json, "\"status\":\"running\""), "status running");
+    tong_string_free(json);
+
+    json = NULL;
+    err = NULL;
+    expect(tong_container_ps(c, &json, &err), &err, TONG_OK, "ps");
+    ok(json != NULL && json[0] == '[' && json[1] != ']', "ps lists pids: %s", json);
+    tong_string_free(json);
+
+    json = NULL;
+    err = NULL;
+    expect(tong_container_stats(c, &json, &err), &err, TONG_OK, "stats");
+    ok(json != NULL && json[0] == '{', "stats is a JSON object: %.80s", json);
+    tong_string_free(json);
+
+    err = NULL;
+    if (expect(tong_container_pause(c, &err), &err, TONG_OK, "pause")) {
+        json = NULL;
+        tong_container_state(c, &json, NULL);
+        ok(contains(json, "\"status\":\"paused\""), "status paused");
+        tong_string_free(json);
+        err = NULL;
+        expect(tong_container_delete(c, 0, &err), &err, TONG_ERR_INVALID_STATE, "delete(paused, no force)");
+        err = NULL;
+        expect(tong_container_resume(c, &err), &err, TONG_OK, "resume");
+    }
+    err = NULL;
+    expect(tong_container_kill(c, SIGTERM, 0x80, &err), &err, TONG_ERR_INVALID_ARGUMENT, "kill(bad flags)");
+    err = NULL;
+    expect(tong_container_kill(c, 0, 0, &err), &err, TONG_ERR_INVALID_ARGUMENT, "kill(signal 0)");
+
+    /* Let it exit by itself: a line on stdin makes it exit 7. */
+    ok(write(in[1], "bye\n", 4) == 4, "wrote to the container's stdin");
+    close(in[1]);
+    err = NULL;
+    expect(tong_container_wait(c, &code, &err), &err, TONG_OK, "wait");
+    ok(code == 7, "exit code 7 (got %d)", code);
+    char *rest = read_all(out[0]);
+    ok(contains(rest, "got bye"), "container echoed its stdin: %s", rest);
+    close(out[0]);
+
+    json = NULL;
+    err = NULL;
+    expect(tong_container_state(c, &json, &err), &err, TONG_OK, "state(stopped)");
+    ok(contains(json, "\"status\":\"stopped\""), "status stopped");
+    tong_string_free(json);
+
+    json = NULL;
+    err = NULL;
+    expect(tong_runtime_list(rt, &json, &err), &err, TONG_OK, "list");
+    ok(contains(json, id), "list shows the container");
+    tong_string_free(json);
+
+    err = NULL;
+    expect(tong_container_kill(c, SIGTERM, 0, &err), &err, TONG_ERR_INVALID_STATE, "kill(stopped)");
+    err = NULL;
+    expect(tong_container_delete(c, 0, &err), &err, TONG_OK, "delete");
+    err = NULL;
+    expect(tong_container_delete(c, 0, &err), &err, TONG_ERR_NOT_FOUND, "delete(again)");
+    err = NULL;
+    expect(tong_container_delete(c, TONG_DELETE_FORCE, &err), &err, TONG_OK, "delete(force, gone)");
+    tong_container_free(c);
+
+    tong_container *gone = NULL;
+    err = NULL;
+    expect(tong_container_open(rt, id, &gone, &err), &err, TONG_ERR_NOT_FOUND, "open(deleted)");
+}
+
+static void test_kill_and_run(tong_runtime *rt)
+{
+    char id[64];
+    snprintf(id, sizeof id, "capi-kill-%d", (int)getpid());
+    tong_container *c = NULL, *again = NULL;
+    tong_error *err = NULL;
+    int code = -1;
+    int devnull = open("/dev/null", O_RDWR);
+    tong_create_options opts = TONG_CREATE_OPTIONS_INIT;
+    opts.stdin_fd = devnull;
+    opts.stdout_fd = devnull;
+    if (!expect(tong_container_create(rt, id, bundle_path("forever"), &opts, &c, &err), &err, TONG_OK,
+                "create(forever)"))
+        return;
+    err = NULL;
+    expect(tong_container_open(rt, id, &again, &err), &err, TONG_OK, "open(existing)");
+    err = NULL;
+    expect(tong_container_start(again, &err), &err, TONG_OK, "start through a second handle");
+    tong_container_free(again);
+    err = NULL;
+    expect(tong_container_delete(c, 0, &err), &err, TONG_ERR_INVALID_STATE, "delete(running, no force)");
+    err = NULL;
+    expect(tong_container_kill(c, SIGKILL, TONG_KILL_ALL, &err), &err, TONG_OK, "kill(SIGKILL, all)");
+    err = NULL;
+    expect(tong_container_wait(c, &code, &err), &err, TONG_OK, "wait(killed)");
+    ok(code == 128 + SIGKILL, "killed exit code 137 (got %d)", code);
+    err = NULL;
+    expect(tong_container_wait(c, &code, &err), &err, TONG_ERR_INVALID_STATE, "wait(again)");
+    err = NULL;
+    expect(tong_container_delete(c, 0, &err), &err, TONG_OK, "delete(killed)");
+    tong_container_free(c);
+
+    /* run: create + start + wait + delete. */
+    snprintf(id, sizeof id, "capi-run-%d", (int)getpid());
+    code = -1;
+    err = NULL;
+    expect(tong_container_run(rt, id, bundle_path("exit3"), &opts, &code, &err), &err, TONG_OK, "run");
+    ok(code == 3, "run exit code 3 (got %d)", code);
+    c = NULL;
+    err = NULL;
+    expect(tong_container_open(rt, id, &c, &err), &err, TONG_ERR_NOT_FOUND, "run deleted its container");
+
+    /* A force delete of a running container. */
+    snprintf(id, sizeof id, "capi-force-%d", (int)getpid());
+    c = NULL;
+    err = NULL;
+    if (expect(tong_container_create(rt, id, bundle_path("forever"), &opts, &c, &err), &err, TONG_OK,
+               "create(forever 2)")) {
+        tong_container_start(c, NULL);
+        err = NULL;
+        expect(tong_container_delete(c, TONG_DELETE_FORCE, &err), &err, TONG_OK, "delete(force, running)");
+        tong_container_free(c);
+    }
+    close(devnull);
+}
+
+/* Two containers in one process on different cgroup backends (no linux.resources). */
+static void test_backends(tong_runtime *rt)
+{
+    const char *names[2] = {"v1", "v2"};
+    tong_container *c[2] = {NULL, NULL};
+    int devnull = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 2; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "capi-cg%s-%d", names[i], (int)getpid());
+        tong_create_options opts = TONG_CREATE_OPTIONS_INIT;
+        opts.stdin_fd = devnull;
+        opts.stdout_fd = devnull;
+        opts.backend_cgroup = names[i];
+        tong_error *err = NULL;
+        char what[64];
+        snprintf(what, sizeof what, "create(cgroup=%s)", names[i]);
+        expect(tong_container_create(rt, id, bundle_path("forever"), &opts, &c[i], &err), &err, TONG_OK, what);
+    }
+    for (int i = 0; i < 2; i++) {
+        char *json = NULL;
+        if (c[i] == NULL)
+            continue;
+        char want[64];
+        snprintf(want, sizeof want, "\"cgroup\":\"%s\"", names[i]);
+        tong_container_state(c[i], &json, NULL);
+        ok(contains(json, want), "container %s uses %s", tong_container_id(c[i]), want);
+        tong_string_free(json);
+        tong_error *err = NULL;
+        expect(tong_container_start(c[i], &err), &err, TONG_OK, "start(backend container)");
+    }
+    for (int i = 0; i < 2; i++) {
+        if (c[i] == NULL)
+            continue;
+        tong_error *err = NULL;
+        tong_container_kill(c[i], SIGKILL, 0, NULL);
+        int code = -1;
+        tong_container_wait(c[i], &code, NULL);
+        expect(tong_container_delete(c[i], TONG_DELETE_FORCE, &err), &err, TONG_OK, "delete(backend container)");
+        tong_container_free(c[i]);
+    }
+    close(devnull);
+}
+
+static int log_lines;
+static void log_sink(void *data, int level, const char *message)
+{
+    (void)level;
+    (void)message;
+    (*(int *)data)++;
+}
+
+static void test_log(void)
+{
+    tong_runtime_options opts = TONG_RUNTIME_OPTIONS_INIT;
+    opts.root = root;
+    opts.log_level = TONG_LOG_DEBUG;
+    opts.log_fn = log_sink;
+    opts.log_user_data = &log_lines;
+    tong_runtime *rt = NULL;
+    tong_error *err = NULL;
+    expect(tong_runtime_new(&opts, &rt, &err), &err, TONG_OK, "runtime_new(log sink)");
+    tong_container *c = NULL;
+    tong_container_open(rt, "no-such", &c, NULL);
+    ok(log_lines >= 2, "log sink called (%d lines)", log_lines);
+    tong_runtime_free(rt);
+}
+
+static void test_panic(int required)
+{
+    if (!tong_has_api_extension("test-hooks")) {
+        ok(!required, "panic hook %s (library built without test-hooks)",
+           required ? "MISSING" : "skipped");
+        return;
+    }
+    char *json = (char *)0x1;
+    tong_error *err = NULL;
+    setenv("TONG_TEST_PANIC", "tong_features", 1);
+    tong_error_code rc = tong_features(&json, &err);
+    unsetenv("TONG_TEST_PANIC");
+    ok(rc == TONG_ERR_PANIC, "deliberate panic -> %s", tong_error_code_name(rc));
+    ok(contains(tong_error_message(err), "deliberate panic"), "panic message: %s", tong_error_message(err));
+    ok(json == (char *)0x1, "no output after a panic");
+    tong_error_free(err);
+    json = NULL;
+    err = NULL;
+    expect(tong_features(&json, &err), &err, TONG_OK, "library still works after a panic");
+    ok(contains(json, "ociVersionMin"), "features JSON");
+    tong_string_free(json);
+}
+
+static int remove_tree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s ROOTFS [--require-test-hooks]\n", argv[0]);
+        return 2;
+    }
+    rootfs = argv[1];
+    int require_hooks = argc > 2 && strcmp(argv[2], "--require-test-hooks") == 0;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 2;
+    }
+    snprintf(root, sizeof root, "%s/state", tmpdir);
+    write_bundle(bundle_path("sleeper"), "\"sh\", \"-c\", \"echo ready; read x; echo got $x; exit 7\"", 0);
+    write_bundle(bundle_path("forever"), "\"sleep\", \"1000\"", 0);
+    write_bundle(bundle_path("exit3"), "\"sh\", \"-c\", \"exit 3\"", 1);
+
+    test_versions();
+    tong_runtime *rt = make_runtime();
+    if (rt != NULL) {
+        test_errors(rt);
+        test_lifecycle(rt);
+        test_kill_and_run(rt);
+        test_backends(rt);
+        char *json = NULL;
+        tong_runtime_list(rt, &json, NULL);
+        ok(json != NULL && strcmp(json, "[]") == 0, "nothing left in the state root: %s", json);
+        tong_string_free(json);
+        tong_runtime_free(rt);
+    }
+    test_log();
+    test_panic(require_hooks);
+
+    remove_tree(tmpdir);
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
