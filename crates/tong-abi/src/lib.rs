@@ -30,7 +30,7 @@ pub use child::ChildError;
 /// The ABI major version. A host refuses a plugin whose major differs.
 pub const ABI_MAJOR: u32 = 1;
 /// The ABI minor version. Minors only append fields to tables.
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// The one symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "tong_plugin_entry";
 
@@ -316,7 +316,16 @@ pub struct CgroupOps {
     pub pids: unsafe extern "C" fn(state: Bytes, out: *const Sink, err: *const Sink) -> Status,
     /// Kills every process in the cgroup, removes it. Succeeds when already gone.
     pub destroy: unsafe extern "C" fn(state: Bytes, err: *const Sink) -> Status,
+    /// Since 1.1 (may be absent or null): called early in `create`, on a short-lived
+    /// thread of the host, before the container's process exists. The backend may start
+    /// kernel work whose latency `add_process` would otherwise wait for (cgroup v1: the
+    /// RCU grace period of the first cgroup.procs write after a quiet spell). Failures
+    /// are ignored by the host.
+    pub warm_up: Option<unsafe extern "C" fn(err: *const Sink) -> Status>,
 }
+
+/// Size of the 1.0 cgroup table: a 1.0 plugin's table ends where `warm_up` begins.
+pub const CGROUP_OPS_SIZE_1_0: usize = std::mem::offset_of!(CgroupOps, warm_up);
 
 /// Function table of a rootfs plugin.
 #[repr(C)]

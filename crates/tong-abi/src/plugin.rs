@@ -112,6 +112,10 @@ pub trait CgroupPlugin: PluginInfo {
     fn stats(state: &[u8]) -> PluginResult<Vec<u8>>;
     fn pids(state: &[u8]) -> PluginResult<Vec<i32>>;
     fn destroy(state: &[u8]) -> PluginResult<()>;
+    /// See [`CgroupOps::warm_up`]; nothing to do by default.
+    fn warm_up() -> PluginResult<()> {
+        Ok(())
+    }
 }
 
 /// A rootfs backend.
@@ -301,6 +305,9 @@ pub const fn cgroup_ops<P: CgroupPlugin>() -> CgroupOps {
         // SAFETY: the host's bytes are live for the call.
         guard(err, || P::destroy(unsafe { state.as_slice() }))
     }
+    unsafe extern "C" fn warm_up<P: CgroupPlugin>(err: *const Sink) -> Status {
+        guard(err, P::warm_up)
+    }
     CgroupOps {
         struct_size: std::mem::size_of::<CgroupOps>(),
         create: create::<P>,
@@ -311,6 +318,7 @@ pub const fn cgroup_ops<P: CgroupPlugin>() -> CgroupOps {
         stats: stats::<P>,
         pids: pids::<P>,
         destroy: destroy::<P>,
+        warm_up: Some(warm_up::<P>),
     }
 }
 

