@@ -248,26 +248,22 @@ fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'
     Err(())
 }
 
+/// Raw system calls, not glibc's wrappers: in a process glibc believes multi-threaded
+/// (any caller with a second thread at clone time, like tong's own warm-up thread or a Go
+/// program), `setresuid` and friends signal every other thread and wait for them, and in
+/// the child those threads do not exist: it would wait forever. The kernel changes the
+/// credentials of the calling thread, which is all the child has.
 fn set_credentials(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     // SAFETY: plain syscalls with values and a slice the parent prepared.
     unsafe {
         if ctx.set_groups {
-            check(
-                libc::setgroups(ctx.groups.len(), ctx.groups.as_ptr()),
-                err,
-                &[b"setgroups"],
-            )?;
+            let ret = libc::syscall(libc::SYS_setgroups, ctx.groups.len(), ctx.groups.as_ptr());
+            check(ret as c_int, err, &[b"setgroups"])?;
         }
-        check(
-            libc::setresgid(ctx.gid, ctx.gid, ctx.gid),
-            err,
-            &[b"setresgid"],
-        )?;
-        check(
-            libc::setresuid(ctx.uid, ctx.uid, ctx.uid),
-            err,
-            &[b"setresuid"],
-        )?;
+        let ret = libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid);
+        check(ret as c_int, err, &[b"setresgid"])?;
+        let ret = libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid);
+        check(ret as c_int, err, &[b"setresuid"])?;
     }
     Ok(())
 }
