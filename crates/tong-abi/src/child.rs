@@ -124,6 +124,21 @@ impl std::fmt::Debug for ChildError {
     }
 }
 
+/// The name of a `CLONE_NEW*` namespace type, for messages built in the child.
+pub fn namespace_name(nstype: c_int) -> &'static [u8] {
+    match nstype {
+        libc::CLONE_NEWUSER => b"user",
+        libc::CLONE_NEWNS => b"mount",
+        libc::CLONE_NEWNET => b"network",
+        libc::CLONE_NEWUTS => b"uts",
+        libc::CLONE_NEWIPC => b"ipc",
+        libc::CLONE_NEWCGROUP => b"cgroup",
+        libc::CLONE_NEWPID => b"pid",
+        0x80 => b"time",
+        _ => b"unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,7 +147,7 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin]) -> ! {
             let mut err = ChildError::default();
             err.os(&[
                 b"setns into the ",
-                ns_name(j.nstype),
+                tong_abi::child::namespace_name(j.nstype),
                 b" namespace given in linux.namespaces",
             ]);
             // SAFETY: the host's reporting hook, valid in the child.
@@ -160,19 +160,6 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin]) -> ! {
     let code = unsafe { (req.child_main)(req.child_arg) };
     // SAFETY: as above.
     unsafe { libc::_exit(code) }
-}
-
-fn ns_name(nstype: c_int) -> &'static [u8] {
-    match nstype {
-        libc::CLONE_NEWUSER => b"user",
-        libc::CLONE_NEWNS => b"mount",
-        libc::CLONE_NEWNET => b"network",
-        libc::CLONE_NEWUTS => b"uts",
-        libc::CLONE_NEWIPC => b"ipc",
-        libc::CLONE_NEWCGROUP => b"cgroup",
-        libc::CLONE_NEWPID => b"pid",
-        _ => b"time",
-    }
 }
 
 /// Puts the calling thread's future children into another pid namespace and restores

@@ -76,7 +76,7 @@ impl NamespacePlugin for Fork {
             if create & ty != 0 && joins.iter().any(|j| j.nstype == ty) {
                 return Err(PluginError::invalid(format!(
                     "the config both creates and joins a {} namespace",
-                    String::from_utf8_lossy(ns_name(ty))
+                    String::from_utf8_lossy(tong_abi::child::namespace_name(ty))
                 )));
             }
         }
@@ -230,7 +230,7 @@ unsafe fn first_child(
         if unsafe { libc::setns(j.fd, j.nstype) } != 0 {
             err.os(&[
                 b"setns into the ",
-                ns_name(j.nstype),
+                tong_abi::child::namespace_name(j.nstype),
                 b" namespace given in linux.namespaces",
             ]);
             fail(wr, &err);
@@ -278,20 +278,6 @@ unsafe fn run_child_main(req: &SpawnRequest) -> ! {
     let code = unsafe { (req.child_main)(req.child_arg) };
     // SAFETY: leaving without running the parent's cleanup.
     unsafe { libc::_exit(code) }
-}
-
-fn ns_name(nstype: c_int) -> &'static [u8] {
-    match nstype {
-        libc::CLONE_NEWUSER => b"user",
-        libc::CLONE_NEWNS => b"mount",
-        libc::CLONE_NEWNET => b"network",
-        libc::CLONE_NEWUTS => b"uts",
-        libc::CLONE_NEWIPC => b"ipc",
-        libc::CLONE_NEWCGROUP => b"cgroup",
-        libc::CLONE_NEWPID => b"pid",
-        CLONE_NEWTIME => b"time",
-        _ => b"unknown",
-    }
 }
 
 tong_abi::export_namespace_plugin!(Fork);
