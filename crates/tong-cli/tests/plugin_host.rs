@@ -282,7 +282,13 @@ fn a_plugin_failing_mid_create_leaves_nothing() {
     );
     // The cgroup was made and the process cloned before the network step: all undone.
     tong.assert_clean(&id, Some(&bundle), None);
-    assert_eq!(std::fs::read_dir(tong.root.path()).unwrap().count(), 0);
+    let left: Vec<_> = std::fs::read_dir(tong.root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".plugin-cache.json")
+        .collect();
+    assert!(left.is_empty(), "left in the state root: {left:?}");
 }
 
 #[test]
@@ -311,6 +317,70 @@ fn selection_by_flag_annotation_and_probing() {
     check(&annotated, &[], "v2");
     // The flag beats the annotation.
     check(&annotated, &["--backend", "cgroup=v1"], "v1");
+}
+
+/// The plugin files a live process has mapped.
+fn mapped_plugins(pid: u32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut names: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .filter(|f| f.starts_with("libtong_plugin_"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn probing_loads_only_the_chosen_plugins_once_their_priorities_are_known() {
+    if !root_or_skip("probing_loads_only_the_chosen_plugins_once_their_priorities_are_known") {
+        return;
+    }
+    let tong = Tong::new();
+    let bundle = Bundle::new(&config(&["sleep", "30"]));
+    let b = bundle.path().to_str().unwrap();
+    // The first selection loads every candidate to learn its priority and caches it.
+    let first = unique_id("cache");
+    tong.ok(&["create", "--bundle", b, &first]);
+    tong.ok(&["delete", "--force", &first]);
+    assert!(tong.root.path().join(".plugin-cache.json").is_file());
+
+    // A foreground `run` stays alive while the container sleeps: read what it mapped.
+    let id = unique_id("cache");
+    let mut run = tong
+        .command(&["run", "--bundle", b, &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut mapped = Vec::new();
+    for _ in 0..200 {
+        let state = tong.run(&["state", &id]);
+        if state.status.success()
+            && serde_json::from_slice::<Value>(&state.stdout).unwrap()["status"] == "running"
+        {
+            mapped = mapped_plugins(run.id());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tong.ok(&["kill", &id, "KILL"]);
+    run.wait().unwrap();
+    tong.run(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+    assert_eq!(
+        mapped,
+        [
+            "libtong_plugin_cgroup_v1.so",
+            "libtong_plugin_net_none.so",
+            "libtong_plugin_ns_clone3.so",
+            "libtong_plugin_rootfs_pivot.so",
+        ],
+        "a run after the first should load one plugin per kind"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: bundle loading and checks (config.json through `oci-spec`);
 //! - [`plugins`]: discovery, trust and ABI checks, loading and selection of backends;
+//! - [`plugin_cache`]: plugin priorities remembered so selection loads one plugin;
 //! - [`state`]: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
 //! - [`child`]: the container's process between clone and exec (no allocation there);
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod features;
 pub mod id;
+pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;

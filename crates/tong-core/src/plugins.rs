@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tong_abi::{
     Bytes, CgroupOps, ChildError, NamespaceOps, NetworkOps, PluginDescriptor, PluginKind,
@@ -19,6 +19,7 @@ use tong_abi::{
 };
 
 use crate::error::{Error, Result};
+use crate::plugin_cache::PriorityCache;
 
 /// File name prefix of plugins.
 pub const FILE_PREFIX: &str = "libtong_plugin_";
@@ -52,6 +53,8 @@ pub struct PluginHost {
     dirs: Vec<PathBuf>,
     /// The scan of `dirs`, made once per host (a create looks up four kinds).
     scanned: OnceLock<Vec<Candidate>>,
+    /// Priorities of plugins loaded before, so selection loads only the plugin it picks.
+    priorities: Arc<PriorityCache>,
 }
 
 impl PluginHost {
@@ -74,7 +77,16 @@ impl PluginHost {
         PluginHost {
             dirs,
             scanned: OnceLock::new(),
+            priorities: Arc::new(PriorityCache::new(None)),
         }
+    }
+
+    /// Keeps the priority cache in `dir` (the state root), so later processes load only
+    /// the plugins they pick.
+    #[must_use]
+    pub fn with_priority_cache(mut self, dir: &Path) -> PluginHost {
+        self.priorities = Arc::new(PriorityCache::new(Some(dir)));
+        self
     }
 
     /// An explicit search path (the caller's list, then the system directories).
@@ -145,19 +157,39 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Picks the usable plugin of `kind` with the highest priority.
+    /// Picks the usable plugin of `kind` with the highest priority. Priorities come from
+    /// the cache where the file is unchanged since it was last loaded, so in the common
+    /// case only the plugin picked is loaded.
     pub fn select_best(&self, kind: PluginKind) -> Result<&'static Plugin> {
-        let mut loaded = Vec::new();
+        let mut ranked: Vec<(u32, PathBuf)> = Vec::new();
         for c in self.candidates().into_iter().filter(|c| c.kind == kind) {
-            loaded.push(load(&c.path)?);
+            let priority = match self.priorities.priority(&c.path) {
+                Some(p) => p,
+                None => {
+                    let plugin = load(&c.path)?;
+                    self.priorities.record(&c.path, plugin.priority);
+                    plugin.priority
+                }
+            };
+            ranked.push((priority, c.path));
         }
-        loaded.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        // Stable: equal priorities keep the search-path order.
+        ranked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
         let mut reasons = Vec::new();
-        for plugin in loaded {
+        let mut picked = None;
+        for (_, path) in ranked {
+            let plugin = load(&path)?;
             match plugin.probe() {
-                Ok(()) => return Ok(plugin),
+                Ok(()) => {
+                    picked = Some(plugin);
+                    break;
+                }
                 Err(why) => reasons.push(format!("{kind}={}: {why}", plugin.name)),
             }
+        }
+        self.priorities.save();
+        if let Some(plugin) = picked {
+            return Ok(plugin);
         }
         if reasons.is_empty() {
             Err(Error::Plugin(format!(

@@ -144,10 +144,9 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, plugins: PluginHost) -> Runtime {
-        Runtime {
-            store: StateStore::new(root),
-            plugins,
-        }
+        let store = StateStore::new(root);
+        let plugins = plugins.with_priority_cache(store.root());
+        Runtime { store, plugins }
     }
 
     pub fn plugins(&self) -> &PluginHost {
