@@ -34,6 +34,16 @@ impl CgroupDir {
     /// `mkdir -p mount/rel`, recording which parents it made. A concurrent destroy may
     /// remove an empty shared parent between two mkdirs (ENOENT): start over a few times.
     pub fn create(hierarchy: &str, mount: &Path, rel: &Path) -> PluginResult<CgroupDir> {
+        Self::create_or_reuse(hierarchy, mount, rel).map(|(cg, _)| cg)
+    }
+
+    /// Like [`CgroupDir::create`], also telling whether the container's own directory was
+    /// there already (the caller then checks it is not in use; no extra lookup needed).
+    pub fn create_or_reuse(
+        hierarchy: &str,
+        mount: &Path,
+        rel: &Path,
+    ) -> PluginResult<(CgroupDir, bool)> {
         let dir = mount.join(rel);
         let mut created: Vec<PathBuf> = Vec::new();
         let mut attempts = 0;
@@ -64,7 +74,11 @@ impl CgroupDir {
             }
             break;
         }
-        Ok(CgroupDir::with_prune(hierarchy, mount, &dir, &created))
+        let existed = !created.contains(&dir);
+        Ok((
+            CgroupDir::with_prune(hierarchy, mount, &dir, &created),
+            existed,
+        ))
     }
 
     fn with_prune(hierarchy: &str, mount: &Path, dir: &Path, created: &[PathBuf]) -> CgroupDir {
@@ -111,11 +125,28 @@ impl CgroupDir {
     /// are empty. The processes must be gone. Succeeds when already removed.
     pub fn remove(&self) -> PluginResult<()> {
         remove_tree(&self.dir)?;
+        self.prune_parents();
+        Ok(())
+    }
+
+    /// One `rmdir`: the fast path of destroy for a container whose processes are gone.
+    /// False when the kernel says the cgroup is busy (processes or child cgroups in it).
+    pub fn try_remove(&self) -> PluginResult<bool> {
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
+            Err(e) => return Err(PluginError::os(format!("rmdir {}", self.dir.display()), e)),
+        }
+        self.prune_parents();
+        Ok(true)
+    }
+
+    fn prune_parents(&self) {
         for parent in &self.prune {
             // Busy or gone: another container still uses it, or someone removed it.
             let _ = std::fs::remove_dir(parent);
         }
-        Ok(())
     }
 }
 
@@ -156,6 +187,12 @@ fn subdirs(dir: &Path) -> PluginResult<Vec<PathBuf>> {
 }
 
 fn remove_tree(dir: &Path) -> PluginResult<()> {
+    // Most cgroups have no children: one rmdir, no directory listing.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     for sub in subdirs(dir)? {
         remove_tree(&sub)?;
     }

@@ -176,16 +176,6 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
             .collect(),
     };
     check(&planned, &writes)?;
-    if let Some(busy) = planned
-        .cgroups
-        .iter()
-        .find(|c| c.procs().is_ok_and(|p| !p.is_empty()))
-    {
-        return Err(PluginError::failed(format!(
-            "{} already exists and has processes in it",
-            busy.dir.display()
-        )));
-    }
 
     let mut state = State {
         id: req.id,
@@ -194,9 +184,16 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     let mut ours = Vec::new();
     let done = (|| {
         for p in &planned.cgroups {
-            ours.push(!p.dir.is_dir());
-            let cg = CgroupDir::create(&p.hierarchy, &p.mount, &rel)?;
+            let (cg, existed) = CgroupDir::create_or_reuse(&p.hierarchy, &p.mount, &rel)?;
+            let busy = existed && !cg.procs()?.is_empty();
+            ours.push(!existed);
             state.cgroups.push(cg);
+            if busy {
+                return Err(PluginError::failed(format!(
+                    "{} already exists and has processes in it",
+                    p.dir.display()
+                )));
+            }
         }
         if let Some(cs) = state.find("cpuset") {
             init_cpuset(cs)?;
@@ -254,7 +251,19 @@ fn all_pids(state: &State) -> PluginResult<Vec<i32>> {
 }
 
 fn destroy(state: &[u8]) -> PluginResult<()> {
-    let state = parse_state(state)?;
+    let mut state = parse_state(state)?;
+    // Fast path: a cgroup whose processes are gone goes with one rmdir. Only the busy
+    // ones (processes or child cgroups left) need the kill loop below.
+    let mut busy = Vec::new();
+    for cg in std::mem::take(&mut state.cgroups) {
+        if !cg.try_remove()? {
+            busy.push(cg);
+        }
+    }
+    if busy.is_empty() {
+        return Ok(());
+    }
+    state.cgroups = busy;
     // SIGKILL to a frozen task stays pending until it thaws: kill, then thaw, repeat.
     dir::wait_until(
         &format!("the processes of container {} to exit", state.id),

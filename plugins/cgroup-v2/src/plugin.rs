@@ -65,8 +65,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     let mount = mount()?;
     // Refuse before any mkdir, so nothing is left behind.
     controllers::check_available(&mount.mount_point, &translate::controllers(&writes))?;
-    let existed = mount.mount_point.join(&rel).is_dir();
-    let cg = CgroupDir::create("unified", &mount.mount_point, &rel)?;
+    let (cg, existed) = CgroupDir::create_or_reuse("unified", &mount.mount_point, &rel)?;
     let done = (|| {
         if existed && !cg.procs()?.is_empty() {
             return Err(PluginError::failed(format!(
@@ -114,6 +113,10 @@ fn freeze(cg: &CgroupDir, frozen: bool) -> PluginResult<()> {
 
 fn destroy(state: &[u8]) -> PluginResult<()> {
     let State { cgroup: cg, .. } = parse_state(state)?;
+    // Fast path: gone processes, one rmdir.
+    if cg.try_remove()? {
+        return Ok(());
+    }
     if cg.exists() {
         // Thawed tasks die at once; frozen ones would wait.
         if cg.file("cgroup.freeze").exists() {
