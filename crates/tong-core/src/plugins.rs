@@ -163,13 +163,12 @@ impl PluginHost {
     pub fn select_best(&self, kind: PluginKind) -> Result<&'static Plugin> {
         let mut ranked: Vec<(u32, PathBuf)> = Vec::new();
         for c in self.candidates().into_iter().filter(|c| c.kind == kind) {
-            let priority = match self.priorities.priority(&c.path) {
-                Some(p) => p,
-                None => {
-                    let plugin = load(&c.path)?;
-                    self.priorities.record(&c.path, plugin.priority);
-                    plugin.priority
-                }
+            let priority = if let Some(p) = self.priorities.priority(&c.path) {
+                p
+            } else {
+                let plugin = load(&c.path)?;
+                self.priorities.record(&c.path, plugin.priority);
+                plugin.priority
             };
             ranked.push((priority, c.path));
         }
