@@ -102,6 +102,9 @@ pub struct RootfsRequest {
     /// The config's annotations, for backend-specific settings.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// `linux.mountLabel` (an SELinux context for the container's mounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_label: Option<String>,
 }
 
 /// `setup` request of a network plugin.

@@ -870,6 +870,7 @@ fn rootfs_request(
         cgroup_namespace: ns.has(libc::CLONE_NEWCGROUP),
         network_namespace: ns.has(libc::CLONE_NEWNET),
         annotations: record.annotations.clone(),
+        mount_label: linux.and_then(|l| l.mount_label().clone()),
     })
 }
 

@@ -44,6 +44,9 @@ pub struct MountStep {
     pub source_is_file: bool,
     /// proc and sysfs must not be mounted through a symlink (runc's CVE-2019-19921 rule).
     pub no_symlinks: bool,
+    /// `MOUNT_ATTR_*` bits set and cleared recursively afterwards (`rro`, `rnosuid`...).
+    pub recursive_set: u64,
+    pub recursive_clear: u64,
 }
 
 /// A device node (or, in a user namespace, a bind of the host's node).
@@ -76,11 +79,43 @@ pub struct SymlinkStep {
     pub replace: bool,
 }
 
+/// How the rootfs becomes a mount point of its own before anything is mounted in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootMount {
+    /// A recursive bind of the directory onto itself: writes land in the directory.
+    Bind,
+    /// An overlay mounted on the (empty) directory; `data` is
+    /// `lowerdir=...,upperdir=...,workdir=...`.
+    Overlay { data: CString },
+}
+
+/// How the child makes the rootfs its `/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enter {
+    /// pivot_root(2), then the old root is detached: the host's mounts leave the
+    /// container's mount namespace.
+    Pivot,
+    /// The rootfs is moved onto `/` and chroot(2)ed into: the host's mounts stay in the
+    /// namespace, hidden under the container's root.
+    Chroot,
+}
+
+/// What a backend decides: the directory that becomes `/`, and how.
+#[derive(Clone, Debug)]
+pub struct Root {
+    /// Absolute, canonical directory.
+    pub path: PathBuf,
+    pub mount: RootMount,
+    pub enter: Enter,
+}
+
 /// Everything the child does, prepared in the parent.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// The rootfs, absolute.
+    /// The directory that becomes the container's `/`, absolute.
     pub rootfs: CString,
+    pub root_mount: RootMount,
+    pub enter: Enter,
     /// Propagation applied to `/` first (default `MS_SLAVE | MS_REC`).
     pub root_propagation: c_ulong,
     /// `rootfsPropagation` was given: re-apply it to the new root after pivot.
@@ -166,15 +201,33 @@ fn split_parent(what: &str, path: &str) -> PluginResult<(CString, CString)> {
     Ok((cstring(what, parent)?, cstring(what, name)?))
 }
 
-/// Builds the plan from the request JSON.
-pub fn prepare(req: &[u8]) -> PluginResult<Plan> {
-    let req: RootfsRequest = serde_json::from_slice(req)?;
-    build(&req)
+/// Parses the request JSON.
+pub fn parse_request(req: &[u8]) -> PluginResult<RootfsRequest> {
+    Ok(serde_json::from_slice(req)?)
 }
 
-/// Builds the plan from a parsed request.
+/// Builds the pivot_root plan for `root.path` (bound onto itself).
 pub fn build(req: &RootfsRequest) -> PluginResult<Plan> {
-    let rootfs = check_rootfs(&req.rootfs)?;
+    let root = Root {
+        path: check_rootfs(&req.rootfs)?,
+        mount: RootMount::Bind,
+        enter: Enter::Pivot,
+    };
+    build_for(req, root)
+}
+
+/// Builds the plan for a root the backend chose.
+pub fn build_for(req: &RootfsRequest, root: Root) -> PluginResult<Plan> {
+    let rootfs = root.path;
+    if let Some(label) = req.mount_label.as_deref().filter(|l| !l.is_empty()) {
+        if selinux_enabled() {
+            return Err(PluginError::unsupported(format!(
+                "linux.mountLabel {label:?}: SELinux is enabled on this host and tong does not \
+                 apply mount labels yet"
+            )));
+        }
+        eprintln!("tong: warning: linux.mountLabel {label:?} ignored: SELinux is not enabled");
+    }
 
     let (root_propagation, propagation_explicit) = match req.rootfs_propagation.as_deref() {
         None | Some("") => (libc::MS_SLAVE | libc::MS_REC, false),
@@ -264,6 +317,8 @@ pub fn build(req: &RootfsRequest) -> PluginResult<Plan> {
 
     Ok(Plan {
         rootfs: cstring("rootfs", rootfs.as_os_str().as_encoded_bytes())?,
+        root_mount: root.mount,
+        enter: root.enter,
         root_propagation,
         propagation_explicit,
         rootfs_parent_mount,
@@ -277,9 +332,14 @@ pub fn build(req: &RootfsRequest) -> PluginResult<Plan> {
     })
 }
 
+/// Whether SELinux is on (selinuxfs is mounted).
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
 /// The rootfs must be an existing absolute directory; returns it canonicalised, so the
 /// child's own path walk sees no symlinks.
-fn check_rootfs(rootfs: &str) -> PluginResult<PathBuf> {
+pub fn check_rootfs(rootfs: &str) -> PluginResult<PathBuf> {
     if rootfs.is_empty() {
         return Err(PluginError::invalid("rootfs path is empty"));
     }
@@ -357,6 +417,8 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
             propagation,
             source_is_file: !meta.is_dir(),
             no_symlinks: false,
+            recursive_set: opts.recursive_set,
+            recursive_clear: opts.recursive_clear,
         });
     }
 
@@ -380,6 +442,8 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
         propagation,
         source_is_file: false,
         no_symlinks: matches!(typ, "proc" | "sysfs"),
+        recursive_set: opts.recursive_set,
+        recursive_clear: opts.recursive_clear,
     };
     match typ {
         "sysfs" => {
@@ -597,9 +661,14 @@ mod tests {
         assert!(e.contains("\"proc\" must be an absolute path"), "{e}");
         let e = err_of(&req(
             "/tmp",
-            json!([{"destination": "/x", "type": "tmpfs", "options": ["rro"]}]),
+            json!([{"destination": "/x", "type": "tmpfs", "options": ["idmap"]}]),
         ));
         assert!(e.contains("mount /x") && e.contains("not supported"), "{e}");
+        let e = err_of(&req(
+            "/tmp",
+            json!([{"destination": "/x", "type": "tmpfs", "options": ["size=1m,ridmap"]}]),
+        ));
+        assert!(e.contains("\"ridmap\" is not supported"), "{e}");
         let e = err_of(&req(
             "/tmp",
             json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "frobnicate"]}]),

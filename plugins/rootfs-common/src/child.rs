@@ -10,7 +10,7 @@ use libc::c_ulong;
 use tong_abi::ChildError;
 
 use crate::options::REMOUNT_FLAGS;
-use crate::plan::{DeviceStep, MountKind, MountStep, Plan, SymlinkStep};
+use crate::plan::{DeviceStep, Enter, MountKind, MountStep, Plan, RootMount, SymlinkStep};
 use crate::resolve::{errno, open_in_root, openat2, Create, Fd, ProcFdPath, ResolveError};
 
 type Step = Result<(), ()>;
@@ -199,6 +199,12 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
         }
     }
     drop(target);
+    if m.recursive_set | m.recursive_clear != 0 {
+        let top = open_in_root(root, &m.dest, Create::Nothing, 0)
+            .map_err(|e| resolve_failed(err, b"set recursive attributes of ", &m.dest, e))?;
+        set_recursive_attrs(&top, m.recursive_set, m.recursive_clear)
+            .map_err(|e| err.set(e, &[b"mount_setattr (recursive options) on ", m.dest.to_bytes()]))?;
+    }
     if !m.propagation.is_empty() {
         let top = open_in_root(root, &m.dest, Create::Nothing, 0)
             .map_err(|e| resolve_failed(err, b"set propagation of ", &m.dest, e))?;
@@ -210,6 +216,42 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
         }
     }
     Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets and clears `MOUNT_ATTR_*` bits on the mount under `fd` and every mount below it.
+fn set_recursive_attrs(fd: &Fd, set: u64, clear: u64) -> Result<(), c_int> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names fd itself; attr is a
+    // live mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.raw(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
 }
 
 fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError) -> Step {
@@ -343,6 +385,33 @@ fn pivot(root: &Fd, err: &mut ChildError) -> Step {
     Ok(())
 }
 
+/// Moves the rootfs (the cwd-to-be `root`, a mount point) onto `/` and chroots into it,
+/// as runc's `--no-pivot` does. The old root stays in the namespace under it.
+fn chroot_into(root: &Fd, err: &mut ChildError) -> Step {
+    // The move must not propagate to the host through a shared `/`: only the mount that
+    // is about to be covered loses its propagation.
+    mount(None, c"/", None, libc::MS_PRIVATE, None)
+        .map_err(|e| err.set(e, &[b"make the old / private"]))?;
+    // SAFETY: root is an open directory fd (O_PATH is enough for fchdir).
+    if unsafe { libc::fchdir(root.raw()) } != 0 {
+        err.os(&[b"chdir to the rootfs"]);
+        return Err(());
+    }
+    mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
+        .map_err(|e| err.set(e, &[b"move the rootfs onto /"]))?;
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        err.os(&[b"chroot"]);
+        return Err(());
+    }
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        err.os(&[b"chdir to /"]);
+        return Err(());
+    }
+    Ok(())
+}
+
 /// Hides `path`: /dev/null over files, an empty read-only tmpfs over directories.
 fn mask(path: &CStr, err: &mut ChildError) -> Step {
     let mut st = MaybeUninit::<libc::stat>::uninit();
@@ -419,14 +488,29 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     }
 
     // 2. The rootfs becomes a mount point of its own.
-    mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .map_err(|e| err.set(e, &[b"bind the rootfs ", plan.rootfs.to_bytes()]))?;
+    match &plan.root_mount {
+        RootMount::Bind => mount(
+            Some(&plan.rootfs),
+            &plan.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| err.set(e, &[b"bind the rootfs ", plan.rootfs.to_bytes()]))?,
+        RootMount::Overlay { data } => mount(
+            Some(c"overlay"),
+            &plan.rootfs,
+            Some(c"overlay"),
+            0,
+            Some(data),
+        )
+        .map_err(|e| {
+            err.set(
+                e,
+                &[b"mount the overlay on ", plan.rootfs.to_bytes(), b" (", data.to_bytes(), b")"],
+            );
+        })?,
+    }
     // SAFETY: rootfs is NUL-terminated; the result is checked.
     let root = unsafe {
         libc::open(
@@ -461,8 +545,11 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     unsafe { libc::umask(old_umask) };
     r?;
 
-    // 5. Into the new root; the old one goes away.
-    pivot(&root, err)?;
+    // 5. Into the new root; with pivot_root the old one goes away.
+    match plan.enter {
+        Enter::Pivot => pivot(&root, err)?,
+        Enter::Chroot => chroot_into(&root, err)?,
+    }
     drop(root);
     if plan.propagation_explicit {
         mount(None, c"/", None, plan.root_propagation, None)

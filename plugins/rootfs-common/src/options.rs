@@ -30,6 +30,11 @@ pub struct MountOptions {
     pub bind: bool,
     /// Everything the kernel should see as filesystem data (`mode=755,size=65536k`).
     pub data: String,
+    /// `MOUNT_ATTR_*` bits the r-variants (`rro`, `rnosuid`, ...) set on the mount and
+    /// every mount below it, with mount_setattr(2) `AT_RECURSIVE`.
+    pub recursive_set: u64,
+    /// `MOUNT_ATTR_*` bits they clear (`rrw`, `rsuid`, ...).
+    pub recursive_clear: u64,
 }
 
 /// `(name, set?, flag)`: an option either sets or clears a flag.
@@ -79,31 +84,38 @@ const PROPAGATION_OPTIONS: &[(&str, c_ulong)] = &[
     ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
 ];
 
-/// Options other runtimes accept that need mount_setattr(2), id-mapped mounts or a
-/// copy-up this backend does not do (yet): refused rather than silently ignored.
-const UNSUPPORTED_OPTIONS: &[&str] = &[
-    "rro",
-    "rrw",
-    "rnosuid",
-    "rsuid",
-    "rnodev",
-    "rdev",
-    "rnoexec",
-    "rexec",
-    "rnodiratime",
-    "rdiratime",
-    "rrelatime",
-    "rnorelatime",
-    "rnoatime",
-    "ratime",
-    "rstrictatime",
-    "rnostrictatime",
-    "rnosymfollow",
-    "rsymfollow",
-    "idmap",
-    "ridmap",
-    "tmpcopyup",
+/// Recursive attribute options (runc's names): `(name, set?, MOUNT_ATTR_* bit)`. They
+/// need mount_setattr(2) (Linux 5.12), applied after the mount.
+const RECURSIVE_OPTIONS: &[(&str, bool, u64)] = &[
+    ("rro", true, libc::MOUNT_ATTR_RDONLY),
+    ("rrw", false, libc::MOUNT_ATTR_RDONLY),
+    ("rnosuid", true, libc::MOUNT_ATTR_NOSUID),
+    ("rsuid", false, libc::MOUNT_ATTR_NOSUID),
+    ("rnodev", true, libc::MOUNT_ATTR_NODEV),
+    ("rdev", false, libc::MOUNT_ATTR_NODEV),
+    ("rnoexec", true, libc::MOUNT_ATTR_NOEXEC),
+    ("rexec", false, libc::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", true, libc::MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", false, libc::MOUNT_ATTR_NODIRATIME),
+    ("rnosymfollow", true, libc::MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", false, libc::MOUNT_ATTR_NOSYMFOLLOW),
 ];
+
+/// Recursive access-time options. The kernel treats atime as one field: it must be
+/// cleared whole and set to one value, so `ratime`, `rnorelatime` and `rnostrictatime`
+/// all mean the default, relatime.
+const RECURSIVE_ATIME_OPTIONS: &[(&str, u64)] = &[
+    ("rnoatime", libc::MOUNT_ATTR_NOATIME),
+    ("rstrictatime", libc::MOUNT_ATTR_STRICTATIME),
+    ("rrelatime", libc::MOUNT_ATTR_RELATIME),
+    ("ratime", libc::MOUNT_ATTR_RELATIME),
+    ("rnorelatime", libc::MOUNT_ATTR_RELATIME),
+    ("rnostrictatime", libc::MOUNT_ATTR_RELATIME),
+];
+
+/// Options other runtimes accept that need id-mapped mounts or a copy-up tong does not
+/// do (yet): refused rather than silently ignored.
+const UNSUPPORTED_OPTIONS: &[&str] = &["idmap", "ridmap", "tmpcopyup"];
 
 /// Parses a propagation name (`rslave`, `private`, ...) into its `MS_*` flags.
 pub fn parse_propagation(name: &str) -> Option<c_ulong> {
@@ -141,9 +153,24 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions,
             } else if opt == "rbind" {
                 out.bind = true;
                 out.flags |= libc::MS_BIND | libc::MS_REC;
+            } else if let Some(&(_, set, bit)) =
+                RECURSIVE_OPTIONS.iter().find(|(n, _, _)| *n == opt)
+            {
+                if set {
+                    out.recursive_set |= bit;
+                    out.recursive_clear &= !bit;
+                } else {
+                    out.recursive_clear |= bit;
+                    out.recursive_set &= !bit;
+                }
+            } else if let Some(&(_, value)) =
+                RECURSIVE_ATIME_OPTIONS.iter().find(|(n, _)| *n == opt)
+            {
+                out.recursive_clear |= libc::MOUNT_ATTR__ATIME;
+                out.recursive_set = (out.recursive_set & !libc::MOUNT_ATTR__ATIME) | value;
             } else if UNSUPPORTED_OPTIONS.contains(&opt) {
                 return Err(format!(
-                    "mount option {opt:?} is not supported by the pivot rootfs backend"
+                    "mount option {opt:?} is not supported by tong's rootfs backends"
                 ));
             } else {
                 if !out.data.is_empty() {
@@ -249,9 +276,31 @@ mod tests {
         assert!(parse_mount_options(&["mode=7\u{0}55"])
             .unwrap_err()
             .contains("NUL"));
-        let e = parse_mount_options(&["rro"]).unwrap_err();
-        assert!(e.contains("\"rro\" is not supported"), "{e}");
-        assert!(parse_mount_options(&["idmap"]).is_err());
+        let e = parse_mount_options(&["idmap"]).unwrap_err();
+        assert!(e.contains("\"idmap\" is not supported"), "{e}");
+        assert!(parse_mount_options(&["tmpcopyup"]).is_err());
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = parse_mount_options(&["rbind", "rro", "rnosuid", "rnoexec", "rnoatime"]).unwrap();
+        assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC);
+        assert_eq!(
+            o.recursive_set,
+            libc::MOUNT_ATTR_RDONLY
+                | libc::MOUNT_ATTR_NOSUID
+                | libc::MOUNT_ATTR_NOEXEC
+                | libc::MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.recursive_clear, libc::MOUNT_ATTR__ATIME);
+        assert!(o.data.is_empty());
+        // The later option wins.
+        let o = parse_mount_options(&["rro", "rrw", "rnoatime", "ratime"]).unwrap();
+        assert_eq!(o.recursive_set, libc::MOUNT_ATTR_RELATIME);
+        assert_eq!(
+            o.recursive_clear,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME
+        );
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! The part of tong's rootfs plugins that does not depend on how the container enters
+//! its root: in the parent, [`plan::build`] validates the config's root, mounts,
+//! devices, masked and read-only paths and builds a [`plan::Plan`]; in the child,
+//! [`child::setup`] makes `/` rslave, makes the rootfs a mount point (a bind of itself,
+//! or an overlay), mounts everything with destinations resolved *inside* the rootfs
+//! (openat2 `RESOLVE_IN_ROOT`), fills `/dev`, enters the root (pivot_root or chroot),
+//! then masks, makes paths read-only and finally the root itself if asked.
+//!
+//! Each backend crate (rootfs-pivot, rootfs-chroot, rootfs-overlay) is a thin
+//! `RootfsPlugin` that picks a [`plan::RootMount`] and a [`plan::Enter`].
+
+use tong_abi::plugin::{PluginError, PluginResult};
+
+pub mod child;
+pub mod options;
+pub mod plan;
+pub mod resolve;
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use options::{parse_mount_options, parse_propagation, MountOptions};
+pub use plan::{Enter, Plan, RootMount};
+
+/// CAP_SYS_ADMIN's bit in the capability sets.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether the effective capability set (from /proc/self/status) holds CAP_SYS_ADMIN.
+fn has_cap_sys_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// What every backend needs: the right to mount, and openat2 for in-root resolution.
+pub fn probe_mount_and_openat2(what: &str) -> PluginResult<()> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && !has_cap_sys_admin() {
+        return Err(PluginError::unsupported(format!(
+            "{what} and mount need root or CAP_SYS_ADMIN, which this process lacks"
+        )));
+    }
+    match resolve::openat2(libc::AT_FDCWD, c"/", libc::O_PATH, libc::RESOLVE_IN_ROOT) {
+        Ok(_) => Ok(()),
+        Err(libc::ENOSYS) => Err(PluginError::unsupported(
+            "openat2(2) is missing: safe in-rootfs path resolution needs Linux 5.6 or later",
+        )),
+        Err(e) => Err(PluginError::os(
+            "openat2 probe",
+            std::io::Error::from_raw_os_error(e),
+        )),
+    }
+}
