@@ -64,6 +64,10 @@ struct CreateArgs {
     /// Accepted for runc compatibility (tong does not create session keyrings).
     #[arg(long, hide = true)]
     no_new_keyring: bool,
+    /// Do not use pivot_root: take the chroot rootfs backend unless one is chosen with
+    /// --backend rootfs=NAME or the tong.backend.rootfs annotation (runc's --no-pivot).
+    #[arg(long)]
+    no_pivot: bool,
 }
 
 #[derive(clap::Args)]
@@ -269,11 +273,32 @@ fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
         }
         backends.insert(kind, name.to_string());
     }
+    if args.no_pivot
+        && !backends.contains_key(&PluginKind::Rootfs)
+        && !annotation_chooses_rootfs(&args.bundle)
+    {
+        backends.insert(PluginKind::Rootfs, "chroot".to_string());
+    }
     Ok(CreateOptions {
         backends,
         pid_file: args.pid_file.clone(),
         ..CreateOptions::default()
     })
+}
+
+/// Whether the bundle's config names a rootfs backend itself. An unreadable config is
+/// `false` here: create reports it properly.
+fn annotation_chooses_rootfs(bundle: &std::path::Path) -> bool {
+    let key = format!(
+        "{}{}",
+        tong::runtime::BACKEND_ANNOTATION,
+        PluginKind::Rootfs
+    );
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| tong::config::parse(&b).ok())
+        .and_then(|spec| spec.annotations().clone())
+        .is_some_and(|a| a.contains_key(&key))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {

@@ -14,7 +14,12 @@ pub fn features() -> Value {
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
             "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
             "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
-            "strictatime", "suid", "sync", "unbindable"
+            "strictatime", "suid", "sync", "unbindable",
+            "lazytime", "nolazytime", "nosymfollow", "symfollow", "silent", "loud",
+            "iversion", "noiversion",
+            "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
+            "rnodiratime", "rdiratime", "rnoatime", "ratime", "rrelatime", "rnorelatime",
+            "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
@@ -28,7 +33,8 @@ pub fn features() -> Value {
             "org.opencontainers.runc.checkpoint.enabled": "false",
             "tong.backend.ns": "namespace backend plugin name (e.g. clone3)",
             "tong.backend.cgroup": "cgroup backend plugin name (v1, v2)",
-            "tong.backend.rootfs": "rootfs backend plugin name (pivot)",
+            "tong.backend.rootfs": "rootfs backend plugin name (pivot, chroot, overlay)",
+            "tong.rootfs.overlay.lowerdirs": "overlay backend: further read-only layers below root.path, colon-separated, lowest last",
             "tong.backend.net": "network backend plugin name (none)"
         }
     })

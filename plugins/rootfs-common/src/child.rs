@@ -202,8 +202,12 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
     if m.recursive_set | m.recursive_clear != 0 {
         let top = open_in_root(root, &m.dest, Create::Nothing, 0)
             .map_err(|e| resolve_failed(err, b"set recursive attributes of ", &m.dest, e))?;
-        set_recursive_attrs(&top, m.recursive_set, m.recursive_clear)
-            .map_err(|e| err.set(e, &[b"mount_setattr (recursive options) on ", m.dest.to_bytes()]))?;
+        set_recursive_attrs(&top, m.recursive_set, m.recursive_clear).map_err(|e| {
+            err.set(
+                e,
+                &[b"mount_setattr (recursive options) on ", m.dest.to_bytes()],
+            )
+        })?;
     }
     if !m.propagation.is_empty() {
         let top = open_in_root(root, &m.dest, Create::Nothing, 0)
@@ -507,7 +511,13 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
         .map_err(|e| {
             err.set(
                 e,
-                &[b"mount the overlay on ", plan.rootfs.to_bytes(), b" (", data.to_bytes(), b")"],
+                &[
+                    b"mount the overlay on ",
+                    plan.rootfs.to_bytes(),
+                    b" (",
+                    data.to_bytes(),
+                    b")",
+                ],
             );
         })?,
     }

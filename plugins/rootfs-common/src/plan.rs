@@ -42,7 +42,8 @@ pub struct MountStep {
     pub propagation: Vec<c_ulong>,
     /// Bind of a non-directory: the destination is created as an empty file.
     pub source_is_file: bool,
-    /// proc and sysfs must not be mounted through a symlink (runc's CVE-2019-19921 rule).
+    /// proc, sysfs, other kernel filesystems and `/dev` must not be mounted through a
+    /// symlink (runc's CVE-2019-19921 rule, extended).
     pub no_symlinks: bool,
     /// `MOUNT_ATTR_*` bits set and cleared recursively afterwards (`rro`, `rnosuid`...).
     pub recursive_set: u64,
@@ -441,7 +442,12 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
         data,
         propagation,
         source_is_file: false,
-        no_symlinks: matches!(typ, "proc" | "sysfs"),
+        // Kernel filesystems and /dev (which tong fills with nodes) must not be mounted
+        // through a symlink: a planted `/proc -> /` or `/dev -> /etc` would redirect them.
+        no_symlinks: matches!(
+            typ,
+            "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2"
+        ) || dest == "/dev",
         recursive_set: opts.recursive_set,
         recursive_clear: opts.recursive_clear,
     };

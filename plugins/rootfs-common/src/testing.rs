@@ -69,8 +69,7 @@ pub fn check_exported_table(entry: Entry, name: &CStr, priority: u32, good: &[u8
     unsafe { (ops.release)(plan) };
     for _ in 0..2 {
         // SAFETY: the state bytes and the sink are live for the call.
-        let status =
-            unsafe { (ops.cleanup)(Bytes::from_slice(&state), &Sink::for_vec(&mut err)) };
+        let status = unsafe { (ops.cleanup)(Bytes::from_slice(&state), &Sink::for_vec(&mut err)) };
         assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&err));
     }
     state

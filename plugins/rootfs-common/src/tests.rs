@@ -529,44 +529,70 @@ fn proc_on_a_symlink_to_host_root_is_refused() {
 }
 
 #[test]
-fn dev_symlink_to_a_host_dir_lands_inside_the_rootfs() {
+fn dev_symlink_to_a_host_dir_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(why) = skip_reason() {
         println!("SKIP: {why}");
         return;
     }
     let t = TestDir::new("dev-symlink");
+    let host_dir = t.base.join("hostside");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("host-marker"), "host").unwrap();
+    std::os::unix::fs::symlink(&host_dir, t.rootfs().join("dev")).unwrap();
+    let plan = build(&t.request(standard_mounts())).unwrap();
+    let out = run_container(&plan, Vec::new, None);
+    assert!(
+        out.contains("SETUP_ERR: mount /dev: the destination is or passes through a symlink"),
+        "{out}"
+    );
+    // The host directory is untouched: only its marker, no device nodes.
+    let names: Vec<_> = std::fs::read_dir(&host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("host-marker")]);
+    t.finish();
+}
+
+#[test]
+fn bind_through_an_absolute_symlink_lands_inside_the_rootfs() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(why) = skip_reason() {
+        println!("SKIP: {why}");
+        return;
+    }
+    let t = TestDir::new("abs-symlink");
     // A host directory the symlink names; the same path exists inside the rootfs.
     let host_dir = t.base.join("hostside");
     std::fs::create_dir(&host_dir).unwrap();
     std::fs::write(host_dir.join("host-marker"), "host").unwrap();
     let in_root = t.rootfs().join(host_dir.strip_prefix("/").unwrap());
     std::fs::create_dir_all(&in_root).unwrap();
-    std::os::unix::fs::symlink(&host_dir, t.rootfs().join("dev")).unwrap();
+    std::os::unix::fs::symlink(&host_dir, t.rootfs().join("mnt")).unwrap();
+    std::fs::write(t.base.join("src"), "bound").unwrap();
 
-    let plan = build(&t.request(standard_mounts())).unwrap();
+    let plan = build(&t.request(json!([
+        {"destination": "/mnt/x", "type": "bind", "source": t.base.join("src"), "options": ["bind"]},
+    ])))
+    .unwrap();
     let host_dir_s = host_dir.display().to_string();
     let out = run_container(
         &plan,
         move || {
             let mut c = Checks::default();
-            // In the container, the symlink's target is the rootfs's copy of the path,
-            // and that is where /dev's tmpfs went.
+            // In the container the symlink's target is the rootfs's copy of the path.
             c.ok(
-                mount_at(&host_dir_s).is_some_and(|(t, _)| t == "tmpfs"),
-                format!("{host_dir_s} (inside the rootfs) is not the /dev tmpfs"),
-            );
-            c.ok(is_char_dev("/dev/null", 1, 3), "/dev/null missing");
-            c.ok(
-                !Path::new(&host_dir_s).join("host-marker").exists(),
-                "the host dir is visible in the container",
+                std::fs::read_to_string(Path::new(&host_dir_s).join("x"))
+                    .is_ok_and(|s| s == "bound"),
+                format!("{host_dir_s}/x (inside the rootfs) is not the bind"),
             );
             c.0
         },
         None,
     );
     assert_all_passed(&out);
-    // The host directory is untouched: only its marker, no device nodes.
+    assert!(in_root.join("x").exists());
     let names: Vec<_> = std::fs::read_dir(&host_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -50,7 +50,9 @@ impl PluginInfo for OverlayRootfs {
         tong_rootfs_common::probe_mount_and_openat2("pivot_root")?;
         let fs = std::fs::read_to_string("/proc/filesystems")
             .map_err(|e| PluginError::os("reading /proc/filesystems", e))?;
-        if fs.lines().any(|l| l.split_whitespace().last() == Some("overlay"))
+        if fs
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
             || Path::new("/sys/module/overlay").exists()
         {
             Ok(())
@@ -78,7 +80,10 @@ fn check_overlay_path(what: &str, path: &Path) -> PluginResult<String> {
 
 /// `root.path`, then the annotated layers, as overlayfs lowerdir entries (top first).
 fn lower_dirs(req: &RootfsRequest) -> PluginResult<Vec<String>> {
-    let mut lowers = vec![check_overlay_path("root.path", &check_rootfs(&req.rootfs)?)?];
+    let mut lowers = vec![check_overlay_path(
+        "root.path",
+        &check_rootfs(&req.rootfs)?,
+    )?];
     let Some(list) = req.annotations.get(LOWERDIRS_ANNOTATION) else {
         return Ok(lowers);
     };

@@ -82,13 +82,18 @@ fn prepare_makes_a_layer_and_cleanup_removes_it() {
         assert!(layer.join(sub).is_dir(), "{sub} missing");
     }
     // The merged root shows the upper's mode: it copies root.path's.
-    let mode = std::fs::metadata(layer.join("upper")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(layer.join("upper"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o751);
     let st: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(st["layer"], layer.display().to_string());
 
     // A second prepare for the same state dir refuses to reuse the layer.
-    let e = OverlayRootfs::prepare(&s.request(None)).unwrap_err().message;
+    let e = OverlayRootfs::prepare(&s.request(None))
+        .unwrap_err()
+        .message;
     assert!(e.contains("already exists"), "{e}");
 
     OverlayRootfs::cleanup(&state).unwrap();
@@ -96,7 +101,12 @@ fn prepare_makes_a_layer_and_cleanup_removes_it() {
     OverlayRootfs::cleanup(&state).unwrap();
     OverlayRootfs::cleanup(b"{}").unwrap();
     // The bundle is untouched.
-    assert_eq!(std::fs::read_dir(s.0.join("bundle/rootfs")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(s.0.join("bundle/rootfs"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]

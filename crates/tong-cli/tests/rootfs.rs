@@ -1,0 +1,958 @@
+//! The rootfs conformance suite, run through the `tong` binary against every rootfs
+//! backend (pivot, chroot, overlay): mounts with the right flags seen from inside
+//! (`/proc/self/mountinfo`), masked and read-only paths, a read-only root, devices,
+//! propagation with host-side shared binds, and symlink escape attempts. Then the
+//! overlay backend's own promises (one rootfs, many containers, a pristine bundle, no
+//! layer left after delete) and `--no-pivot`. After every test no mount of the test
+//! is left on the host.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use common::{config, root_or_skip, tong_bin, unique_id, wait_until, Bundle, Tong};
+use serde_json::{json, Value};
+
+const BACKENDS: [&str; 3] = ["pivot", "chroot", "overlay"];
+
+/// Root and every rootfs plugin built; otherwise says why the test skips (or fails,
+/// when a plugin is missing: the suite must not pass by testing nothing).
+fn ready(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    for b in BACKENDS {
+        let so = tong_bin().with_file_name(format!("libtong_plugin_rootfs_{b}.so"));
+        assert!(
+            so.exists(),
+            "{} is missing: cargo build --workspace first",
+            so.display()
+        );
+    }
+    true
+}
+
+/// A busybox rootfs of the test's own, in a temp dir (removed on drop), that the test
+/// may plant files and symlinks in.
+struct OwnRootfs {
+    dir: tempfile::TempDir,
+}
+
+impl OwnRootfs {
+    fn new() -> OwnRootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("tong-it-rootfs-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("rootfs");
+        for sub in ["bin", "etc", "tmp", "proc", "dev", "sys"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let shared = common::rootfs();
+        std::fs::copy(shared.join("bin/busybox"), root.join("bin/busybox")).unwrap();
+        for e in std::fs::read_dir(shared.join("bin")).unwrap().flatten() {
+            if e.file_name() != "busybox" {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(e.file_name()))
+                    .unwrap();
+            }
+        }
+        std::fs::copy(shared.join("etc/passwd"), root.join("etc/passwd")).unwrap();
+        OwnRootfs { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// A host directory beside the rootfs (outside it).
+    fn host_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// Every file, directory and symlink under `dir` with its type, mode, size and mtime:
+/// equal snapshots mean nothing was written.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            out.insert(
+                e.path(),
+                format!(
+                    "{:o} {} {}",
+                    m.mode(),
+                    m.len(),
+                    m.mtime_nsec() + m.mtime() * 1_000_000_000
+                ),
+            );
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Host mounts a test makes; detached in reverse order on drop, failure or not.
+#[derive(Default)]
+struct HostMounts(Vec<PathBuf>);
+
+impl HostMounts {
+    fn mount(&mut self, src: &str, target: &Path, fstype: Option<&str>, flags: libc::c_ulong) {
+        let c = |s: &str| CString::new(s).unwrap();
+        let (src, tgt) = (c(src), c(target.to_str().unwrap()));
+        let fstype = fstype.map(c);
+        // SAFETY: NUL-terminated strings alive for the call; data is null.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                tgt.as_ptr(),
+                fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "mount on {}: {}",
+            target.display(),
+            std::io::Error::last_os_error()
+        );
+        if flags & (libc::MS_SHARED | libc::MS_PRIVATE | libc::MS_SLAVE) == 0 {
+            self.0.push(target.to_path_buf());
+        }
+    }
+
+    /// A shared bind of `dir` onto itself.
+    fn shared_bind(&mut self, dir: &Path) {
+        self.mount(dir.to_str().unwrap(), dir, None, libc::MS_BIND);
+        self.mount("none", dir, None, libc::MS_SHARED);
+    }
+
+    fn tmpfs(&mut self, dir: &Path) {
+        self.mount("tong-it", dir, Some("tmpfs"), 0);
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let c = CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Asserts that no host mount point lies under any of `dirs`.
+fn assert_no_host_mount_under(dirs: &[&Path]) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in info.lines() {
+        let mp = line.split(' ').nth(4).unwrap_or("");
+        for d in dirs {
+            assert!(
+                !Path::new(mp).starts_with(d),
+                "mount left on the host: {line}"
+            );
+        }
+    }
+}
+
+/// One line of mountinfo.
+#[derive(Debug, Clone)]
+struct MountLine {
+    point: String,
+    opts: Vec<String>,
+    fstype: String,
+    super_opts: Vec<String>,
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountLine> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            Some(MountLine {
+                point: left.get(4)?.to_string(),
+                opts: left.get(5)?.split(',').map(String::from).collect(),
+                fstype: right.first()?.to_string(),
+                super_opts: right
+                    .get(2)
+                    .map(|s| s.split(',').map(String::from).collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// What the container reported: its mountinfo and named yes/no probes.
+struct Report {
+    mounts: Vec<MountLine>,
+    probes: BTreeMap<String, bool>,
+    raw: String,
+}
+
+impl Report {
+    fn parse(out: &str) -> Report {
+        let info = out
+            .split("== mountinfo\n")
+            .nth(1)
+            .and_then(|s| s.split("== end\n").next())
+            .unwrap_or("");
+        let probes = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("PROBE "))
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_string(), v == "yes"))
+            .collect();
+        Report {
+            mounts: parse_mountinfo(info),
+            probes,
+            raw: out.to_string(),
+        }
+    }
+
+    /// The topmost mount at `point`.
+    fn at(&self, point: &str) -> &MountLine {
+        self.mounts
+            .iter()
+            .rev()
+            .find(|m| m.point == point)
+            .unwrap_or_else(|| panic!("nothing mounted on {point} in:\n{}", self.raw))
+    }
+
+    /// Asserts that `probe` failed with `message` (e.g. "Read-only file system").
+    fn refused(&self, probe: &str, message: &str) {
+        self.expect(probe, false);
+        let prefix = format!("ERR {probe} ");
+        let err = self
+            .raw
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or("");
+        assert!(
+            err.contains(message),
+            "probe {probe}: {err:?} lacks {message:?}"
+        );
+    }
+
+    fn expect(&self, probe: &str, want: bool) {
+        match self.probes.get(probe) {
+            Some(&got) => assert_eq!(
+                got, want,
+                "probe {probe}: got {got}, want {want}\n{}",
+                self.raw
+            ),
+            None => panic!("probe {probe} did not run:\n{}", self.raw),
+        }
+    }
+
+    /// Asserts per-mount options (`ro`, `nosuid`...) and superblock options.
+    fn flags(&self, point: &str, opts: &[&str], super_opts: &[&str]) {
+        let m = self.at(point);
+        for o in opts {
+            assert!(m.opts.iter().any(|x| x == o), "{point} lacks {o}: {m:?}");
+        }
+        for o in super_opts {
+            assert!(
+                m.super_opts.iter().any(|x| x == o),
+                "{point} lacks superblock option {o}: {m:?}"
+            );
+        }
+    }
+}
+
+/// Shell helpers the container scripts start with: `p NAME 'CMD'` prints
+/// `PROBE NAME yes|no`, and for a failure also `ERR NAME <first line of stderr>`.
+const PROBE_FN: &str = "p() { if sh -c \"$2\" >/dev/null 2>&1; then echo \"PROBE $1 yes\"; \
+                        else echo \"PROBE $1 no\"; \
+                        echo \"ERR $1 $(sh -c \"$2\" 2>&1 >/dev/null | head -n 1)\"; fi; }; ";
+
+const DUMP_MOUNTINFO: &str = "echo '== mountinfo'; cat /proc/self/mountinfo; echo '== end'; ";
+
+/// Runs `config` with `backend` to completion; returns its stdout. Afterwards nothing
+/// of the container is left (state, cgroup, mounts).
+fn run_to_end(tong: &Tong, backend: &str, cfg: &Value, test: &str) -> String {
+    let bundle = Bundle::new(cfg);
+    let id = unique_id(test);
+    let backend_arg = format!("rootfs={backend}");
+    let out = tong.run(&[
+        "run",
+        "--backend",
+        &backend_arg,
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{backend}: tong run failed ({}): {}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    stdout
+}
+
+/// The full mount set of a `runc spec` config plus mqueue and cgroup.
+fn base_mounts() -> Vec<Value> {
+    let mut m = config(&["true"])["mounts"].as_array().unwrap().clone();
+    m.push(
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                  "options": ["nosuid", "noexec", "nodev"]}),
+    );
+    m.push(
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                  "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    );
+    m
+}
+
+fn mounts_masks_devices(backend: &str) {
+    let test = format!("{backend}_mounts_masks_devices");
+    if !ready(&test) {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    let root = own.path();
+    std::fs::write(root.join("etc/secret-file"), "secret").unwrap();
+    std::fs::create_dir_all(root.join("etc/secret-dir")).unwrap();
+    std::fs::write(root.join("etc/secret-dir/key"), "secret").unwrap();
+    std::fs::create_dir_all(root.join("etc/ro-dir")).unwrap();
+    let ro_src = own.host_dir("ro-src");
+    std::fs::write(ro_src.join("hello"), "from the host").unwrap();
+    // A host dir with a submount, bound with ro (the top only) and rro (all of it).
+    let tree = own.host_dir("tree");
+    std::fs::create_dir(tree.join("sub")).unwrap();
+    let mut host = HostMounts::default();
+    host.tmpfs(&tree.join("sub"));
+
+    let script = format!(
+        "{PROBE_FN}{DUMP_MOUNTINFO}\
+         p devnull 'echo x > /dev/null'; \
+         p urandom '[ \"$(head -c 16 /dev/urandom | wc -c)\" -eq 16 ]'; \
+         p zero '[ \"$(head -c 8 /dev/zero | wc -c)\" -eq 8 ]'; \
+         p full 'echo x > /dev/full'; \
+         p mynull 'echo x > /dev/mynull && [ -c /dev/mynull ]'; \
+         p tty-node '[ -c /dev/tty ]'; \
+         p ptmx '[ \"$(readlink /dev/ptmx)\" = pts/ptmx ] && [ -c /dev/pts/ptmx ]'; \
+         p fd '[ \"$(readlink /dev/fd)\" = /proc/self/fd ] && ls /dev/fd/'; \
+         p stdio '[ \"$(readlink /dev/stdin)\" = /proc/self/fd/0 ] && [ \"$(readlink /dev/stdout)\" = /proc/self/fd/1 ] && [ \"$(readlink /dev/stderr)\" = /proc/self/fd/2 ]'; \
+         p masked-file-empty '[ -c /etc/secret-file ] && [ -z \"$(cat /etc/secret-file)\" ]'; \
+         p masked-file-stays-empty 'echo x > /etc/secret-file; [ ! -s /etc/secret-file ]'; \
+         p masked-dir-empty '[ -d /etc/secret-dir ] && [ -z \"$(ls -A /etc/secret-dir)\" ]'; \
+         p masked-dir-write 'echo x > /etc/secret-dir/new'; \
+         p kcore-empty '[ ! -s /proc/kcore ]'; \
+         p ro-dir-write 'echo x > /etc/ro-dir/new'; \
+         p proc-sys-write 'echo tong > /proc/sys/kernel/hostname'; \
+         p ro-bind-read 'grep -q \"from the host\" /mnt/ro-bind/hello'; \
+         p ro-bind-write 'echo x > /mnt/ro-bind/new'; \
+         p rro-sub-write 'echo x > /mnt/rro/sub/new'; \
+         p ro-sub-write 'echo x > /mnt/ro/sub/new'; \
+         p root-write 'echo x > /written-by-container'; \
+         p shm-write 'echo x > /dev/shm/x'; \
+         p tmp-mode '[ \"$(stat -c %a /mnt/tmp)\" = 700 ]'; \
+         p shm-mode '[ \"$(stat -c %a /dev/shm)\" = 1777 ]'; \
+         p cgroup-dir '[ -d /sys/fs/cgroup ]'"
+    );
+    let mut cfg = config(&["sh", "-c", &script]);
+    cfg["root"]["path"] = json!(root);
+    let mut mounts = base_mounts();
+    mounts.extend([
+        json!({"destination": "/mnt/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["size=1m", "mode=700", "noatime", "nodev"]}),
+        json!({"destination": "/mnt/ro-bind", "type": "bind", "source": ro_src,
+               "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}),
+        json!({"destination": "/mnt/ro", "type": "bind", "source": tree,
+               "options": ["rbind", "ro"]}),
+        json!({"destination": "/mnt/rro", "type": "bind", "source": tree,
+               "options": ["rbind", "rro"]}),
+    ]);
+    cfg["mounts"] = json!(mounts);
+    cfg["linux"]["maskedPaths"] = json!([
+        "/proc/kcore",
+        "/proc/nonexistent",
+        "/etc/secret-file",
+        "/etc/secret-dir"
+    ]);
+    cfg["linux"]["readonlyPaths"] = json!(["/proc/sys", "/etc/ro-dir", "/nonexistent"]);
+    cfg["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3,
+                                       "fileMode": 0o666, "uid": 0, "gid": 0}]);
+    let out = run_to_end(&tong, backend, &cfg, &test);
+    let r = Report::parse(&out);
+
+    // Flags, read from inside.
+    r.flags("/", &["rw"], &[]);
+    assert_eq!(r.at("/proc").fstype, "proc");
+    r.flags("/dev", &["nosuid"], &["mode=755", "size=65536k"]);
+    assert_eq!(r.at("/dev").fstype, "tmpfs");
+    r.flags(
+        "/dev/pts",
+        &["nosuid", "noexec"],
+        &["mode=620", "ptmxmode=666", "gid=5"],
+    );
+    assert_eq!(r.at("/dev/pts").fstype, "devpts");
+    // (tmpfs does not list mode=1777, its default: the shm-mode probe checks it.)
+    r.flags("/dev/shm", &["nosuid", "nodev", "noexec"], &["size=65536k"]);
+    r.flags("/dev/mqueue", &["nosuid", "nodev", "noexec"], &[]);
+    assert_eq!(r.at("/dev/mqueue").fstype, "mqueue");
+    r.flags("/sys", &["ro", "nosuid", "nodev", "noexec"], &[]);
+    assert_eq!(r.at("/sys").fstype, "sysfs");
+    r.flags("/sys/fs/cgroup", &["ro"], &[]);
+    r.flags(
+        "/mnt/tmp",
+        &["noatime", "nodev"],
+        &["size=1024k", "mode=700"],
+    );
+    r.flags("/mnt/ro-bind", &["ro", "nosuid", "nodev", "noexec"], &[]);
+    r.flags("/mnt/ro", &["ro"], &[]);
+    r.flags("/mnt/ro/sub", &["rw"], &[]);
+    r.flags("/mnt/rro", &["ro"], &[]);
+    r.flags("/mnt/rro/sub", &["ro"], &[]);
+    r.flags("/proc/sys", &["ro"], &[]);
+    r.flags("/etc/ro-dir", &["ro"], &[]);
+    r.flags("/etc/secret-dir", &["ro"], &[]);
+    assert_eq!(r.at("/etc/secret-dir").fstype, "tmpfs");
+    // No host mount is visible: every mount point is the root, a configured
+    // destination, a masked or read-only path, or below one of them.
+    let allowed = [
+        "/",
+        "/proc",
+        "/dev",
+        "/sys",
+        "/mnt/tmp",
+        "/mnt/ro-bind",
+        "/mnt/ro",
+        "/mnt/rro",
+        "/etc/secret-file",
+        "/etc/secret-dir",
+        "/etc/ro-dir",
+    ];
+    for m in &r.mounts {
+        assert!(
+            allowed
+                .iter()
+                .any(|a| *a == m.point || Path::new(&m.point).starts_with(a) && *a != "/"),
+            "{backend}: unexpected mount {} inside the container",
+            m.point
+        );
+    }
+
+    for probe in [
+        "devnull",
+        "urandom",
+        "zero",
+        "mynull",
+        "tty-node",
+        "ptmx",
+        "fd",
+        "stdio",
+        "masked-file-empty",
+        "masked-file-stays-empty",
+        "masked-dir-empty",
+        "kcore-empty",
+        "ro-bind-read",
+        "ro-sub-write",
+        "root-write",
+        "shm-write",
+        "tmp-mode",
+        "shm-mode",
+        "cgroup-dir",
+    ] {
+        r.expect(probe, true);
+    }
+    r.refused("full", "No space left on device");
+    for probe in [
+        "masked-dir-write",
+        "ro-dir-write",
+        "proc-sys-write",
+        "ro-bind-write",
+        "rro-sub-write",
+    ] {
+        r.refused(probe, "Read-only file system");
+    }
+
+    // Masking hid the image's files without changing them.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/secret-file")).unwrap(),
+        "secret"
+    );
+    assert!(root.join("etc/secret-dir/key").exists());
+    // Writes to / went to the image, except with overlay (its own layer, now gone).
+    assert_eq!(
+        root.join("written-by-container").exists(),
+        backend != "overlay",
+        "{backend}: write to / landed in the wrong place"
+    );
+    assert!(!ro_src.join("new").exists());
+    drop(host);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+fn readonly_root(backend: &str) {
+    let test = format!("{backend}_readonly_root");
+    if !ready(&test) {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    let script = format!(
+        "{PROBE_FN}{DUMP_MOUNTINFO}\
+         p root-write 'echo x > /new-file'; \
+         p tmp-write 'echo x > /tmp/new-file'; \
+         p shm-write 'echo x > /dev/shm/x'; \
+         p devnull 'echo x > /dev/null'"
+    );
+    let mut cfg = config(&["sh", "-c", &script]);
+    cfg["root"] = json!({"path": own.path(), "readonly": true});
+    let before = snapshot(&own.path());
+    let out = run_to_end(&tong, backend, &cfg, &test);
+    let r = Report::parse(&out);
+    r.flags("/", &["ro"], &[]);
+    r.refused("root-write", "Read-only file system");
+    r.refused("tmp-write", "Read-only file system");
+    r.expect("shm-write", true);
+    r.expect("devnull", true);
+    assert!(!own.path().join("new-file").exists());
+    if backend == "overlay" {
+        assert_eq!(before, snapshot(&own.path()), "overlay: the bundle changed");
+    }
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+fn propagation(backend: &str) {
+    let test = format!("{backend}_propagation");
+    if !ready(&test) {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    // A shared host directory, bound into the container as rslave and as rprivate.
+    let shared = own.host_dir("shared");
+    let mut host = HostMounts::default();
+    host.shared_bind(&shared);
+    std::fs::create_dir(shared.join("later")).unwrap();
+
+    let mut cfg = config(&["sleep", "60"]);
+    cfg["root"]["path"] = json!(own.path());
+    let mut mounts = base_mounts();
+    mounts.extend([
+        json!({"destination": "/mnt/slave", "type": "bind", "source": shared,
+               "options": ["rbind", "rslave"]}),
+        json!({"destination": "/mnt/private", "type": "bind", "source": shared,
+               "options": ["rbind", "rprivate"]}),
+    ]);
+    cfg["mounts"] = json!(mounts);
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id(&test);
+    let backend_arg = format!("rootfs={backend}");
+    tong.ok(&[
+        "run",
+        "-d",
+        "--backend",
+        &backend_arg,
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+
+    // Mounted on the host after the container started: a slave sees it, private not.
+    host.tmpfs(&shared.join("later"));
+    let info = tong.ok(&["exec", &id, "cat", "/proc/self/mountinfo"]);
+    let mounts = parse_mountinfo(&info);
+    let has = |p: &str| mounts.iter().any(|m| m.point == p);
+    assert!(has("/mnt/slave"), "{backend}: no /mnt/slave:\n{info}");
+    assert!(
+        has("/mnt/slave/later"),
+        "{backend}: rslave bind did not receive the host mount:\n{info}"
+    );
+    assert!(
+        !has("/mnt/private/later"),
+        "{backend}: rprivate bind received the host mount:\n{info}"
+    );
+    // And nothing the container mounts goes back to the host.
+    tong.ok(&["exec", &id, "mount", "-t", "tmpfs", "inner", "/mnt/slave"]);
+    let host_info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_info.contains(" inner "),
+        "{backend}: a container mount reached the host"
+    );
+
+    let pid = tong.state(&id)["pid"].as_i64().unwrap() as i32;
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), Some(pid));
+    drop(host);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+/// `tong run` must fail naming `expect`; the host dir `untouched` stays empty and no
+/// mount is left.
+fn escape_fails(
+    backend: &str,
+    tong: &Tong,
+    own: &OwnRootfs,
+    cfg: &Value,
+    expect: &str,
+    untouched: &Path,
+) {
+    let bundle = Bundle::new(cfg);
+    let id = unique_id(&format!("{backend}-escape"));
+    let backend_arg = format!("rootfs={backend}");
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        &backend_arg,
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains(expect),
+        "{backend}: expected {expect:?} in: {err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    let left: Vec<_> = std::fs::read_dir(untouched)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{backend}: {} was written: {left:?}",
+        untouched.display()
+    );
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path(), Path::new("/etc")]);
+}
+
+fn symlink_escapes(backend: &str) {
+    let test = format!("{backend}_symlink_escapes");
+    if !ready(&test) {
+        return;
+    }
+    let tong = Tong::new();
+    let etc_before = snapshot(Path::new("/etc"));
+
+    // /proc -> /: proc would cover the container's whole root (or, followed on the
+    // host, the host's).
+    let own = OwnRootfs::new();
+    let probe = own.host_dir("untouched");
+    std::fs::remove_dir(own.path().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/", own.path().join("proc")).unwrap();
+    let mut cfg = config(&["true"]);
+    cfg["root"]["path"] = json!(own.path());
+    escape_fails(
+        backend,
+        &tong,
+        &own,
+        &cfg,
+        "mount /proc: the destination is or passes through a symlink",
+        &probe,
+    );
+    assert!(std::fs::symlink_metadata(own.path().join("proc"))
+        .unwrap()
+        .is_symlink());
+
+    // /dev -> /etc: device nodes would be made in /etc.
+    let own = OwnRootfs::new();
+    let probe = own.host_dir("untouched");
+    std::fs::remove_dir(own.path().join("dev")).unwrap();
+    std::os::unix::fs::symlink("/etc", own.path().join("dev")).unwrap();
+    cfg["root"]["path"] = json!(own.path());
+    escape_fails(
+        backend,
+        &tong,
+        &own,
+        &cfg,
+        "mount /dev: the destination is or passes through a symlink",
+        &probe,
+    );
+
+    // A ../../ chain naming a host directory: resolved inside the rootfs it names
+    // nothing, and tong refuses to guess.
+    let own = OwnRootfs::new();
+    let target = own.host_dir("target");
+    let chain = format!(
+        "{}{}",
+        "../".repeat(20),
+        target.strip_prefix("/").unwrap().display()
+    );
+    std::os::unix::fs::symlink(&chain, own.path().join("mnt")).unwrap();
+    cfg["root"]["path"] = json!(own.path());
+    let mut mounts = base_mounts();
+    mounts.push(json!({"destination": "/mnt/sub", "type": "tmpfs", "source": "tmpfs"}));
+    cfg["mounts"] = json!(mounts);
+    escape_fails(
+        backend,
+        &tong,
+        &own,
+        &cfg,
+        "mount /mnt/sub: open (a dangling symlink is in the way) in the rootfs",
+        &target,
+    );
+
+    // A device path through a ../../ chain: same refusal, nothing created outside.
+    let own = OwnRootfs::new();
+    let target = own.host_dir("target");
+    let chain = format!(
+        "{}{}",
+        "../".repeat(20),
+        target.strip_prefix("/").unwrap().display()
+    );
+    std::fs::create_dir_all(own.path().join("dev")).unwrap();
+    cfg["root"]["path"] = json!(own.path());
+    cfg["mounts"] = json!(base_mounts());
+    // /dev is a fresh tmpfs, so plant the chain one level down, in a bind.
+    let devsrc = own.host_dir("devsrc");
+    std::os::unix::fs::symlink(&chain, devsrc.join("up")).unwrap();
+    let mut mounts = base_mounts();
+    mounts.push(
+        json!({"destination": "/dev/bound", "type": "bind", "source": devsrc, "options": ["bind"]}),
+    );
+    cfg["mounts"] = json!(mounts);
+    cfg["linux"]["devices"] =
+        json!([{"path": "/dev/bound/up/evil", "type": "c", "major": 1, "minor": 3}]);
+    escape_fails(
+        backend,
+        &tong,
+        &own,
+        &cfg,
+        "create device /dev/bound/up/evil",
+        &target,
+    );
+
+    assert_eq!(
+        etc_before,
+        snapshot(Path::new("/etc")),
+        "{backend}: the host's /etc changed"
+    );
+}
+
+macro_rules! conformance {
+    ($($backend:ident),*) => {
+        $(
+            mod $backend {
+                #[test]
+                fn mounts_masks_devices() {
+                    super::mounts_masks_devices(stringify!($backend));
+                }
+                #[test]
+                fn readonly_root() {
+                    super::readonly_root(stringify!($backend));
+                }
+                #[test]
+                fn propagation() {
+                    super::propagation(stringify!($backend));
+                }
+                #[test]
+                fn symlink_escapes() {
+                    super::symlink_escapes(stringify!($backend));
+                }
+            }
+        )*
+    };
+}
+
+conformance!(pivot, chroot, overlay);
+
+/// The backend recorded in a container's state.
+fn recorded_rootfs_backend(tong: &Tong, id: &str) -> String {
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(tong.root.path().join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    record["backends"]["rootfs"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn overlay_two_containers_share_one_rootfs() {
+    if !ready("overlay_two_containers_share_one_rootfs") {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    std::fs::write(own.path().join("etc/motd"), "from root.path\n").unwrap();
+    // A further read-only layer below root.path: its files show unless root.path has
+    // the same name.
+    let layer = own.host_dir("layer2");
+    std::fs::create_dir(layer.join("etc")).unwrap();
+    std::fs::write(layer.join("etc/motd"), "from layer2\n").unwrap();
+    std::fs::write(layer.join("etc/layer2-only"), "layer2\n").unwrap();
+    let before = snapshot(own.dir.path());
+
+    let mut cfg = config(&["sleep", "60"]);
+    cfg["root"]["path"] = json!(own.path());
+    cfg["annotations"] = json!({"tong.rootfs.overlay.lowerdirs": layer});
+    let bundle = Bundle::new(&cfg);
+    let ids = [unique_id("overlay-a"), unique_id("overlay-b")];
+    let mut pids = Vec::new();
+    for id in &ids {
+        tong.ok(&[
+            "run",
+            "-d",
+            "--backend",
+            "rootfs=overlay",
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            id,
+        ]);
+        assert_eq!(recorded_rootfs_backend(&tong, id), "overlay");
+        pids.push(tong.state(id)["pid"].as_i64().unwrap() as i32);
+    }
+    for id in &ids {
+        tong.ok(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            &format!("echo {id} > /etc/written; mkdir /newdir"),
+        ]);
+    }
+    for (id, pid) in ids.iter().zip(&pids) {
+        let seen = tong.ok(&[
+            "exec",
+            id,
+            "cat",
+            "/etc/written",
+            "/etc/motd",
+            "/etc/layer2-only",
+        ]);
+        assert_eq!(seen, format!("{id}\nfrom root.path\nlayer2\n"));
+        // The container's root is an overlay whose upper layer is in its state dir,
+        // mounted only in its own mount namespace.
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        let root = parse_mountinfo(&info)
+            .into_iter()
+            .find(|m| m.point == "/")
+            .unwrap();
+        assert_eq!(root.fstype, "overlay");
+        let upper = tong.root.path().join(id).join("rootfs-overlay/upper");
+        assert!(
+            root.super_opts
+                .iter()
+                .any(|o| *o == format!("upperdir={}", upper.display())),
+            "{root:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(upper.join("etc/written")).unwrap(),
+            format!("{id}\n")
+        );
+    }
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+    assert_eq!(
+        before,
+        snapshot(own.dir.path()),
+        "the bundle's layers changed"
+    );
+
+    for (id, pid) in ids.iter().zip(&pids) {
+        tong.ok(&["delete", "--force", id]);
+        tong.assert_clean(id, Some(&bundle), Some(*pid));
+    }
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+    assert_eq!(
+        before,
+        snapshot(own.dir.path()),
+        "the bundle's layers changed"
+    );
+}
+
+#[test]
+fn overlay_failed_create_leaves_no_layer() {
+    if !ready("overlay_failed_create_leaves_no_layer") {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    let mut cfg = config(&["true"]);
+    cfg["root"]["path"] = json!(own.path());
+    cfg["annotations"] = json!({"tong.rootfs.overlay.lowerdirs": "/nonexistent/layer"});
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("overlay-bad");
+    let err = tong.fails(&[
+        "create",
+        "--backend",
+        "rootfs=overlay",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(err.contains("/nonexistent/layer"), "{err}");
+    tong.assert_clean(&id, Some(&bundle), None);
+
+    // A mount that fails in the child (after the layer exists) is undone too.
+    cfg["annotations"] = json!({});
+    cfg["mounts"] = json!([{"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["size=bogus"]}]);
+    let bundle = Bundle::new(&cfg);
+    let err = tong.fails(&[
+        "create",
+        "--backend",
+        "rootfs=overlay",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(err.contains("mount tmpfs on /scratch"), "{err}");
+    tong.assert_clean(&id, Some(&bundle), None);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+    assert_eq!(
+        std::fs::read_dir(own.path()).unwrap().count(),
+        6,
+        "the rootfs gained entries"
+    );
+}
+
+#[test]
+fn no_pivot_selects_chroot_unless_a_backend_is_chosen() {
+    if !ready("no_pivot_selects_chroot_unless_a_backend_is_chosen") {
+        return;
+    }
+    let tong = Tong::new();
+    let mut cfg = config(&["sleep", "60"]);
+    let cases: [(&[&str], Option<&str>, &str); 4] = [
+        (&[], None, "pivot"),
+        (&["--no-pivot"], None, "chroot"),
+        (
+            &["--no-pivot", "--backend", "rootfs=overlay"],
+            None,
+            "overlay",
+        ),
+        (&["--no-pivot"], Some("pivot"), "pivot"),
+    ];
+    for (flags, annotation, want) in cases {
+        cfg["annotations"] = annotation.map_or(json!({}), |a| json!({"tong.backend.rootfs": a}));
+        let bundle = Bundle::new(&cfg);
+        let id = unique_id("nopivot");
+        let mut args = vec!["create", "--bundle", bundle.path().to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(&id);
+        tong.ok(&args);
+        assert_eq!(
+            recorded_rootfs_backend(&tong, &id),
+            want,
+            "{flags:?} {annotation:?}"
+        );
+        let pid = tong.state(&id)["pid"].as_i64().unwrap() as i32;
+        tong.ok(&["delete", "--force", &id]);
+        tong.assert_clean(&id, Some(&bundle), Some(pid));
+    }
+}
