@@ -169,6 +169,8 @@ fn assert_no_host_mount_under(dirs: &[&Path]) {
 /// One line of mountinfo.
 #[derive(Debug, Clone)]
 struct MountLine {
+    /// The path inside the filesystem that is mounted (`/tong/ID` for a cgroup bind).
+    root: String,
     point: String,
     opts: Vec<String>,
     fstype: String,
@@ -182,6 +184,7 @@ fn parse_mountinfo(text: &str) -> Vec<MountLine> {
             let left: Vec<&str> = left.split(' ').collect();
             let right: Vec<&str> = right.split(' ').collect();
             Some(MountLine {
+                root: left.get(3)?.to_string(),
                 point: left.get(4)?.to_string(),
                 opts: left.get(5)?.split(',').map(String::from).collect(),
                 fstype: right.first()?.to_string(),
@@ -279,9 +282,9 @@ const PROBE_FN: &str = "p() { if sh -c \"$2\" >/dev/null 2>&1; then echo \"PROBE
 
 const DUMP_MOUNTINFO: &str = "echo '== mountinfo'; cat /proc/self/mountinfo; echo '== end'; ";
 
-/// Runs `config` with `backend` to completion; returns its stdout. Afterwards nothing
-/// of the container is left (state, cgroup, mounts).
-fn run_to_end(tong: &Tong, backend: &str, cfg: &Value, test: &str) -> String {
+/// Runs `config` with `backend` to completion; returns its stdout and id. Afterwards
+/// nothing of the container is left (state, cgroup, mounts).
+fn run_to_end(tong: &Tong, backend: &str, cfg: &Value, test: &str) -> (String, String) {
     let bundle = Bundle::new(cfg);
     let id = unique_id(test);
     let backend_arg = format!("rootfs={backend}");
@@ -301,7 +304,7 @@ fn run_to_end(tong: &Tong, backend: &str, cfg: &Value, test: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     tong.assert_clean(&id, Some(&bundle), None);
-    stdout
+    (stdout, id)
 }
 
 /// The full mount set of a `runc spec` config plus mqueue and cgroup.
@@ -364,6 +367,9 @@ fn mounts_masks_devices(backend: &str) {
          p shm-write 'echo x > /dev/shm/x'; \
          p tmp-mode '[ \"$(stat -c %a /mnt/tmp)\" = 700 ]'; \
          p shm-mode '[ \"$(stat -c %a /dev/shm)\" = 1777 ]'; \
+         p cgroup-own 'for d in /sys/fs/cgroup/*/; do grep -qx 1 $d/cgroup.procs || exit 1; done'; \
+         p cgroup-not-host '[ ! -d /sys/fs/cgroup/memory/tong ] && [ ! -d /sys/fs/cgroup/pids/tong ]'; \
+         p cgroup-write 'mkdir /sys/fs/cgroup/pids/sub'; \
          p cgroup-dir '[ -d /sys/fs/cgroup ]'"
     );
     let mut cfg = config(&["sh", "-c", &script]);
@@ -389,7 +395,7 @@ fn mounts_masks_devices(backend: &str) {
     cfg["linux"]["readonlyPaths"] = json!(["/proc/sys", "/etc/ro-dir", "/nonexistent"]);
     cfg["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3,
                                        "fileMode": 0o666, "uid": 0, "gid": 0}]);
-    let out = run_to_end(&tong, backend, &cfg, &test);
+    let (out, id) = run_to_end(&tong, backend, &cfg, &test);
     let r = Report::parse(&out);
 
     // Flags, read from inside.
@@ -410,6 +416,22 @@ fn mounts_masks_devices(backend: &str) {
     r.flags("/sys", &["ro", "nosuid", "nodev", "noexec"], &[]);
     assert_eq!(r.at("/sys").fstype, "sysfs");
     r.flags("/sys/fs/cgroup", &["ro"], &[]);
+    // Each hierarchy shows the container's own cgroup (tong/ID by default), read-only.
+    let cgroups: Vec<_> = r
+        .mounts
+        .iter()
+        .filter(|m| m.point.starts_with("/sys/fs/cgroup/"))
+        .collect();
+    assert!(
+        !cgroups.is_empty(),
+        "no cgroup hierarchy inside:\n{}",
+        r.raw
+    );
+    for m in cgroups {
+        assert!(m.fstype.starts_with("cgroup"), "{m:?}");
+        assert_eq!(m.root, format!("/tong/{id}"), "{m:?}");
+        assert!(m.opts.iter().any(|o| o == "ro"), "{m:?}");
+    }
     r.flags(
         "/mnt/tmp",
         &["noatime", "nodev"],
@@ -469,6 +491,8 @@ fn mounts_masks_devices(backend: &str) {
         "tmp-mode",
         "shm-mode",
         "cgroup-dir",
+        "cgroup-own",
+        "cgroup-not-host",
     ] {
         r.expect(probe, true);
     }
@@ -517,7 +541,7 @@ fn readonly_root(backend: &str) {
     let mut cfg = config(&["sh", "-c", &script]);
     cfg["root"] = json!({"path": own.path(), "readonly": true});
     let before = snapshot(&own.path());
-    let out = run_to_end(&tong, backend, &cfg, &test);
+    let (out, _) = run_to_end(&tong, backend, &cfg, &test);
     let r = Report::parse(&out);
     r.flags("/", &["ro"], &[]);
     r.refused("root-write", "Read-only file system");
@@ -593,6 +617,51 @@ fn propagation(backend: &str) {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), Some(pid));
     drop(host);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+/// `linux.rootfsPropagation: rshared`: the container's `/` is shared (with a peer group
+/// of its own), and nothing the container or tong mounts reaches the host.
+fn shared_root_propagation(backend: &str) {
+    let test = format!("{backend}_shared_root_propagation");
+    if !ready(&test) {
+        return;
+    }
+    let tong = Tong::new();
+    let own = OwnRootfs::new();
+    let host_roots = |text: &str| {
+        text.lines()
+            .filter(|l| l.split(' ').nth(4) == Some("/"))
+            .count()
+    };
+    let before = host_roots(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let script = format!(
+        "{DUMP_MOUNTINFO} mkdir -p /tmp/m && mount -t tmpfs inner-shared /tmp/m && echo MOUNTED"
+    );
+    let mut cfg = config(&["sh", "-c", &script]);
+    cfg["root"]["path"] = json!(own.path());
+    cfg["linux"]["rootfsPropagation"] = json!("rshared");
+    let (out, _) = run_to_end(&tong, backend, &cfg, &test);
+    assert!(out.contains("MOUNTED"), "{out}");
+    let info = out.split("== mountinfo\n").nth(1).unwrap_or("");
+    let root = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or("");
+    assert!(
+        root.contains(" shared:"),
+        "{backend}: / is not shared: {root}"
+    );
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(
+        before,
+        host_roots(&host),
+        "{backend}: a mount reached the host's /"
+    );
+    assert!(
+        !host.contains("inner-shared"),
+        "{backend}: a container mount reached the host"
+    );
     assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
 }
 
@@ -758,6 +827,10 @@ macro_rules! conformance {
                 #[test]
                 fn propagation() {
                     super::propagation(stringify!($backend));
+                }
+                #[test]
+                fn shared_root_propagation() {
+                    super::shared_root_propagation(stringify!($backend));
                 }
                 #[test]
                 fn symlink_escapes() {
@@ -955,4 +1028,43 @@ fn no_pivot_selects_chroot_unless_a_backend_is_chosen() {
         tong.ok(&["delete", "--force", &id]);
         tong.assert_clean(&id, Some(&bundle), Some(pid));
     }
+}
+
+/// With a cgroup namespace, fresh cgroup mounts show the namespace's root. On a v1 or
+/// hybrid host that root is not the container's cgroup today (the namespace is made at
+/// clone, before the process joins its v1 cgroups), so tong refuses rather than show
+/// the host's hierarchies; on a cgroup2-only host the container sees its own cgroup.
+#[test]
+fn cgroup_namespace_mounts_show_only_the_containers_cgroup() {
+    if !ready("cgroup_namespace_mounts_show_only_the_containers_cgroup") {
+        return;
+    }
+    let tong = Tong::new();
+    let script = "cat /sys/fs/cgroup/cgroup.procs";
+    let mut cfg = config(&["sh", "-c", script]);
+    let mut mounts = base_mounts();
+    mounts.retain(|m| m["destination"] != "/dev/mqueue");
+    cfg["mounts"] = json!(mounts);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    let v2_only = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    if v2_only {
+        let (out, _) = run_to_end(&tong, "pivot", &cfg, "cgroupns");
+        assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1"], "{out}");
+        return;
+    }
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("cgroupns");
+    let err = tong.fails(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert!(
+        err.contains("the cgroup namespace's root is not the container's cgroup"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    tong.assert_clean(&id, Some(&bundle), None);
 }

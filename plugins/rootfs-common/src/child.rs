@@ -20,7 +20,7 @@ fn ptr(s: Option<&CStr>) -> *const libc::c_char {
 }
 
 /// mount(2); the errno on failure.
-fn mount(
+pub(crate) fn mount(
     source: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
@@ -87,7 +87,7 @@ fn path_mount_flags(path: &CStr) -> Result<c_ulong, c_int> {
 }
 
 /// Records a resolution failure: "`<verb><path>`: `<step>` in the rootfs".
-fn resolve_failed(err: &mut ChildError, verb: &[u8], path: &CStr, e: ResolveError) {
+pub(crate) fn resolve_failed(err: &mut ChildError, verb: &[u8], path: &CStr, e: ResolveError) {
     if e.errno == libc::ELOOP {
         err.set(
             e.errno,
@@ -120,7 +120,7 @@ fn remount_bind(fd: &Fd, flags: c_ulong) -> Result<(), c_int> {
 
 /// Binds `source` onto the fd `target`, then remounts with `flags` when they ask for
 /// anything (a bind ignores them in the first call).
-fn bind(
+pub(crate) fn bind(
     root: c_int,
     dest: &CStr,
     source: &CStr,
@@ -169,6 +169,9 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
     match &m.kind {
         MountKind::Bind { recursive } => {
             bind(root, &m.dest, &m.source, &target, *recursive, m.flags, err)?;
+        }
+        MountKind::Cgroup(plan) => {
+            crate::cgroup::mount_all(root, &m.dest, &target, plan, m.flags, err)?;
         }
         MountKind::Fs {
             fstype,
@@ -322,7 +325,7 @@ fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError)
     Ok(())
 }
 
-fn make_symlink(root: c_int, s: &SymlinkStep, err: &mut ChildError) -> Step {
+pub(crate) fn make_symlink(root: c_int, s: &SymlinkStep, err: &mut ChildError) -> Step {
     let parent = open_in_root(root, &s.parent, Create::Dir, 0)
         .map_err(|e| resolve_failed(err, b"symlink ", &s.path, e))?;
     if s.replace {

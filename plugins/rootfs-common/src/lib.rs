@@ -11,6 +11,7 @@
 
 use tong_abi::plugin::{PluginError, PluginResult};
 
+pub mod cgroup;
 pub mod child;
 pub mod options;
 pub mod plan;

@@ -14,7 +14,7 @@ use crate::options::{parse_mount_options, parse_propagation, REMOUNT_FLAGS};
 use crate::resolve::{NAME_MAX, PATH_MAX};
 
 /// How a mount is made.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum MountKind {
     /// `mount(source, target, fstype, flags, data)`.
     Fs {
@@ -24,6 +24,8 @@ pub enum MountKind {
     },
     /// A bind mount of a host path (`MS_REC` when `recursive`).
     Bind { recursive: bool },
+    /// The container's own cgroups (see [`crate::cgroup`]).
+    Cgroup(crate::cgroup::CgroupPlan),
 }
 
 /// One entry of the config's `mounts`, ready for the child.
@@ -468,27 +470,19 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
                 };
             }
         }
-        "cgroup" | "cgroup2" if cgroup2_host || typ == "cgroup2" => {
-            // Unified hierarchy. Without a cgroup namespace this shows the whole host
-            // tree (the rootfs request does not carry the container's cgroup path).
+        "cgroup" | "cgroup2" if cgroup2_host && req.cgroup_namespace => {
+            // The namespace's root is the container's cgroup: a fresh cgroup2 shows it.
             step.kind = MountKind::Fs {
                 fstype: cstring("mount type", "cgroup2")?,
-                fallback_bind: Some(cstring("path", "/sys/fs/cgroup")?),
+                fallback_bind: None,
             };
             if source.is_empty() || source == "cgroup" {
                 step.source = cstring("mount source", "cgroup2")?;
             }
         }
-        "cgroup" => {
-            // cgroup v1 host: mounting each controller is not done yet; the container
-            // gets an empty read-only tmpfs so /sys/fs/cgroup exists and is harmless.
-            step.kind = MountKind::Fs {
-                fstype: cstring("mount type", "tmpfs")?,
-                fallback_bind: None,
-            };
-            step.source = cstring("mount source", "cgroup")?;
-            step.flags |= libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            step.data = Some(cstring("mount options", "mode=755")?);
+        "cgroup" | "cgroup2" => {
+            step.kind = MountKind::Cgroup(crate::cgroup::plan(&dest, req.cgroup_namespace)?);
+            step.data = None;
         }
         _ => {}
     }
@@ -730,7 +724,7 @@ mod tests {
         assert_eq!(p.mounts[1].data.as_deref(), Some(c"mode=755,size=65536k"));
         assert!(p.mounts[0].no_symlinks);
         let bind = &p.mounts[4];
-        assert_eq!(bind.kind, MountKind::Bind { recursive: true });
+        assert!(matches!(bind.kind, MountKind::Bind { recursive: true }));
         assert_eq!(bind.flags, libc::MS_RDONLY);
         assert_eq!(bind.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
         assert!(bind.source_is_file);
@@ -749,7 +743,10 @@ mod tests {
         // In a user namespace without its own network namespace, sysfs becomes a bind.
         r.user_namespace = true;
         let p = build(&r).unwrap();
-        assert_eq!(p.mounts[3].kind, MountKind::Bind { recursive: true });
+        assert!(matches!(
+            p.mounts[3].kind,
+            MountKind::Bind { recursive: true }
+        ));
         assert_eq!(p.mounts[3].source.as_c_str(), c"/sys");
         r.network_namespace = true;
         assert!(matches!(
