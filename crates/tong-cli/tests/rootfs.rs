@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use common::{config, root_or_skip, tong_bin, unique_id, wait_until, Bundle, Tong};
+use common::{config, root_or_skip, tong_bin, unique_id, Bundle, Tong};
 use serde_json::{json, Value};
 
 const BACKENDS: [&str; 3] = ["pivot", "chroot", "overlay"];
@@ -184,10 +184,10 @@ fn parse_mountinfo(text: &str) -> Vec<MountLine> {
             let left: Vec<&str> = left.split(' ').collect();
             let right: Vec<&str> = right.split(' ').collect();
             Some(MountLine {
-                root: left.get(3)?.to_string(),
-                point: left.get(4)?.to_string(),
+                root: (*left.get(3)?).to_string(),
+                point: (*left.get(4)?).to_string(),
                 opts: left.get(5)?.split(',').map(String::from).collect(),
-                fstype: right.first()?.to_string(),
+                fstype: (*right.first()?).to_string(),
                 super_opts: right
                     .get(2)
                     .map(|s| s.split(',').map(String::from).collect())

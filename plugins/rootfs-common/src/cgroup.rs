@@ -175,7 +175,9 @@ fn read_own_cgroups(buf: &mut [u8]) -> Result<usize, c_int> {
 }
 
 /// Child side: mounts the hierarchies under the destination `target` (opened in the
-/// rootfs `root`) with the mount's `flags` (`ro`, `nosuid`, ...).
+/// rootfs `root`) with the mount's `flags` (`ro`, `nosuid`, ...). The error's detail is
+/// in `err`.
+#[allow(clippy::result_unit_err)]
 pub fn mount_all(
     root: c_int,
     dest: &CStr,
@@ -228,7 +230,7 @@ pub fn mount_all(
                 err.set(
                     e,
                     &[b"mount ", fstype.to_bytes(), b" on ", h.dest.to_bytes()],
-                )
+                );
             })?;
             continue;
         }

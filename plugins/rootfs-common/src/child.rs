@@ -209,7 +209,7 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
             err.set(
                 e,
                 &[b"mount_setattr (recursive options) on ", m.dest.to_bytes()],
-            )
+            );
         })?;
     }
     if !m.propagation.is_empty() {
