@@ -425,10 +425,12 @@ static void test_kill_and_run(tong_runtime *rt)
     close(devnull);
 }
 
-/* Two containers in one process on different cgroup backends (no linux.resources). */
+/* Two containers in one process on different cgroup and rootfs backends (no
+ * linux.resources): both share one rootfs, the overlay one writes only to its layer. */
 static void test_backends(tong_runtime *rt)
 {
     const char *names[2] = {"v1", "v2"};
+    const char *rootfs_names[2] = {"overlay", "chroot"};
     tong_container *c[2] = {NULL, NULL};
     int devnull = open("/dev/null", O_RDWR);
     for (int i = 0; i < 2; i++) {
@@ -438,9 +440,10 @@ static void test_backends(tong_runtime *rt)
         opts.stdin_fd = devnull;
         opts.stdout_fd = devnull;
         opts.backend_cgroup = names[i];
+        opts.backend_rootfs = rootfs_names[i];
         tong_error *err = NULL;
         char what[64];
-        snprintf(what, sizeof what, "create(cgroup=%s)", names[i]);
+        snprintf(what, sizeof what, "create(cgroup=%s, rootfs=%s)", names[i], rootfs_names[i]);
         expect(tong_container_create(rt, id, bundle_path("forever"), &opts, &c[i], &err), &err, TONG_OK, what);
     }
     for (int i = 0; i < 2; i++) {
@@ -450,6 +453,8 @@ static void test_backends(tong_runtime *rt)
         char want[64];
         snprintf(want, sizeof want, "\"cgroup\":\"%s\"", names[i]);
         tong_container_state(c[i], &json, NULL);
+        ok(contains(json, want), "container %s uses %s", tong_container_id(c[i]), want);
+        snprintf(want, sizeof want, "\"rootfs\":\"%s\"", rootfs_names[i]);
         ok(contains(json, want), "container %s uses %s", tong_container_id(c[i]), want);
         tong_string_free(json);
         tong_error *err = NULL;
