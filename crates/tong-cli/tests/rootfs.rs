@@ -34,6 +34,11 @@ fn ready(test: &str) -> bool {
     true
 }
 
+/// A state root and a rootfs of the test's own, or `None` when the test skips.
+fn start(test: &str) -> Option<(Tong, OwnRootfs)> {
+    ready(test).then(|| (Tong::new(), OwnRootfs::new()))
+}
+
 /// A busybox rootfs of the test's own, in a temp dir (removed on drop), that the test
 /// may plant files and symlinks in.
 struct OwnRootfs {
@@ -323,11 +328,9 @@ fn base_mounts() -> Vec<Value> {
 
 fn mounts_masks_devices(backend: &str) {
     let test = format!("{backend}_mounts_masks_devices");
-    if !ready(&test) {
+    let Some((tong, own)) = start(&test) else {
         return;
-    }
-    let tong = Tong::new();
-    let own = OwnRootfs::new();
+    };
     let root = own.path();
     std::fs::write(root.join("etc/secret-file"), "secret").unwrap();
     std::fs::create_dir_all(root.join("etc/secret-dir")).unwrap();
@@ -526,11 +529,9 @@ fn mounts_masks_devices(backend: &str) {
 
 fn readonly_root(backend: &str) {
     let test = format!("{backend}_readonly_root");
-    if !ready(&test) {
+    let Some((tong, own)) = start(&test) else {
         return;
-    }
-    let tong = Tong::new();
-    let own = OwnRootfs::new();
+    };
     let script = format!(
         "{PROBE_FN}{DUMP_MOUNTINFO}\
          p root-write 'echo x > /new-file'; \
@@ -557,11 +558,9 @@ fn readonly_root(backend: &str) {
 
 fn propagation(backend: &str) {
     let test = format!("{backend}_propagation");
-    if !ready(&test) {
+    let Some((tong, own)) = start(&test) else {
         return;
-    }
-    let tong = Tong::new();
-    let own = OwnRootfs::new();
+    };
     // A shared host directory, bound into the container as rslave and as rprivate.
     let shared = own.host_dir("shared");
     let mut host = HostMounts::default();
@@ -624,11 +623,9 @@ fn propagation(backend: &str) {
 /// of its own), and nothing the container or tong mounts reaches the host.
 fn shared_root_propagation(backend: &str) {
     let test = format!("{backend}_shared_root_propagation");
-    if !ready(&test) {
+    let Some((tong, own)) = start(&test) else {
         return;
-    }
-    let tong = Tong::new();
-    let own = OwnRootfs::new();
+    };
     let host_roots = |text: &str| {
         text.lines()
             .filter(|l| l.split(' ').nth(4) == Some("/"))
@@ -709,6 +706,15 @@ fn escape_fails(
     assert_no_host_mount_under(&[own.dir.path(), tong.root.path(), Path::new("/etc")]);
 }
 
+/// A relative symlink target climbing far above any root, then naming `target`.
+fn dotdot_chain_to(target: &Path) -> String {
+    format!(
+        "{}{}",
+        "../".repeat(20),
+        target.strip_prefix("/").unwrap().display()
+    )
+}
+
 fn symlink_escapes(backend: &str) {
     let test = format!("{backend}_symlink_escapes");
     if !ready(&test) {
@@ -756,11 +762,7 @@ fn symlink_escapes(backend: &str) {
     // nothing, and tong refuses to guess.
     let own = OwnRootfs::new();
     let target = own.host_dir("target");
-    let chain = format!(
-        "{}{}",
-        "../".repeat(20),
-        target.strip_prefix("/").unwrap().display()
-    );
+    let chain = dotdot_chain_to(&target);
     std::os::unix::fs::symlink(&chain, own.path().join("mnt")).unwrap();
     cfg["root"]["path"] = json!(own.path());
     let mut mounts = base_mounts();
@@ -778,14 +780,8 @@ fn symlink_escapes(backend: &str) {
     // A device path through a ../../ chain: same refusal, nothing created outside.
     let own = OwnRootfs::new();
     let target = own.host_dir("target");
-    let chain = format!(
-        "{}{}",
-        "../".repeat(20),
-        target.strip_prefix("/").unwrap().display()
-    );
-    std::fs::create_dir_all(own.path().join("dev")).unwrap();
+    let chain = dotdot_chain_to(&target);
     cfg["root"]["path"] = json!(own.path());
-    cfg["mounts"] = json!(base_mounts());
     // /dev is a fresh tmpfs, so plant the chain one level down, in a bind.
     let devsrc = own.host_dir("devsrc");
     std::os::unix::fs::symlink(&chain, devsrc.join("up")).unwrap();

@@ -18,8 +18,7 @@ use std::ffi::CStr;
 
 use tong_abi::plugin::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_abi::ChildError;
-use tong_rootfs_common::plan::{check_rootfs, Root};
-use tong_rootfs_common::{child, plan, Enter, Plan, RootMount};
+use tong_rootfs_common::{child, plan, Enter, Plan};
 
 /// The plugin.
 pub struct ChrootRootfs;
@@ -41,13 +40,7 @@ impl RootfsPlugin for ChrootRootfs {
     type Plan = Plan;
 
     fn prepare(req: &[u8]) -> PluginResult<(Box<Plan>, Vec<u8>)> {
-        let req = plan::parse_request(req)?;
-        let root = Root {
-            path: check_rootfs(&req.rootfs)?,
-            mount: RootMount::Bind,
-            enter: Enter::Chroot,
-        };
-        Ok((Box::new(plan::build_for(&req, root)?), b"{}".to_vec()))
+        plan::prepare_bound(req, Enter::Chroot)
     }
 
     fn child_setup(plan: &mut Plan, err: &mut ChildError) -> Result<(), ()> {

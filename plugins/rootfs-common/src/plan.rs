@@ -219,6 +219,18 @@ pub fn build(req: &RootfsRequest) -> PluginResult<Plan> {
     build_for(req, root)
 }
 
+/// `prepare` of a backend that binds `root.path` onto itself and enters it as `enter`
+/// says: the plan, and the state `{}` (nothing on the host to undo).
+pub fn prepare_bound(req: &[u8], enter: Enter) -> PluginResult<(Box<Plan>, Vec<u8>)> {
+    let req = parse_request(req)?;
+    let root = Root {
+        path: check_rootfs(&req.rootfs)?,
+        mount: RootMount::Bind,
+        enter,
+    };
+    Ok((Box::new(build_for(&req, root)?), b"{}".to_vec()))
+}
+
 /// Builds the plan for a root the backend chose.
 pub fn build_for(req: &RootfsRequest, root: Root) -> PluginResult<Plan> {
     let rootfs = root.path;

@@ -9,7 +9,7 @@ use std::ffi::CStr;
 
 use tong_abi::plugin::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_abi::ChildError;
-use tong_rootfs_common::{child, plan, Plan};
+use tong_rootfs_common::{child, plan, Enter, Plan};
 
 /// The plugin.
 pub struct PivotRootfs;
@@ -30,8 +30,7 @@ impl RootfsPlugin for PivotRootfs {
     type Plan = Plan;
 
     fn prepare(req: &[u8]) -> PluginResult<(Box<Plan>, Vec<u8>)> {
-        let req = plan::parse_request(req)?;
-        Ok((Box::new(plan::build(&req)?), b"{}".to_vec()))
+        plan::prepare_bound(req, Enter::Pivot)
     }
 
     fn child_setup(plan: &mut Plan, err: &mut ChildError) -> Result<(), ()> {
