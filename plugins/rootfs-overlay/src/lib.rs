@@ -154,14 +154,10 @@ fn prepare_in(req: &RootfsRequest, layer: &Path) -> PluginResult<Plan> {
     make_layer(layer, Path::new(&lowers[0]))?;
     let upper = check_overlay_path("upper directory", &layer.join("upper"))?;
     let work = check_overlay_path("work directory", &layer.join("work"))?;
-    let mut data = format!(
+    let data = format!(
         "lowerdir={},upperdir={upper},workdir={work}",
         lowers.join(":")
     );
-    if req.user_namespace {
-        // Unprivileged overlay keeps its metadata in user.* xattrs (Linux 5.11).
-        data.push_str(",userxattr");
-    }
     if data.len() > MAX_MOUNT_DATA {
         return Err(PluginError::invalid(format!(
             "overlay options are {} bytes, more than the {MAX_MOUNT_DATA} mount(2) takes: \
@@ -210,6 +206,14 @@ impl RootfsPlugin for OverlayRootfs {
         let req = plan::parse_request(req)?;
         // Check root.path first: a missing rootfs is named before anything is made.
         check_rootfs(&req.rootfs)?;
+        if req.user_namespace {
+            // The layer sits in the state directory, which only the host's root may
+            // enter; the container's root in its own user namespace could not mount it.
+            return Err(PluginError::unsupported(
+                "the overlay rootfs backend does not support user namespaces yet \
+                 (use --backend rootfs=pivot)",
+            ));
+        }
         let layer = layer_path(&req.state_dir)?;
         if layer.exists() {
             return Err(PluginError::invalid(format!(

@@ -131,6 +131,14 @@ fn bad_layers_are_refused_and_leave_nothing() {
     assert!(!s.layer().exists());
 
     let mut req: serde_json::Value = serde_json::from_slice(&s.request(None)).unwrap();
+    req["userNamespace"] = json!(true);
+    let e = OverlayRootfs::prepare(&serde_json::to_vec(&req).unwrap())
+        .unwrap_err()
+        .message;
+    assert!(e.contains("does not support user namespaces"), "{e}");
+    assert!(!s.layer().exists());
+
+    req["userNamespace"] = json!(false);
     req["stateDir"] = json!("relative/state");
     let e = OverlayRootfs::prepare(&serde_json::to_vec(&req).unwrap())
         .unwrap_err()
