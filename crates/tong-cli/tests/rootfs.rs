@@ -398,6 +398,7 @@ fn mounts_masks_devices(backend: &str) {
     cfg["linux"]["readonlyPaths"] = json!(["/proc/sys", "/etc/ro-dir", "/nonexistent"]);
     cfg["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3,
                                        "fileMode": 0o666, "uid": 0, "gid": 0}]);
+    let before = snapshot(&root);
     let (out, id) = run_to_end(&tong, backend, &cfg, &test);
     let r = Report::parse(&out);
 
@@ -523,6 +524,14 @@ fn mounts_masks_devices(backend: &str) {
         "{backend}: write to / landed in the wrong place"
     );
     assert!(!ro_src.join("new").exists());
+    if backend == "overlay" {
+        // Mount points, the masked file's writes, everything went to the layer.
+        assert_eq!(
+            before,
+            snapshot(&root),
+            "overlay: the bundle's rootfs changed"
+        );
+    }
     drop(host);
     assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
 }
