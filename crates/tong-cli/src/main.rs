@@ -11,6 +11,7 @@ use tong::plugins::{self, PluginHost};
 use tong::{CreateOptions, Error, PluginKind, Runtime};
 
 mod signals;
+mod update;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +62,13 @@ struct CreateArgs {
     /// config's `tong.backend.<kind>` annotation and probing.
     #[arg(long = "backend", value_name = "KIND=NAME")]
     backends: Vec<String>,
+    /// Unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is true.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Run tong's minimal init as pid 1: it reaps orphans and forwards signals to the
+    /// program (also the annotation tong.init=true).
+    #[arg(long)]
+    init: bool,
     /// Accepted for runc compatibility (tong does not create session keyrings).
     #[arg(long, hide = true)]
     no_new_keyring: bool,
@@ -95,10 +103,13 @@ struct ExecArgs {
     /// UID[:GID] to run as.
     #[arg(short, long)]
     user: Option<String>,
-    /// Allocate a terminal (not supported yet).
+    /// Additional group ids (repeatable).
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Allocate a terminal; its master goes to --console-socket.
     #[arg(short, long)]
     tty: bool,
-    /// Unix socket to receive the terminal's master (not supported yet).
+    /// Unix socket that receives the terminal's master (SCM_RIGHTS).
     #[arg(long)]
     console_socket: Option<PathBuf>,
 }
@@ -170,6 +181,8 @@ enum Command {
         #[arg(long, default_value = "5s")]
         interval: humantime::Duration,
     },
+    /// Change a running container's cgroup limits.
+    Update(update::UpdateArgs),
     /// Print the features this runtime implements (OCI runtime-spec features JSON).
     Features,
     /// Write a default config.json into the bundle directory.
@@ -233,6 +246,7 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
                 detach: args.detach,
                 pid_file: args.pid_file.clone(),
                 forward_signals: true,
+                console_socket: args.console_socket.clone(),
                 ..tong::ExecOptions::default()
             };
             let code = runtime.exec(&args.id, &process, &opts)?;
@@ -246,6 +260,7 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
             stats,
             interval,
         } => events(&runtime, id, *stats, (*interval).into())?,
+        Command::Update(args) => runtime.update(&args.id, &update::resources(args)?)?,
         Command::Features => print_json(&tong::features::features())?,
         Command::Spec { bundle } => spec(bundle)?,
         Command::Plugins { format } => list_plugins(runtime.plugins(), format)?,
@@ -282,6 +297,8 @@ fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
     Ok(CreateOptions {
         backends,
         pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
+        init: args.init,
         ..CreateOptions::default()
     })
 }
@@ -347,17 +364,17 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
 /// The process to exec: `--process FILE`, or the container's own process from its
 /// config.json with the command, environment, cwd and user given on the command line.
 fn exec_process(runtime: &Runtime, args: &ExecArgs) -> Result<oci_spec::runtime::Process, Error> {
-    if args.tty || args.console_socket.is_some() {
-        return Err(Error::invalid(
-            "exec --tty/--console-socket: terminals are not supported yet",
-        ));
-    }
     if let Some(path) = &args.process {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::invalid(format!("--process {}: {e}", path.display())))?;
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            Error::invalid(format!("invalid process JSON in {}: {e}", path.display()))
-        });
+        let mut process: oci_spec::runtime::Process =
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(format!("invalid process JSON in {}: {e}", path.display()))
+            })?;
+        if args.tty {
+            process.set_terminal(Some(true));
+        }
+        return Ok(process);
     }
     if args.command.is_empty() {
         return Err(Error::invalid("exec: give a command or --process FILE"));
@@ -369,23 +386,31 @@ fn exec_process(runtime: &Runtime, args: &ExecArgs) -> Result<oci_spec::runtime:
         .and_then(|spec| spec.process().clone())
         .unwrap_or_default();
     process.set_args(Some(args.command.clone()));
+    process.set_terminal(Some(args.tty));
     let mut env = process.env().clone().unwrap_or_default();
     env.extend(args.env.iter().cloned());
     process.set_env(Some(env));
     if let Some(cwd) = &args.cwd {
         process.set_cwd(cwd.clone());
     }
+    let mut u = process.user().clone();
     if let Some(user) = &args.user {
-        let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
         let parse = |v: &str| {
             v.parse::<u32>()
                 .map_err(|_| Error::invalid(format!("--user {user:?}: expected UID[:GID]")))
         };
-        let mut u = process.user().clone();
-        u.set_uid(parse(uid)?);
-        u.set_gid(parse(gid)?);
-        process.set_user(u);
+        // As runc: the gid stays the config's unless given.
+        let (uid, gid) = match user.split_once(':') {
+            Some((uid, gid)) => (parse(uid)?, parse(gid)?),
+            None => (parse(user)?, u.gid()),
+        };
+        u.set_uid(uid);
+        u.set_gid(gid);
     }
+    if !args.additional_gids.is_empty() {
+        u.set_additional_gids(Some(args.additional_gids.clone()));
+    }
+    process.set_user(u);
     Ok(process)
 }
 

@@ -91,6 +91,12 @@ pub struct ChildContext {
     pub program: CString,
     /// Descriptors from 3 up to this (exclusive) stay open in the container.
     pub keep_fds_below: c_int,
+    /// Connected console socket (`process.terminal`), or -1: see [`crate::terminal`].
+    pub console_socket: c_int,
+    /// Stay as the container's init and fork the program: see [`crate::init`].
+    pub init: bool,
+    /// startContainer hooks, run after the start gate: see [`crate::hooks`].
+    pub start_hooks: crate::hooks::StartHooks,
 }
 
 /// The entry point the namespace plugin calls in the child.
@@ -152,6 +158,12 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             return Err(());
         }
     }
+    // The pty comes from the container's devpts: after the root is set up (or joined).
+    let tty = if ctx.console_socket >= 0 {
+        Some(crate::terminal::open_and_send(ctx.console_socket, err)?)
+    } else {
+        None
+    };
     set_credentials(ctx, err)?;
     // SAFETY: plain syscalls on prepared values.
     unsafe {
@@ -172,7 +184,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         }
     }
     let program = find_executable(ctx, err)?;
-    setup_stdio(ctx, err)?;
+    setup_stdio(ctx, tty, err)?;
     // SAFETY: marks every descriptor above the kept ones close-on-exec; ours already are.
     unsafe {
         libc::syscall(
@@ -194,6 +206,13 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         }
     } else {
         wait_for(ctx.sync_fd, START, err, b"waiting for start")?;
+    }
+    ctx.start_hooks.run_in_child(err)?;
+    if ctx.init {
+        crate::init::fork_init(err)?;
+    }
+    if tty.is_some() {
+        crate::terminal::take_controlling(err)?;
     }
 
     unblock_all_signals();
@@ -268,8 +287,9 @@ fn set_credentials(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     Ok(())
 }
 
-fn setup_stdio(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
-    for (target, &fd) in ctx.stdio.iter().enumerate() {
+fn setup_stdio(ctx: &ChildContext, tty: Option<c_int>, err: &mut ChildError) -> Result<(), ()> {
+    let stdio = tty.map_or(ctx.stdio, |slave| [slave; 3]);
+    for (target, &fd) in stdio.iter().enumerate() {
         if fd >= 0 && fd != target as c_int {
             // SAFETY: dup2 of a descriptor the caller handed us onto 0, 1 or 2.
             let ret = unsafe { libc::dup2(fd, target as c_int) };
@@ -321,7 +341,7 @@ fn write_all(fd: c_int, mut data: &[u8]) {
 
 /// Handlers of the parent (a Go runtime's, Rust's SIGPIPE ignore) must not reach the
 /// container: every signal goes back to its default action.
-fn reset_signal_handlers() {
+pub(crate) fn reset_signal_handlers() {
     // SAFETY: sigaction with a zeroed struct (SIG_DFL, empty mask) for each signal;
     // failures (SIGKILL, SIGSTOP, reserved signals) are harmless and ignored.
     unsafe {
@@ -352,7 +372,7 @@ pub fn restore_signal_mask(old: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
-fn unblock_all_signals() {
+pub(crate) fn unblock_all_signals() {
     // SAFETY: an empty set on a local; only this (single) thread is affected.
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();

@@ -13,12 +13,15 @@ pub mod child;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod hooks;
 pub mod id;
+pub mod init;
 pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;
 pub mod state;
+pub mod terminal;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};

@@ -24,7 +24,7 @@ use crate::config::{Bundle, NamespacePlan};
 use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::{id, process};
+use crate::{hooks, id, init, process, terminal};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -82,6 +82,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Descriptors to become the container's stdin, stdout, stderr (-1: inherit).
     pub stdio: [RawFd; 3],
+    /// Where to send the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// Run tong's minimal init as pid 1 (also the `tong.init=true` annotation).
+    pub init: bool,
 }
 
 impl Default for CreateOptions {
@@ -90,6 +94,8 @@ impl Default for CreateOptions {
             backends: BTreeMap::new(),
             pid_file: None,
             stdio: [-1; 3],
+            console_socket: None,
+            init: false,
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct ExecOptions {
     pub stdio: [RawFd; 3],
     /// Forward the usual termination signals this process receives to it.
     pub forward_signals: bool,
+    /// Where to send the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
 }
 
 impl Default for ExecOptions {
@@ -114,6 +122,7 @@ impl Default for ExecOptions {
             pid_file: None,
             stdio: [-1; 3],
             forward_signals: false,
+            console_socket: None,
         }
     }
 }
@@ -181,6 +190,7 @@ impl Runtime {
             let _ = self.delete(id, true);
             return Err(e);
         }
+        self.run_poststart(id);
         if detach {
             return Ok(0);
         }
@@ -245,6 +255,7 @@ impl Runtime {
                     (kind.as_str().to_string(), rec)
                 })
                 .collect(),
+            hooks: None,
         };
         let plan = CreatePlan {
             bundle: &bundle,
@@ -340,7 +351,22 @@ impl Runtime {
         drop(file);
         let _ = std::fs::remove_file(&fifo);
         record.phase = Phase::Running;
-        dir.write(&record)
+        dir.write(&record)?;
+        drop(dir);
+        self.run_poststart(id);
+        Ok(())
+    }
+
+    /// poststart hooks: after start, in the runtime's namespaces; a failure only warns.
+    fn run_poststart(&self, id: &str) {
+        let Ok(record) = self.store.peek(id) else {
+            return;
+        };
+        let hooks = hooks::from_record(record.hooks.as_ref());
+        if !hooks::Point::Poststart.of(&hooks).is_empty() {
+            let state = hook_state(&record, &self.store.root().join(id), None);
+            hooks::run_warn(hooks::Point::Poststart, &hooks, &state);
+        }
     }
 
     /// The OCI state of one container.
@@ -411,6 +437,11 @@ impl Runtime {
             )));
         }
         self.teardown(&record)?;
+        let hooks = hooks::from_record(record.hooks.as_ref());
+        if !hooks::Point::Poststop.of(&hooks).is_empty() {
+            let state = hook_state(&record, &dir.path, Some(Status::Stopped));
+            hooks::run_warn(hooks::Point::Poststop, &hooks, &state);
+        }
         dir.remove()
     }
 
@@ -435,6 +466,7 @@ impl Runtime {
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let joins = container_namespaces(record.pid)?;
+        let console = console_for(process, opts.console_socket.as_deref())?;
         let (sync_child, sync_parent) = pipe()?;
         let (report_parent, report_child) = pipe()?;
         let fds = ChildFds {
@@ -443,11 +475,12 @@ impl Runtime {
             report_fd: report_child.as_raw_fd(),
             fifo_fd: -1,
             stdio: opts.stdio,
+            console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         };
         let ctx = process_context(process, fds)?;
         let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
-        drop((sync_child, report_child, clone_target, joins));
+        drop((sync_child, report_child, clone_target, joins, console));
         let pid = spawned.pid;
         let start = state::process_start_time(pid).unwrap_or(0);
         let sync = File::from(sync_parent);
@@ -518,6 +551,25 @@ impl Runtime {
         )?;
         record.paused = paused;
         dir.write(&record)
+    }
+
+    /// Applies new cgroup limits (an OCI `linux.resources` object) to a live container
+    /// through its cgroup backend.
+    pub fn update(&self, id: &str, resources: &Value) -> Result<()> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        let status = status_of(&record, &dir.path);
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(Error::InvalidState(format!(
+                "cannot update container {id:?}: it is {status}"
+            )));
+        }
+        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        cgroup.cgroup_update(
+            &record.backend_state(PluginKind::Cgroup).unwrap_or_default(),
+            &to_json(resources)?,
+        )
     }
 
     /// The container's cgroup statistics (memory, cpu, pids) as JSON.
@@ -684,6 +736,27 @@ fn build(
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config has no process"))?;
+    let console = console_for(process, opts.console_socket.as_deref())?;
+    let config_hooks = spec.hooks().clone().unwrap_or_default();
+    let runtime_hooks = [hooks::Point::Prestart, hooks::Point::CreateRuntime]
+        .map(|p| hooks::prepare(p, p.of(&config_hooks), false));
+    let [prestart, create_runtime] = runtime_hooks;
+    let (prestart, create_runtime) = (prestart?, create_runtime?);
+    let create_container = hooks::prepare(
+        hooks::Point::CreateContainer,
+        hooks::Point::CreateContainer.of(&config_hooks),
+        true,
+    )?;
+    let start_hooks = hooks::prepare(
+        hooks::Point::StartContainer,
+        hooks::Point::StartContainer.of(&config_hooks),
+        false,
+    )?;
+    let start_state = if start_hooks.is_empty() {
+        None
+    } else {
+        Some(hooks::state_memfd(b"")?)
+    };
     let fds = ChildFds {
         close_first: vec![
             dir.lock_fd(),
@@ -694,8 +767,14 @@ fn build(
         report_fd: report_child.as_raw_fd(),
         fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         stdio: opts.stdio,
+        console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
     };
     let mut ctx = process_context(process, fds)?;
+    ctx.init = opts.init || init::requested_by(&record.annotations);
+    ctx.start_hooks = hooks::StartHooks {
+        hooks: start_hooks,
+        state_fd: start_state,
+    };
     ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
     ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
     ctx.rootfs = Some(plan.child_entry());
@@ -709,11 +788,21 @@ fn build(
         &ctx,
     )?;
     // The child has its own copies; ours must close so EOF means what it should.
-    drop((sync_child, report_child, fifo, clone_target, join_files));
+    drop((
+        sync_child,
+        report_child,
+        fifo,
+        clone_target,
+        join_files,
+        console,
+    ));
     drop(plan);
     let pid = spawned.pid;
     record.pid = pid;
     record.pid_start = state::process_start_time(pid).unwrap_or(0);
+    if !config_hooks_empty(&config_hooks) {
+        record.hooks = Some(to_value(&config_hooks)?);
+    }
     dir.write(record)?;
 
     let sync = File::from(sync_parent);
@@ -736,6 +825,12 @@ fn build(
         set_backend_state(record, PluginKind::Network, &net_state)?;
         dir.write(record)?;
     }
+    let state = hook_state(record, &dir.path, Some(Status::Creating));
+    hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
+    hooks::run_all(hooks::Point::CreateRuntime, &create_runtime, &state, &[])?;
+    if let Some(fd) = &ctx.start_hooks.state_fd {
+        hooks::write_state(fd, &hook_state(record, &dir.path, Some(Status::Created)))?;
+    }
     (&sync).write_all_bytes(&[child::GO])?;
     match read_report(&report)? {
         Report::Ready => {}
@@ -745,6 +840,15 @@ fn build(
                 "the container process exited during setup".into(),
             ));
         }
+    }
+    if !create_container.is_empty() {
+        let joins = container_namespaces(pid)?;
+        hooks::run_all(
+            hooks::Point::CreateContainer,
+            &create_container,
+            &state,
+            &joins,
+        )?;
     }
     record.phase = Phase::Created;
     dir.write(record)?;
@@ -955,6 +1059,37 @@ struct ChildFds {
     report_fd: RawFd,
     fifo_fd: RawFd,
     stdio: [RawFd; 3],
+    console_socket: RawFd,
+}
+
+/// The connected console socket when the process wants a terminal.
+fn console_for(process: &Process, socket: Option<&Path>) -> Result<Option<OwnedFd>> {
+    terminal::check_console(process.terminal().unwrap_or(false), socket)?;
+    socket.map(terminal::connect_console_socket).transpose()
+}
+
+/// The state JSON given to hooks on stdin; `status` overrides the computed one.
+fn hook_state(record: &Record, dir: &Path, status: Option<Status>) -> Vec<u8> {
+    let mut state = oci_state(record, dir);
+    if let Some(s) = status {
+        state.status = s;
+        state.pid = record.pid;
+    }
+    serde_json::to_vec(&state).unwrap_or_default()
+}
+
+fn config_hooks_empty(h: &oci_spec::runtime::Hooks) -> bool {
+    use hooks::Point::*;
+    [
+        Prestart,
+        CreateRuntime,
+        CreateContainer,
+        StartContainer,
+        Poststart,
+        Poststop,
+    ]
+    .iter()
+    .all(|p| p.of(h).is_empty())
 }
 
 /// Builds everything the child needs to become `process`, so that it allocates nothing.
@@ -1015,6 +1150,9 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
         exec_candidates,
         program: cstring("process.args[0]", program)?,
         keep_fds_below: 3,
+        console_socket: fds.console_socket,
+        init: false,
+        start_hooks: hooks::StartHooks::default(),
     })
 }
 

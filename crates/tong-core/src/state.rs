@@ -67,6 +67,9 @@ pub struct Record {
     /// Backends by kind (`ns`, `cgroup`, `rootfs`, `net`).
     #[serde(default)]
     pub backends: BTreeMap<String, BackendRecord>,
+    /// The config's `hooks`, for `start` (poststart) and `delete` (poststop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Value>,
 }
 
 impl Record {

@@ -202,10 +202,14 @@ unsafe fn create_options(opts: *const tong_create_options) -> CResult<CreateOpti
     let o = unsafe { options::read(opts) }?;
     // SAFETY: NULL or NUL-terminated.
     let pid_file = unsafe { opt_str(o.pid_file, "pid_file") }?.map(PathBuf::from);
+    // SAFETY: NULL or NUL-terminated.
+    let console_socket = unsafe { opt_str(o.console_socket, "console_socket") }?.map(PathBuf::from);
     Ok(CreateOptions {
         backends: backends(&o)?,
         pid_file,
         stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
+        console_socket,
+        init: o.init != 0,
     })
 }
 

@@ -87,6 +87,12 @@ pub struct tong_create_options {
     /// Network backend ("none"); NULL: annotation, else the best usable plugin. Only
     /// valid when the config asks for a new network namespace.
     pub backend_net: *const c_char,
+    /// Unix socket path to receive the pty master (SCM_RIGHTS) when the config's
+    /// `process.terminal` is true; NULL: none (a terminal is then an error). Since 1.1.
+    pub console_socket: *const c_char,
+    /// Non-zero: tong's minimal init runs as the container's pid 1, reaps orphans and
+    /// forwards signals to the program (also the `tong.init=true` annotation). Since 1.1.
+    pub init: c_int,
 }
 
 impl Default for tong_create_options {
@@ -101,6 +107,8 @@ impl Default for tong_create_options {
             backend_cgroup: std::ptr::null(),
             backend_rootfs: std::ptr::null(),
             backend_net: std::ptr::null(),
+            console_socket: std::ptr::null(),
+            init: 0,
         }
     }
 }
