@@ -86,7 +86,45 @@ pub struct PreparedHook {
     pub timeout_ms: i64,
 }
 
-/// Checks and prepares the hooks of one point. `open_exe`: open the executable now (it
+/// Every point, in lifecycle order.
+pub const POINTS: [Point; 6] = [
+    Point::Prestart,
+    Point::CreateRuntime,
+    Point::CreateContainer,
+    Point::StartContainer,
+    Point::Poststart,
+    Point::Poststop,
+];
+
+/// Checks every hook of a config (absolute paths, positive timeouts) before anything is
+/// made, including those that run only at start or delete.
+pub fn validate(hooks: &Hooks) -> Result<()> {
+    for point in POINTS {
+        for (i, hook) in point.of(hooks).iter().enumerate() {
+            let what = || format!("hooks.{}[{i}] {}", point.name(), hook.path().display());
+            if !hook.path().is_absolute() {
+                return Err(Error::invalid(format!(
+                    "{}: the path must be absolute",
+                    what()
+                )));
+            }
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                return Err(Error::invalid(format!(
+                    "{}: timeout must be greater than zero",
+                    what()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a config has no hook at all.
+pub fn is_empty(hooks: &Hooks) -> bool {
+    POINTS.iter().all(|p| p.of(hooks).is_empty())
+}
+
+/// Prepares the hooks of one point (checked by [`validate`] first). `open_exe`: open the executable now (it
 /// runs after the runner joins other namespaces). `check_exists`: its path is in our
 /// mount namespace, so a missing file is reported now, by name.
 pub fn prepare(point: Point, hooks: &[Hook], open_exe: bool) -> Result<Vec<PreparedHook>> {
@@ -96,14 +134,6 @@ pub fn prepare(point: Point, hooks: &[Hook], open_exe: bool) -> Result<Vec<Prepa
         .enumerate()
         .map(|(i, hook)| {
             let what = format!("hooks.{}[{i}] {}", point.name(), hook.path().display());
-            if !hook.path().is_absolute() {
-                return Err(Error::invalid(format!("{what}: the path must be absolute")));
-            }
-            if hook.timeout().is_some_and(|t| t <= 0) {
-                return Err(Error::invalid(format!(
-                    "{what}: timeout must be greater than zero"
-                )));
-            }
             if check_exists {
                 let c = cstring(&what, hook.path().as_os_str().as_bytes())?;
                 // SAFETY: access(2) on a live C string.
@@ -204,6 +234,23 @@ pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
     }
 }
 
+/// Waits until nobody reads the exec fifo any more: the container's process closed it
+/// by exec'ing its program (the descriptor is close-on-exec), or died.
+pub fn wait_readers_gone(fifo: &File) {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll on one live pollfd; a write end reports POLLERR without readers.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r > 0 || ChildError::last_errno() != libc::EINTR {
+            return;
+        }
+    }
+}
+
 /// Forks, enters `joins`, execs the hook with `stdin_fd` (rewound) as stdin, and waits
 /// for it within its timeout. Allocates nothing; callable between clone and exec.
 pub(crate) fn run(
@@ -272,6 +319,9 @@ pub(crate) fn run(
         let code = libc::WEXITSTATUS(status);
         let n = crate::terminal::write_decimal_u64(&mut num, code as u64);
         let why: &[u8] = match code {
+            EXIT_EXEC if point == Point::CreateContainer => {
+                b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
+            }
             EXIT_EXEC => b" (could not be executed)",
             EXIT_SETNS => b" (could not join the container's namespaces)",
             _ => b"",

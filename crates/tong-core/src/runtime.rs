@@ -348,12 +348,16 @@ impl Runtime {
                 }
             })?;
         (&file).write_all_bytes(&[1])?;
-        drop(file);
         let _ = std::fs::remove_file(&fifo);
         record.phase = Phase::Running;
         dir.write(&record)?;
         drop(dir);
-        self.run_poststart(id);
+        let hooks = hooks::from_record(record.hooks.as_ref());
+        if !hooks::Point::Poststart.of(&hooks).is_empty() {
+            // poststart follows the program's exec (and so the startContainer hooks).
+            hooks::wait_readers_gone(&file);
+            self.run_poststart(id);
+        }
         Ok(())
     }
 
@@ -738,6 +742,7 @@ fn build(
         .ok_or_else(|| Error::invalid("config has no process"))?;
     let console = console_for(process, opts.console_socket.as_deref())?;
     let config_hooks = spec.hooks().clone().unwrap_or_default();
+    hooks::validate(&config_hooks)?;
     let runtime_hooks = [hooks::Point::Prestart, hooks::Point::CreateRuntime]
         .map(|p| hooks::prepare(p, p.of(&config_hooks), false));
     let [prestart, create_runtime] = runtime_hooks;
@@ -800,7 +805,7 @@ fn build(
     let pid = spawned.pid;
     record.pid = pid;
     record.pid_start = state::process_start_time(pid).unwrap_or(0);
-    if !config_hooks_empty(&config_hooks) {
+    if !hooks::is_empty(&config_hooks) {
         record.hooks = Some(to_value(&config_hooks)?);
     }
     dir.write(record)?;
@@ -1076,20 +1081,6 @@ fn hook_state(record: &Record, dir: &Path, status: Option<Status>) -> Vec<u8> {
         state.pid = record.pid;
     }
     serde_json::to_vec(&state).unwrap_or_default()
-}
-
-fn config_hooks_empty(h: &oci_spec::runtime::Hooks) -> bool {
-    use hooks::Point::*;
-    [
-        Prestart,
-        CreateRuntime,
-        CreateContainer,
-        StartContainer,
-        Poststart,
-        Poststop,
-    ]
-    .iter()
-    .all(|p| p.of(h).is_empty())
 }
 
 /// Builds everything the child needs to become `process`, so that it allocates nothing.
