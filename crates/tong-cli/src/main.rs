@@ -445,10 +445,7 @@ fn events(
 ) -> Result<(), Error> {
     loop {
         let data = runtime.stats(id)?;
-        println!(
-            "{}",
-            serde_json::json!({"type": "stats", "id": id, "data": data})
-        );
+        println!("{}", tong::events::stats_event(id, &data));
         if once || runtime.state(id)?.status == tong::Status::Stopped {
             return Ok(());
         }

@@ -54,7 +54,7 @@ fn memory_and_pids_limits_are_applied_on_the_v1_host() {
         serde_json::from_str(tong.ok(&["events", "--stats", &id]).trim()).unwrap();
     assert_eq!(stats["type"], "stats");
     assert_eq!(stats["data"]["pids"]["limit"], 20);
-    assert!(stats["data"]["memory"]["usage"].as_u64().unwrap() > 0);
+    assert!(stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }

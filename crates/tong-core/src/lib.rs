@@ -12,6 +12,7 @@ pub mod capi;
 pub mod child;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod features;
 pub mod hooks;
 pub mod id;
