@@ -16,7 +16,10 @@
 #define TONG_RUNTIME_OPTIONS_INIT { sizeof(tong_runtime_options), NULL, NULL, TONG_LOG_OFF, NULL, NULL }
 
 /** Default tong_create_options: inherited stdio, no pid file, backends chosen automatically. */
-#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL }
+#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, 0 }
+
+/** Default tong_exec_options: inherited stdio, no pid file, no terminal, wait for the process. */
+#define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0 }
 
 
 /**
@@ -209,7 +212,53 @@ typedef struct tong_create_options {
      * valid when the config asks for a new network namespace.
      */
     const char *backend_net;
+    /**
+     * Unix socket path to receive the pty master (SCM_RIGHTS) when the config's
+     * `process.terminal` is true; NULL: none (a terminal is then an error). Since 1.1.
+     */
+    const char *console_socket;
+    /**
+     * Non-zero: tong's minimal init runs as the container's pid 1, reaps orphans and
+     * forwards signals to the program (also the `tong.init=true` annotation). Since 1.1.
+     */
+    int init;
 } tong_create_options;
+
+/**
+ * Options of `tong_container_exec`. Start from `TONG_EXEC_OPTIONS_INIT` (which sets the
+ * descriptors to -1).
+ */
+typedef struct tong_exec_options {
+    /**
+     * `sizeof(tong_exec_options)` as the caller was compiled.
+     */
+    size_t struct_size;
+    /**
+     * Descriptor to become the process's stdin; -1: inherit the caller's.
+     */
+    int stdin_fd;
+    /**
+     * Descriptor to become the process's stdout; -1: inherit the caller's.
+     */
+    int stdout_fd;
+    /**
+     * Descriptor to become the process's stderr; -1: inherit the caller's.
+     */
+    int stderr_fd;
+    /**
+     * File to write the process's pid to once it runs; NULL: none.
+     */
+    const char *pid_file;
+    /**
+     * Unix socket path to receive the pty master when the process's `terminal` is
+     * true; NULL: none.
+     */
+    const char *console_socket;
+    /**
+     * Non-zero: return once the process runs (exit code 0) instead of waiting for it.
+     */
+    int detach;
+} tong_exec_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -427,6 +476,44 @@ enum tong_error_code tong_container_ps(const struct tong_container *c,
 enum tong_error_code tong_container_stats(const struct tong_container *c,
                                           char **json_out,
                                           struct tong_error **err);
+
+/**
+ * Runs another process in the running container: it joins every namespace and the
+ * cgroup of the container's init. `process_json` is an OCI `process` object (`args`,
+ * `env`, `cwd`, `user`, `terminal`...). Unless `opts->detach`, waits for it and writes
+ * its exit status to `*exit_code` (when not NULL; 128 + signal when killed); detached,
+ * `*exit_code` receives 0 once it runs (its pid goes to `opts->pid_file`). With
+ * `terminal: true` the pty master is sent to `opts->console_socket`. `opts` may be NULL.
+ *
+ * Errors: TONG_ERR_INVALID_ARGUMENT (NULL or invalid process JSON, terminal without a
+ * console socket), TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (not running),
+ * TONG_ERR_CONTAINER (the process failed before exec: executable not found, bad cwd),
+ * TONG_ERR_PLUGIN, TONG_ERR_OS.
+ *
+ * # Safety
+ * As for `tong_container_start`; `process_json` is a NUL-terminated string; `opts` is
+ * NULL or a valid options struct; `exit_code` is NULL or writable.
+ */
+enum tong_error_code tong_container_exec(const struct tong_container *c,
+                                         const char *process_json,
+                                         const struct tong_exec_options *opts,
+                                         int *exit_code,
+                                         struct tong_error **err);
+
+/**
+ * Applies new cgroup limits to a live container: `resources_json` is an OCI
+ * `linux.resources` object (`{"memory":{"limit":33554432},"pids":{"limit":10}}`); only
+ * the limits it names change.
+ *
+ * Errors: TONG_ERR_INVALID_ARGUMENT (NULL or invalid JSON, limits the backend refuses),
+ * TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (stopped), TONG_ERR_PLUGIN.
+ *
+ * # Safety
+ * As for `tong_container_start`; `resources_json` is a NUL-terminated string.
+ */
+enum tong_error_code tong_container_update(const struct tong_container *c,
+                                           const char *resources_json,
+                                           struct tong_error **err);
 
 /**
  * The state of every container under the runtime's root, as a JSON array of

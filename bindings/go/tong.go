@@ -21,6 +21,11 @@ static tong_create_options tong_go_create_options(void) {
 	return o;
 }
 
+static tong_exec_options tong_go_exec_options(void) {
+	tong_exec_options o = TONG_EXEC_OPTIONS_INIT;
+	return o;
+}
+
 static tong_runtime_options tong_go_runtime_options(void) {
 	tong_runtime_options o = TONG_RUNTIME_OPTIONS_INIT;
 	return o;
@@ -131,6 +136,12 @@ type CreateOptions struct {
 	// such as {"cgroup": "v1"}; kinds not listed use the config's tong.backend.*
 	// annotations, then the best usable plugin.
 	Backends map[string]string
+	// ConsoleSocket is the unix socket that receives the pty master (SCM_RIGHTS) when
+	// the config's process.terminal is true.
+	ConsoleSocket string
+	// Init runs tong's minimal init as the container's pid 1: it reaps orphans and
+	// forwards signals to the program (also the tong.init=true annotation).
+	Init bool
 }
 
 // cOptions holds a C options struct and the C strings it points to.
@@ -168,6 +179,12 @@ func newCOptions(opts *CreateOptions) (*cOptions, error) {
 	o.opts.stderr_fd = fdOf(opts.Stderr)
 	if opts.PidFile != "" {
 		o.opts.pid_file = o.str(opts.PidFile)
+	}
+	if opts.ConsoleSocket != "" {
+		o.opts.console_socket = o.str(opts.ConsoleSocket)
+	}
+	if opts.Init {
+		o.opts.init = 1
 	}
 	for kind, name := range opts.Backends {
 		switch kind {
@@ -439,5 +456,96 @@ func (c *Container) Ps() ([]int, error) {
 func (c *Container) Stats() (json.RawMessage, error) {
 	return c.json(func(h *C.tong_container, out **C.char, e **C.tong_error) C.enum_tong_error_code {
 		return C.tong_container_stats(h, out, e)
+	})
+}
+
+// User is the identity of an exec'd process.
+type User struct {
+	UID            uint32   `json:"uid"`
+	GID            uint32   `json:"gid"`
+	AdditionalGids []uint32 `json:"additionalGids,omitempty"`
+}
+
+// Process is the OCI process an Exec runs (the fields of config.json's process that
+// exec uses most; Cwd defaults to "/").
+type Process struct {
+	Args     []string `json:"args"`
+	Env      []string `json:"env,omitempty"`
+	Cwd      string   `json:"cwd"`
+	User     User     `json:"user"`
+	Terminal bool     `json:"terminal,omitempty"`
+}
+
+// ExecOptions are the options of Exec. The zero value is valid.
+type ExecOptions struct {
+	// Stdin, Stdout and Stderr become the process's stdio; nil inherits this
+	// process's descriptor.
+	Stdin, Stdout, Stderr *os.File
+	// PidFile, when set, receives the process's pid once it runs.
+	PidFile string
+	// ConsoleSocket receives the pty master when the process has Terminal set.
+	ConsoleSocket string
+	// Detach returns once the process runs (exit code 0); libtong reaps it.
+	Detach bool
+}
+
+// Exec runs another process in the running container, in all its namespaces and its
+// cgroup, and returns its exit code (128 + signal when killed; 0 when detached).
+func (c *Container) Exec(p *Process, opts *ExecOptions) (int, error) {
+	proc := *p
+	if proc.Cwd == "" {
+		proc.Cwd = "/"
+	}
+	doc, err := json.Marshal(&proc)
+	if err != nil {
+		return -1, err
+	}
+	cproc := C.CString(string(doc))
+	defer C.free(unsafe.Pointer(cproc))
+	copts := C.tong_go_exec_options()
+	var strs []*C.char
+	defer func() {
+		for _, s := range strs {
+			C.free(unsafe.Pointer(s))
+		}
+	}()
+	if opts != nil {
+		copts.stdin_fd = fdOf(opts.Stdin)
+		copts.stdout_fd = fdOf(opts.Stdout)
+		copts.stderr_fd = fdOf(opts.Stderr)
+		if opts.PidFile != "" {
+			copts.pid_file = C.CString(opts.PidFile)
+			strs = append(strs, copts.pid_file)
+		}
+		if opts.ConsoleSocket != "" {
+			copts.console_socket = C.CString(opts.ConsoleSocket)
+			strs = append(strs, copts.console_socket)
+		}
+		if opts.Detach {
+			copts.detach = 1
+		}
+	}
+	var code C.int
+	err = c.call(func(h *C.tong_container, e **C.tong_error) C.enum_tong_error_code {
+		return C.tong_container_exec(h, cproc, &copts, &code, e)
+	})
+	if opts != nil {
+		runtime.KeepAlive(opts.Stdin)
+		runtime.KeepAlive(opts.Stdout)
+		runtime.KeepAlive(opts.Stderr)
+	}
+	if err != nil {
+		return -1, err
+	}
+	return int(code), nil
+}
+
+// Update applies new cgroup limits to the live container; resources is an OCI
+// linux.resources JSON object such as {"pids":{"limit":10}}.
+func (c *Container) Update(resources json.RawMessage) error {
+	cres := C.CString(string(resources))
+	defer C.free(unsafe.Pointer(cres))
+	return c.call(func(h *C.tong_container, e **C.tong_error) C.enum_tong_error_code {
+		return C.tong_container_update(h, cres, e)
 	})
 }

@@ -391,3 +391,61 @@ func lifecycle(rt *Runtime, id, bundle string, null *os.File, mu *sync.Mutex, pi
 	}
 	return c.Delete(false)
 }
+
+// Exec joins the running container (its hostname, its pid namespace, its stdio from
+// us); Update changes a live limit, read back on the host and felt inside.
+func TestExecAndUpdate(t *testing.T) {
+	rt, _ := newRuntime(t)
+	null := devNull(t)
+	id := uniqueID("go-exec")
+	c, err := rt.Create(id, bundle(t, "sleep", "1000"), &CreateOptions{Stdout: null})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer c.Delete(true)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, _ := os.Pipe()
+	code, err := c.Exec(&Process{Args: []string{"sh", "-c", "echo $(hostname) $(cat /proc/1/comm); exit 4"}, Env: []string{"PATH=/bin"}},
+		&ExecOptions{Stdout: outW})
+	outW.Close()
+	if err != nil || code != 4 {
+		t.Fatalf("exec: %d %v", code, err)
+	}
+	line, _ := bufio.NewReader(outR).ReadString('\n')
+	outR.Close()
+	if line != "go-test sleep\n" {
+		t.Errorf("exec'd process saw %q", line)
+	}
+	if _, err := c.Exec(&Process{Args: []string{"no-such-program"}}, nil); !errors.Is(err, ErrContainer) {
+		t.Errorf("exec of a missing program: %v", err)
+	}
+	if code, err := c.Exec(&Process{Args: []string{"sleep", "100"}}, &ExecOptions{Detach: true}); err != nil || code != 0 {
+		t.Errorf("detached exec: %d %v", code, err)
+	}
+	if pids, err := c.Ps(); err != nil || len(pids) != 2 {
+		t.Errorf("ps after a detached exec: %v %v", pids, err)
+	}
+	if err := c.Update([]byte(`{"pids": {"limit": 3}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/pids/tong/" + id + "/pids.max"); err == nil && string(b) != "3\n" {
+		t.Errorf("pids.max after update: %q", b)
+	}
+	// Init, the detached sleep and the shell fill the limit of 3: a fork fails.
+	if code, err := c.Exec(&Process{Args: []string{"sh", "-c", "sleep 1 & wait"}, Env: []string{"PATH=/bin"}},
+		&ExecOptions{Stderr: null}); err != nil || code == 0 {
+		t.Errorf("fork under a pids limit of 3: %d %v", code, err)
+	}
+	if err := c.Update([]byte(`[]`)); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("update with an array: %v", err)
+	}
+	if err := c.Delete(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(&Process{Args: []string{"true"}}, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("exec after delete: %v", err)
+	}
+}

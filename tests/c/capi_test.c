@@ -9,7 +9,7 @@
  * error codes and messages for bad input (NULL pointers, too-small struct_size, invalid
  * config JSON, unknown id, unknown backend, bad flags), outputs untouched on failure,
  * the full lifecycle with stdio pipes (create, state, start, ps, stats, pause, resume,
- * kill, wait, delete), run, list, per-container cgroup backends (v1 and v2 in one
+ * kill, wait, delete), run, list, exec and update, per-container cgroup backends (v1 and v2 in one
  * process), and a deliberate panic coming back as TONG_ERR_PANIC.
  * Prints "ok - ..." / "not ok - ..." lines and exits non-zero on any failure.
  */
@@ -527,6 +527,94 @@ static int remove_tree(const char *dir)
     return system(cmd);
 }
 
+/* Reads a cgroup file of container ID for CONTROLLER's FILE (v1 layout, then v2). */
+static char *read_cgroup(const char *controller, const char *id, const char *file)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "/sys/fs/cgroup/%s/tong/%s/%s", controller, id, file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup/tong/%s/%s", id, file);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return NULL;
+    char *text = read_all(fd);
+    close(fd);
+    return text;
+}
+
+/* exec and update on a running container. */
+static void test_exec_and_update(tong_runtime *rt)
+{
+    char id[64];
+    snprintf(id, sizeof id, "capi-exec-%d", (int)getpid());
+    tong_container *c = NULL;
+    tong_error *err = NULL;
+    if (!expect(tong_container_create(rt, id, bundle_path("forever"), NULL, &c, &err), &err, TONG_OK,
+                "create(exec)"))
+        return;
+    expect(tong_container_start(c, &err), &err, TONG_OK, "start(exec)");
+    ok(tong_has_api_extension("exec") == 1 && tong_has_api_extension("update") == 1,
+       "has extensions exec and update");
+
+    int out[2];
+    if (pipe(out)) {
+        perror("pipe");
+        exit(2);
+    }
+    tong_exec_options eo = TONG_EXEC_OPTIONS_INIT;
+    eo.stdout_fd = out[1];
+    int code = -1;
+    expect(tong_container_exec(c,
+                               "{\"args\": [\"sh\", \"-c\", \"echo host=$(hostname) pid1=$(cat /proc/1/comm); exit 5\"],"
+                               " \"env\": [\"PATH=/bin\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}",
+                               &eo, &code, &err),
+           &err, TONG_OK, "exec");
+    close(out[1]);
+    char *text = read_all(out[0]);
+    close(out[0]);
+    ok(code == 5, "exec returns the process's status 5 (got %d)", code);
+    ok(contains(text, "host=capi-test pid1=sleep"), "exec'd process sees the container: %s", text);
+
+    code = -1;
+    expect(tong_container_exec(c, "{\"args\": [\"sh\", ", NULL, &code, &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "exec(invalid JSON)");
+    ok(code == -1, "exit code untouched on failure");
+    expect(tong_container_exec(c, NULL, NULL, &code, &err), &err, TONG_ERR_INVALID_ARGUMENT, "exec(NULL process)");
+    expect(tong_container_exec(c, "{\"args\": [\"no-such-program\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}", NULL, &code, &err), &err,
+           TONG_ERR_CONTAINER, "exec(missing program)");
+    expect(tong_container_exec(c, "{\"args\": [\"sh\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}, \"terminal\": true}", NULL, &code, &err),
+           &err, TONG_ERR_INVALID_ARGUMENT, "exec(terminal without console socket)");
+    tong_exec_options small = TONG_EXEC_OPTIONS_INIT;
+    small.struct_size = 4;
+    expect(tong_container_exec(c, "{\"args\": [\"true\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}", &small, &code, &err), &err,
+           TONG_ERR_INVALID_ARGUMENT, "exec(struct_size too small)");
+    eo = (tong_exec_options)TONG_EXEC_OPTIONS_INIT;
+    eo.detach = 1;
+    code = -1;
+    expect(tong_container_exec(c, "{\"args\": [\"sleep\", \"100\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}", &eo, &code, &err), &err,
+           TONG_OK, "exec(detach)");
+    ok(code == 0, "detached exec returns 0");
+    char *json = NULL;
+    tong_container_ps(c, &json, NULL);
+    ok(json != NULL && strchr(json, ',') != NULL, "ps shows the detached process too: %s", json);
+    tong_string_free(json);
+
+    expect(tong_container_update(c, "{\"pids\": {\"limit\": 9}}", &err), &err, TONG_OK, "update(pids 9)");
+    char *limit = read_cgroup("pids", id, "pids.max");
+    ok(limit != NULL && strncmp(limit, "9\n", 2) == 0, "pids.max is 9 on the host: %s", limit);
+    expect(tong_container_update(c, "[1]", &err), &err, TONG_ERR_INVALID_ARGUMENT, "update(not an object)");
+    expect(tong_container_update(c, "{\"pids\": ", &err), &err, TONG_ERR_INVALID_ARGUMENT,
+           "update(invalid JSON)");
+    expect(tong_container_update(c, NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "update(NULL)");
+
+    expect(tong_container_delete(c, TONG_DELETE_FORCE, &err), &err, TONG_OK, "delete(exec, force)");
+    expect(tong_container_exec(c, "{\"args\": [\"true\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}", NULL, &code, &err), &err,
+           TONG_ERR_NOT_FOUND, "exec(deleted)");
+    tong_container_free(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -551,6 +639,7 @@ int main(int argc, char **argv)
         test_errors(rt);
         test_lifecycle(rt);
         test_kill_and_run(rt);
+        test_exec_and_update(rt);
         test_backends(rt);
         char *json = NULL;
         tong_runtime_list(rt, &json, NULL);

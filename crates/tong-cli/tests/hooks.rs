@@ -293,3 +293,21 @@ fn a_failing_start_container_hook_stops_run_and_poststart_only_warns() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: hooks.poststop[0]"));
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+#[test]
+fn features_list_exactly_the_hooks_tested_here() {
+    let tong = Tong::new();
+    let features: Value = serde_json::from_str(&tong.ok(&["features"])).unwrap();
+    assert_eq!(
+        features["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
+    assert!(features["annotations"]["tong.init"].is_string());
+}

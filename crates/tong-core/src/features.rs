@@ -8,7 +8,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
@@ -35,7 +35,8 @@ pub fn features() -> Value {
             "tong.backend.cgroup": "cgroup backend plugin name (v1, v2)",
             "tong.backend.rootfs": "rootfs backend plugin name (pivot, chroot, overlay)",
             "tong.rootfs.overlay.lowerdirs": "overlay backend: further read-only layers below root.path, colon-separated, lowest last",
-            "tong.backend.net": "network backend plugin name (none)"
+            "tong.backend.net": "network backend plugin name (none)",
+            "tong.init": "true: tong's minimal init runs as pid 1, reaps orphans, forwards signals"
         }
     })
 }

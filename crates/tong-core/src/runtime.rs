@@ -518,6 +518,12 @@ impl Runtime {
             return Err(e);
         }
         if opts.detach {
+            // It is our child: reap it when it exits. Unreaped, its zombie would keep the
+            // container's init from dying (a pid namespace ends once all are reaped) in
+            // a long-lived caller; a short-lived one (the CLI) hands it to its reaper.
+            let _ = std::thread::Builder::new()
+                .name("tong-exec-reaper".into())
+                .spawn(move || process::wait_child(pid));
             return Ok(0);
         }
         process::wait_exit(pid, pidfd.as_ref(), opts.forward_signals)

@@ -9,11 +9,13 @@ use tong_abi::PluginKind;
 
 use super::error::{tong_error, tong_error_code, CResult, Failure};
 use super::guard::guard;
-use super::options::{self, tong_create_options, tong_log_level, tong_runtime_options};
+use super::options::{
+    self, tong_create_options, tong_exec_options, tong_log_level, tong_runtime_options,
+};
 use super::strings::{check_out, into_c_string, opt_str, req_str};
 use super::{TONG_DELETE_FORCE, TONG_KILL_ALL};
 use crate::plugins::PluginHost;
-use crate::runtime::{CreateOptions, Runtime, DEFAULT_ROOT};
+use crate::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
 
 /// Creates in one process are serialized: a container process inherits every descriptor
 /// open in the caller at the moment of its clone (until it execs), including another
@@ -555,6 +557,96 @@ pub unsafe extern "C" fn tong_container_stats(
             .shared
             .outcome("stats", c.id(), c.shared.runtime.stats(c.id()))?;
         write_json(json_out, &stats)
+    })
+}
+
+/// Runs another process in the running container: it joins every namespace and the
+/// cgroup of the container's init. `process_json` is an OCI `process` object (`args`,
+/// `env`, `cwd`, `user`, `terminal`...). Unless `opts->detach`, waits for it and writes
+/// its exit status to `*exit_code` (when not NULL; 128 + signal when killed); detached,
+/// `*exit_code` receives 0 once it runs (its pid goes to `opts->pid_file`). With
+/// `terminal: true` the pty master is sent to `opts->console_socket`. `opts` may be NULL.
+///
+/// Errors: TONG_ERR_INVALID_ARGUMENT (NULL or invalid process JSON, terminal without a
+/// console socket), TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (not running),
+/// TONG_ERR_CONTAINER (the process failed before exec: executable not found, bad cwd),
+/// TONG_ERR_PLUGIN, TONG_ERR_OS.
+///
+/// # Safety
+/// As for `tong_container_start`; `process_json` is a NUL-terminated string; `opts` is
+/// NULL or a valid options struct; `exit_code` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tong_container_exec(
+    c: *const tong_container,
+    process_json: *const c_char,
+    opts: *const tong_exec_options,
+    exit_code: *mut c_int,
+    err: *mut *mut tong_error,
+) -> tong_error_code {
+    with_container("tong_container_exec", c, err, |c| {
+        // SAFETY: per the function's contract.
+        let json = unsafe { req_str(process_json, "process_json") }?;
+        let process: oci_spec::runtime::Process = serde_json::from_str(json)
+            .map_err(|e| Failure::invalid(format!("invalid process JSON: {e}")))?;
+        // SAFETY: as above.
+        let o = unsafe { options::read(opts) }?;
+        // SAFETY: NULL or NUL-terminated.
+        let (pid_file, console_socket) = unsafe {
+            (
+                opt_str(o.pid_file, "pid_file")?.map(PathBuf::from),
+                opt_str(o.console_socket, "console_socket")?.map(PathBuf::from),
+            )
+        };
+        let opts = ExecOptions {
+            detach: o.detach != 0,
+            pid_file,
+            stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
+            forward_signals: false,
+            console_socket,
+        };
+        let code = c.shared.outcome(
+            "exec",
+            c.id(),
+            c.shared.runtime.exec(c.id(), &process, &opts),
+        )?;
+        if !exit_code.is_null() {
+            // SAFETY: non-NULL and writable per the contract; written only on success.
+            unsafe { exit_code.write(code) };
+        }
+        Ok(())
+    })
+}
+
+/// Applies new cgroup limits to a live container: `resources_json` is an OCI
+/// `linux.resources` object (`{"memory":{"limit":33554432},"pids":{"limit":10}}`); only
+/// the limits it names change.
+///
+/// Errors: TONG_ERR_INVALID_ARGUMENT (NULL or invalid JSON, limits the backend refuses),
+/// TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (stopped), TONG_ERR_PLUGIN.
+///
+/// # Safety
+/// As for `tong_container_start`; `resources_json` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn tong_container_update(
+    c: *const tong_container,
+    resources_json: *const c_char,
+    err: *mut *mut tong_error,
+) -> tong_error_code {
+    with_container("tong_container_update", c, err, |c| {
+        // SAFETY: per the function's contract.
+        let json = unsafe { req_str(resources_json, "resources_json") }?;
+        let resources: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Failure::invalid(format!("invalid resources JSON: {e}")))?;
+        if !resources.is_object() {
+            return Err(Failure::invalid(
+                "resources_json must be a JSON object (OCI linux.resources)",
+            ));
+        }
+        c.shared.outcome(
+            "update",
+            c.id(),
+            c.shared.runtime.update(c.id(), &resources),
+        )
     })
 }
 

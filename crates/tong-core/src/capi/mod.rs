@@ -24,7 +24,9 @@ use std::ffi::{c_char, c_int};
 
 pub use container::*;
 pub use error::*;
-pub use options::{tong_create_options, tong_log_fn, tong_log_level, tong_runtime_options};
+pub use options::{
+    tong_create_options, tong_exec_options, tong_log_fn, tong_log_level, tong_runtime_options,
+};
 pub use strings::tong_string_free;
 
 /// Major version of the C ABI; it is also the SONAME's number (`libtong.so.1`). A change
@@ -51,6 +53,11 @@ const API_EXTENSIONS: &[&str] = &[
     "stdio-fds",
     "runtime-log",
     "plugin-path",
+    "exec",
+    "update",
+    "terminal",
+    "init",
+    "hooks",
     #[cfg(feature = "test-hooks")]
     "test-hooks",
 ];

@@ -113,12 +113,50 @@ impl Default for tong_create_options {
     }
 }
 
+/// Options of `tong_container_exec`. Start from `TONG_EXEC_OPTIONS_INIT` (which sets the
+/// descriptors to -1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tong_exec_options {
+    /// `sizeof(tong_exec_options)` as the caller was compiled.
+    pub struct_size: usize,
+    /// Descriptor to become the process's stdin; -1: inherit the caller's.
+    pub stdin_fd: c_int,
+    /// Descriptor to become the process's stdout; -1: inherit the caller's.
+    pub stdout_fd: c_int,
+    /// Descriptor to become the process's stderr; -1: inherit the caller's.
+    pub stderr_fd: c_int,
+    /// File to write the process's pid to once it runs; NULL: none.
+    pub pid_file: *const c_char,
+    /// Unix socket path to receive the pty master when the process's `terminal` is
+    /// true; NULL: none.
+    pub console_socket: *const c_char,
+    /// Non-zero: return once the process runs (exit code 0) instead of waiting for it.
+    pub detach: c_int,
+}
+
+impl Default for tong_exec_options {
+    fn default() -> Self {
+        tong_exec_options {
+            struct_size: size_of::<Self>(),
+            stdin_fd: -1,
+            stdout_fd: -1,
+            stderr_fd: -1,
+            pid_file: std::ptr::null(),
+            console_socket: std::ptr::null(),
+            detach: 0,
+        }
+    }
+}
+
 /// The smallest `struct_size` accepted: the end of the fields of ABI version 1. Fields
 /// added later are appended and optional, so these never grow.
 pub(crate) const RUNTIME_OPTIONS_V1_SIZE: usize =
     offset_of!(tong_runtime_options, log_user_data) + size_of::<*mut c_void>();
 pub(crate) const CREATE_OPTIONS_V1_SIZE: usize =
     offset_of!(tong_create_options, backend_net) + size_of::<*const c_char>();
+pub(crate) const EXEC_OPTIONS_V1_SIZE: usize =
+    offset_of!(tong_exec_options, detach) + size_of::<c_int>();
 
 /// Types that are plain C data: every bit pattern a C caller can store is a valid value
 /// (integers, raw pointers, nullable function pointers).
@@ -141,6 +179,12 @@ unsafe impl OptionsStruct for tong_runtime_options {
 unsafe impl OptionsStruct for tong_create_options {
     const NAME: &'static str = "tong_create_options";
     const MIN_SIZE: usize = CREATE_OPTIONS_V1_SIZE;
+}
+
+// SAFETY: repr(C); fields are usize, c_int and raw pointers.
+unsafe impl OptionsStruct for tong_exec_options {
+    const NAME: &'static str = "tong_exec_options";
+    const MIN_SIZE: usize = EXEC_OPTIONS_V1_SIZE;
 }
 
 /// Reads a caller's options struct: NULL gives the defaults; a `struct_size` below the
