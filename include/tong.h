@@ -505,8 +505,9 @@ enum tong_error_code tong_container_exec(const struct tong_container *c,
  * `linux.resources` object (`{"memory":{"limit":33554432},"pids":{"limit":10}}`); only
  * the limits it names change.
  *
- * Errors: TONG_ERR_INVALID_ARGUMENT (NULL or invalid JSON, limits the backend refuses),
- * TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (stopped), TONG_ERR_PLUGIN.
+ * Errors: TONG_ERR_INVALID_ARGUMENT (NULL, invalid JSON, not an object),
+ * TONG_ERR_NOT_FOUND, TONG_ERR_INVALID_STATE (stopped), TONG_ERR_PLUGIN (limits the
+ * backend refuses).
  *
  * # Safety
  * As for `tong_container_start`; `resources_json` is a NUL-terminated string.

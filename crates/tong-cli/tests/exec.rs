@@ -138,3 +138,40 @@ fn exec_into_a_stopped_or_created_container_is_refused() {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+#[test]
+fn exec_shares_the_mounts_and_takes_user_and_groups() {
+    if !root_or_skip("exec_shares_the_mounts_and_takes_user_and_groups") {
+        return;
+    }
+    let tong = Tong::new();
+    let (bundle, id) = running(&tong, &["sleep", "60"]);
+    let init = tong.state(&id)["pid"].as_i64().unwrap();
+    // The exec'd process's mount table is the init's, not the host's.
+    let out = tong.ok(&["exec", &id, "cat", "/proc/self/mounts"]);
+    let theirs = std::fs::read_to_string(format!("/proc/{init}/mounts")).unwrap();
+    assert_eq!(out, theirs);
+    let ours = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert_ne!(out, ours);
+    // -u UID:GID and --additional-gids, as runc takes them.
+    let out = tong.ok(&[
+        "exec",
+        "-u",
+        "1000:1001",
+        "--additional-gids",
+        "5",
+        "--additional-gids",
+        "7",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u) $(id -g) $(id -G)",
+    ]);
+    assert_eq!(out, "1000 1001 1001 5 7\n");
+    // -u UID alone keeps the config's gid.
+    assert_eq!(tong.ok(&["exec", "-u", "1000", &id, "id", "-g"]), "0\n");
+    let err = tong.fails(&["exec", "-u", "me", &id, "true"]);
+    assert!(err.contains("expected UID[:GID]"), "{err}");
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}

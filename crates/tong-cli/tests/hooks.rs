@@ -55,7 +55,7 @@ impl HookDir {
     }
 
     /// A hook whose log is reached through the bind mount (it runs in the container).
-    fn container_hook(&self, name: &str, path: &Path) -> Value {
+    fn container_hook(name: &str, path: &Path) -> Value {
         json!({
             "path": path,
             "args": ["hook.sh", name, "/hooks/log"],
@@ -100,9 +100,9 @@ fn hooks_run_in_order_with_the_state_and_in_the_right_namespaces() {
         "prestart": [dir.host_hook("prestart")],
         "createRuntime": [dir.host_hook("createRuntime")],
         // Path from the runtime's view, run in the container's namespaces.
-        "createContainer": [dir.container_hook("createContainer", &dir.path("hook.sh"))],
+        "createContainer": [HookDir::container_hook("createContainer", &dir.path("hook.sh"))],
         // Path from the container's view.
-        "startContainer": [dir.container_hook("startContainer", Path::new("/hooks/hook.sh"))],
+        "startContainer": [HookDir::container_hook("startContainer", Path::new("/hooks/hook.sh"))],
         "poststart": [dir.host_hook("poststart")],
         "poststop": [dir.host_hook("poststop")]
     });

@@ -14,7 +14,9 @@
 //!    its credentials and working directory, and finds the executable.
 //! 3. It reports [`READY`] on `report_fd`, or a [`ChildError`] and exits.
 //! 4. It waits to be started: a byte on the exec fifo (`create`, released by `start`), or
-//!    [`START`] on `sync_fd` (`run`).
+//!    [`START`] on `sync_fd` (`run`); runs the startContainer hooks; in init mode forks
+//!    and stays as pid 1 ([`crate::init`]); with a terminal, takes it as its controlling
+//!    terminal ([`crate::terminal`], the pty itself is opened after the root is set up).
 //! 5. It execs. A failed exec is reported on `report_fd` (closed on exec, so the parent
 //!    of a `run` sees EOF when exec succeeded).
 

@@ -63,7 +63,7 @@ mod tests {
     #[test]
     fn runc_shape() {
         let raw = json!({
-            "memory": {"usage": 4096, "max_usage": 8192, "limit": 1048576},
+            "memory": {"usage": 4096, "max_usage": 8192, "limit": 1_048_576},
             "cpu": {"usage_total": 10, "usage_user": 6, "usage_kernel": 4},
             "pids": {"current": 2, "limit": 20}
         });
@@ -72,7 +72,7 @@ mod tests {
         assert_eq!(e["id"], "web");
         assert_eq!(e["data"]["memory"]["usage"]["usage"], 4096);
         assert_eq!(e["data"]["memory"]["usage"]["max"], 8192);
-        assert_eq!(e["data"]["memory"]["usage"]["limit"], 1048576);
+        assert_eq!(e["data"]["memory"]["usage"]["limit"], 1_048_576);
         assert_eq!(e["data"]["cpu"]["usage"]["total"], 10);
         assert_eq!(e["data"]["cpu"]["usage"]["user"], 6);
         assert_eq!(e["data"]["cpu"]["usage"]["kernel"], 4);
