@@ -395,15 +395,7 @@ impl Runtime {
     /// Sends a signal to the container's init, or with `all` to every process in its
     /// cgroup.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        id::validate(id)?;
-        let dir = self.store.open(id)?;
-        let record = dir.read()?;
-        let status = status_of(&record, &dir.path);
-        if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::InvalidState(format!(
-                "cannot kill container {id:?}: it is {status}, not running"
-            )));
-        }
+        let (_dir, record) = self.open_live(id, "kill")?;
         if all {
             let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
             let state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
@@ -419,6 +411,21 @@ impl Runtime {
                 e,
             )
         })
+    }
+
+    /// Opens and locks a container whose process lives (created, running or paused), for
+    /// the command `verb`.
+    fn open_live(&self, id: &str, verb: &str) -> Result<(ContainerDir, Record)> {
+        id::validate(id)?;
+        let dir = self.store.open(id)?;
+        let record = dir.read()?;
+        let status = status_of(&record, &dir.path);
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(Error::InvalidState(format!(
+                "cannot {verb} container {id:?}: it is {status}, not running"
+            )));
+        }
+        Ok((dir, record))
     }
 
     /// Deletes a stopped (or, with `force`, any) container and everything it made.
@@ -566,15 +573,7 @@ impl Runtime {
     /// Applies new cgroup limits (an OCI `linux.resources` object) to a live container
     /// through its cgroup backend.
     pub fn update(&self, id: &str, resources: &Value) -> Result<()> {
-        id::validate(id)?;
-        let dir = self.store.open(id)?;
-        let record = dir.read()?;
-        let status = status_of(&record, &dir.path);
-        if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::InvalidState(format!(
-                "cannot update container {id:?}: it is {status}"
-            )));
-        }
+        let (_dir, record) = self.open_live(id, "update")?;
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
         cgroup.cgroup_update(
             &record.backend_state(PluginKind::Cgroup).unwrap_or_default(),
