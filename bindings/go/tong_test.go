@@ -449,3 +449,33 @@ func TestExecAndUpdate(t *testing.T) {
 		t.Errorf("exec after delete: %v", err)
 	}
 }
+
+// Init mode: tong's init is pid 1, forwards SIGTERM to the program and exits with its
+// status.
+func TestInitMode(t *testing.T) {
+	rt, _ := newRuntime(t)
+	null := devNull(t)
+	c, err := rt.Create(uniqueID("go-init"), bundle(t, "sh", "-c", "(sleep 0.1 &); sleep 1000"), &CreateOptions{Stdout: null, Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer c.Delete(true)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, _ := os.Pipe()
+	code, err := c.Exec(&Process{Args: []string{"cat", "/proc/1/comm"}, Env: []string{"PATH=/bin"}}, &ExecOptions{Stdout: outW})
+	outW.Close()
+	line, _ := bufio.NewReader(outR).ReadString('\n')
+	outR.Close()
+	if err != nil || code != 0 || line != "tong-init\n" {
+		t.Errorf("pid 1 inside: %q (%d %v)", line, code, err)
+	}
+	if err := c.Kill(syscall.SIGTERM, false); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := c.Wait(); err != nil || code != 128+int(syscall.SIGTERM) {
+		t.Errorf("wait after SIGTERM: %d %v", code, err)
+	}
+}

@@ -63,7 +63,7 @@ fn init_reaps_100_orphans_and_stops_on_sigterm() {
     );
     // Pid 1 in the container is tong's init; the program is another process.
     let out = tong.ok(&["exec", &id, "sh", "-c", "cat /proc/1/comm; echo ppid=$PPID"]);
-    assert!(out.starts_with("tong"), "pid 1 inside: {out}");
+    assert!(out.starts_with("tong-init\n"), "pid 1 inside: {out}");
     let pids: Vec<i32> = serde_json::from_str(&tong.ok(&["ps", "--format", "json", &id])).unwrap();
     assert_eq!(pids.len(), 2, "init and the program: {pids:?}");
     // SIGTERM to the container goes to the program; the init then exits with its status.

@@ -101,20 +101,29 @@ fn a_terminal_container_answers_through_the_console_socket() {
     if !root_or_skip("a_terminal_container_answers_through_the_console_socket") {
         return;
     }
+    converse_with_a_terminal_container(&[]);
+}
+
+/// In init mode the terminal belongs to the program (pid 2), which leads its session.
+#[test]
+fn a_terminal_container_in_init_mode() {
+    if !root_or_skip("a_terminal_container_in_init_mode") {
+        return;
+    }
+    converse_with_a_terminal_container(&["--init"]);
+}
+
+fn converse_with_a_terminal_container(extra: &[&str]) {
     let tong = Tong::new();
     let bundle = Bundle::new(&terminal_config(&["sh"]));
     let id = unique_id("tty");
     let console = ConsoleSocket::new();
     let receiver = std::thread::scope(|s| {
         let r = s.spawn(|| console.receive());
-        tong.ok(&[
-            "create",
-            "--console-socket",
-            console.path(),
-            "--bundle",
-            bundle.path().to_str().unwrap(),
-            &id,
-        ]);
+        let mut args = vec!["create", "--console-socket", console.path()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", bundle.path().to_str().unwrap(), &id]);
+        tong.ok(&args);
         r.join().unwrap()
     });
     let (master, name) = receiver;

@@ -41,6 +41,8 @@ pub(crate) fn fork_init(err: &mut ChildError) -> Result<(), ()> {
 /// The init loop: waits for signals (all blocked, so they queue), reaps on SIGCHLD,
 /// forwards the rest to the program.
 fn supervise(main: libc::pid_t) -> ! {
+    // SAFETY: names this process (its comm) after its job; the name is a static string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"tong-init".as_ptr(), 0, 0, 0) };
     // SAFETY: closes every descriptor from 3 up: the runtime's pipes (so `run` sees the
     // report pipe close when the program execs), the exec fifo, anything else inherited.
     // The init needs only its stdio.
