@@ -323,7 +323,7 @@ pub(crate) fn run(
                 b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
             }
             EXIT_EXEC => b" (could not be executed)",
-            EXIT_SETNS => b" (could not join the container's namespaces)",
+            EXIT_SETNS if !joins.is_empty() => b" (could not join the container's namespaces)",
             _ => b"",
         };
         err.set(
