@@ -904,13 +904,30 @@ fn oci_state(record: &Record, dir: &Path) -> ContainerState {
         rootfs: record.rootfs.clone(),
         created: record.created.clone(),
         owner,
-        annotations: record.annotations.clone(),
+        annotations: shown_annotations(record),
         backends: record
             .backends
             .iter()
             .map(|(k, b)| (k.clone(), b.name.clone()))
             .collect(),
     }
+}
+
+/// The config's annotations plus those the network backend reports about what it set
+/// up (its state's `annotations` object: address, CNI result...).
+fn shown_annotations(record: &Record) -> BTreeMap<String, String> {
+    let mut shown = record.annotations.clone();
+    let reported = record
+        .backend(PluginKind::Network)
+        .and_then(|b| b.state.as_ref())
+        .and_then(|s| s.get("annotations"))
+        .and_then(Value::as_object);
+    for (k, v) in reported.into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            shown.insert(k.clone(), v.to_string());
+        }
+    }
+    shown
 }
 
 fn annotations(spec: &Spec) -> BTreeMap<String, String> {

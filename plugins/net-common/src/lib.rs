@@ -1,0 +1,54 @@
+//! What tong's network plugins share: a synchronous rtnetlink socket (opened in the
+//! runtime's namespace or in a container's), the few link, address and route requests
+//! they make, and the port-publishing annotation they both read.
+//!
+//! Synchronous on purpose: plugins are dlopened on the create path and must start no
+//! threads, so no async runtime (rtnetlink's tokio) is brought in; netlink-packet-route
+//! builds and parses the messages, netlink-sys owns the socket.
+
+pub mod netlink;
+pub mod ports;
+
+pub use netlink::Netlink;
+pub use ports::PortMapping;
+
+use std::collections::BTreeMap;
+
+use tong_abi::plugin::{PluginError, PluginResult};
+
+/// Annotation listing published ports, read by net-bridge and passed to CNI's portmap.
+pub const PUBLISH_ANNOTATION: &str = "tong.net.publish";
+
+/// The annotation's value, if set and not blank.
+pub fn annotation<'a>(annotations: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    annotations
+        .get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Parses an annotation with `FromStr`, naming the annotation when the value is bad.
+pub fn parse_annotation<T: std::str::FromStr>(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> PluginResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    annotation(annotations, key)
+        .map(|v| {
+            v.parse()
+                .map_err(|e| PluginError::invalid(format!("annotation {key}={v:?}: {e}")))
+        })
+        .transpose()
+}
+
+/// Brings up `lo` in the namespace `nl` talks to.
+pub fn loopback_up(nl: &mut Netlink) -> PluginResult<()> {
+    let lo = nl
+        .link_index("lo")
+        .map_err(|e| PluginError::os("netlink: look up lo", e))?
+        .ok_or_else(|| PluginError::failed("no lo interface in the container's namespace"))?;
+    nl.set_up(lo)
+        .map_err(|e| PluginError::os("netlink: set lo up", e))
+}
