@@ -147,27 +147,7 @@ impl Tong {
     /// Runs tong and returns its output. Output goes through files, not pipes: a
     /// created container inherits tong's stdout and stderr and would hold a pipe open.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = self
-            .command(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .expect("run tong");
-        let read = |mut f: std::fs::File| {
-            use std::io::{Read, Seek};
-            let mut v = Vec::new();
-            f.seek(std::io::SeekFrom::Start(0)).unwrap();
-            f.read_to_end(&mut v).unwrap();
-            v
-        };
-        Output {
-            status,
-            stdout: read(out),
-            stderr: read(err),
-        }
+        run_with_files(&mut self.command(args))
     }
 
     /// Runs tong and asserts success; returns stdout.
@@ -229,6 +209,31 @@ impl Drop for Tong {
                 let _ = self.run(&["delete", "--force", &id]);
             }
         }
+    }
+}
+
+/// Runs `cmd` with stdout and stderr going to files, not pipes: a created container
+/// inherits them and would hold a pipe open.
+pub fn run_with_files(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .expect("run command");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
     }
 }
 
