@@ -82,12 +82,12 @@ pub struct Subnet {
 }
 
 impl Subnet {
-    pub fn gateway(&self) -> Ipv4Addr {
+    pub fn gateway(self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
 
     /// Addresses containers may get: after the gateway, before the broadcast address.
-    pub fn container_addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+    pub fn container_addresses(self) -> impl Iterator<Item = Ipv4Addr> {
         let first = u32::from(self.network) + 2;
         let broadcast = u32::from(self.network) | (u32::MAX >> self.prefix);
         (first..broadcast).map(Ipv4Addr::from)

@@ -47,7 +47,7 @@ impl Ipam {
     }
 
     /// Reserves a free address of `subnet` for the container.
-    pub fn allocate(&self, subnet: &Subnet, id: &str, state_dir: &str) -> PluginResult<Ipv4Addr> {
+    pub fn allocate(&self, subnet: Subnet, id: &str, state_dir: &str) -> PluginResult<Ipv4Addr> {
         let _lock = self.lock()?;
         let mut table = self.read()?;
         table.retain(|_, owner| Path::new(&owner.state_dir).exists());
@@ -139,21 +139,21 @@ mod tests {
         let live = live.to_str().unwrap();
         let subnet: Subnet = "10.9.0.0/29".parse().unwrap();
         let ipam = Ipam::new(&root, "br");
-        let a = ipam.allocate(&subnet, "a", live).unwrap();
-        let b = ipam.allocate(&subnet, "b", live).unwrap();
+        let a = ipam.allocate(subnet, "a", live).unwrap();
+        let b = ipam.allocate(subnet, "b", live).unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 9, 0, 2));
         assert_eq!(b, Ipv4Addr::new(10, 9, 0, 3));
         ipam.release(a).unwrap();
         ipam.release(a).unwrap();
-        assert_eq!(ipam.allocate(&subnet, "c", live).unwrap(), a);
+        assert_eq!(ipam.allocate(subnet, "c", live).unwrap(), a);
         // An owner whose state directory is gone is taken back.
         let gone = root.join("gone");
-        let d = ipam.allocate(&subnet, "d", gone.to_str().unwrap()).unwrap();
+        let d = ipam.allocate(subnet, "d", gone.to_str().unwrap()).unwrap();
+        assert_eq!(ipam.allocate(subnet, "e", live).unwrap(), d);
         for _ in 0..2 {
-            ipam.allocate(&subnet, "e", live).unwrap();
+            ipam.allocate(subnet, "f", live).unwrap();
         }
-        assert_eq!(ipam.allocate(&subnet, "f", live).unwrap(), d);
-        let err = ipam.allocate(&subnet, "g", live).unwrap_err().message;
+        let err = ipam.allocate(subnet, "g", live).unwrap_err().message;
         assert!(err.contains("no free address"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }

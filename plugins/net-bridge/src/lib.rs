@@ -69,7 +69,7 @@ impl NetworkPlugin for NetBridge {
             .parent()
             .ok_or_else(|| PluginError::invalid("state directory has no parent"))?;
         let ipam = ipam::Ipam::new(root, &config.bridge);
-        let address = ipam.allocate(&config.subnet, &req.id, &req.state_dir)?;
+        let address = ipam.allocate(config.subnet, &req.id, &req.state_dir)?;
         let mut state = BridgeState {
             bridge: config.bridge.clone(),
             veth: host_veth_name(&req.state_dir),
@@ -177,23 +177,22 @@ fn ensure_bridge(nl: &mut Netlink, config: &BridgeConfig) -> PluginResult<u32> {
         nl.link_index(&config.bridge)
             .map_err(|e| PluginError::os(format!("netlink: look up {}", config.bridge), e))
     };
-    let index = match lookup(nl)? {
-        Some(index) => index,
-        None => {
-            match nl.add_bridge(&config.bridge, config.mtu) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => {
-                    return Err(PluginError::os(
-                        format!("netlink: create bridge {}", config.bridge),
-                        e,
-                    ))
-                }
+    let index = if let Some(index) = lookup(nl)? {
+        index
+    } else {
+        match nl.add_bridge(&config.bridge, config.mtu) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => {
+                return Err(PluginError::os(
+                    format!("netlink: create bridge {}", config.bridge),
+                    e,
+                ))
             }
-            lookup(nl)?.ok_or_else(|| {
-                PluginError::failed(format!("bridge {} vanished after creation", config.bridge))
-            })?
         }
+        lookup(nl)?.ok_or_else(|| {
+            PluginError::failed(format!("bridge {} vanished after creation", config.bridge))
+        })?
     };
     let gateway = config.subnet.gateway();
     match nl.add_address(index, gateway, config.subnet.prefix) {

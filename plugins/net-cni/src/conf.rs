@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use tong_abi::plugin::{PluginError, PluginResult};
 
+#[derive(Debug)]
 pub struct NetworkList {
     pub name: String,
     pub cni_version: String,

@@ -112,7 +112,7 @@ impl NetworkPlugin for NetCni {
             let added = add(&state, state.attachments.len() - 1, &list);
             match added {
                 Ok(result) => {
-                    state.attachments.last_mut().expect("just pushed").result = Some(result)
+                    state.attachments.last_mut().expect("just pushed").result = Some(result);
                 }
                 Err(e) => {
                     // Undo every network, the failed one included (its first plugins
@@ -298,7 +298,7 @@ fn describe(state: &mut CniState) -> PluginResult<()> {
         .attachments
         .iter()
         .filter(|a| a.ifname != "lo")
-        .filter_map(|a| {
+        .find_map(|a| {
             a.result
                 .as_ref()?
                 .get("ips")?
@@ -306,8 +306,7 @@ fn describe(state: &mut CniState) -> PluginResult<()> {
                 .first()?
                 .get("address")?
                 .as_str()
-        })
-        .next();
+        });
     if let Some(ip) = first_ip {
         state
             .annotations
