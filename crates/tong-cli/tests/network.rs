@@ -677,6 +677,32 @@ fn bridge_settings_by_annotation() {
         rules.contains("ip saddr 10.123.4.2 oifname != \"tongtest1\" masquerade"),
         "{rules}"
     );
+    // Outbound NAT for real: an "outside" namespace linked to the test namespace only,
+    // with no route back to the container's subnet, answers the container's ping only
+    // if it left masqueraded.
+    let outside = TestNetns::new();
+    tong.ns.ok(&[
+        "ip",
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "out0",
+        "netns",
+        &outside.name,
+    ]);
+    tong.ns
+        .ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"]);
+    tong.ns.ok(&["ip", "link", "set", "up0", "up"]);
+    outside.ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "out0"]);
+    outside.ok(&["ip", "link", "set", "out0", "up"]);
+    let ping = nsenter(&["busybox", "ping", "-c", "1", "-W", "3", "192.0.2.2"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    tong.ns.ok(&["ip", "link", "del", "up0"]);
+    drop(outside);
     tong.ok(&["delete", "--force", &id]);
     backend.assert_no_leftovers(&tong, &[&id], &[pid]);
 }
