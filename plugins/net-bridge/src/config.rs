@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use tong_abi::plugin::{PluginError, PluginResult};
-use tong_net_common::{annotation, parse_annotation, ports, PortMapping, PUBLISH_ANNOTATION};
+use tong_net_common::{
+    annotation, flag_annotation, parse_annotation, published_ports, PortMapping,
+};
 
 pub const DEFAULT_BRIDGE: &str = "tong0";
 pub const DEFAULT_SUBNET: &str = "10.77.0.0/24";
@@ -50,19 +52,8 @@ impl BridgeConfig {
                 })
             })
             .transpose()?;
-        let publish = annotation(a, PUBLISH_ANNOTATION)
-            .map(ports::parse)
-            .transpose()?
-            .unwrap_or_default();
-        let nat = match annotation(a, "tong.net.nat") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(v) => {
-                return Err(PluginError::invalid(format!(
-                    "annotation tong.net.nat={v:?}: expected true or false"
-                )))
-            }
-        };
+        let publish = published_ports(a)?;
+        let nat = flag_annotation(a, "tong.net.nat")?;
         Ok(BridgeConfig {
             bridge: bridge.to_string(),
             subnet,

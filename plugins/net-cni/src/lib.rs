@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tong_abi::plugin::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
 use tong_abi::wire::NetworkRequest;
-use tong_net_common::{annotation, loopback_up, ports, Netlink, PUBLISH_ANNOTATION};
+use tong_net_common::{annotation, flag_annotation, loopback_up, published_ports, Netlink};
 
 use conf::NetworkList;
 use exec::{Command, Invocation};
@@ -174,19 +174,8 @@ impl Settings {
                 .collect(),
             None => vec![None],
         };
-        let check = match annotation(a, "tong.cni.check") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(v) => {
-                return Err(PluginError::invalid(format!(
-                    "annotation tong.cni.check={v:?}: expected true or false"
-                )))
-            }
-        };
-        let publish = annotation(a, PUBLISH_ANNOTATION)
-            .map(ports::parse)
-            .transpose()?
-            .unwrap_or_default();
+        let check = flag_annotation(a, "tong.cni.check")?;
+        let publish = published_ports(a)?;
         let runtime_config = serde_json::json!({ "portMappings": publish });
         Ok(Settings {
             conf_dir: PathBuf::from(conf_dir),

@@ -43,6 +43,22 @@ where
         .transpose()
 }
 
+/// A `true`/`false` annotation, false when absent.
+pub fn flag_annotation(annotations: &BTreeMap<String, String>, key: &str) -> PluginResult<bool> {
+    match annotation(annotations, key) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(PluginError::invalid(format!(
+            "annotation {key}={v:?}: expected true or false"
+        ))),
+    }
+}
+
+/// The ports `tong.net.publish` asks for (none when absent).
+pub fn published_ports(annotations: &BTreeMap<String, String>) -> PluginResult<Vec<PortMapping>> {
+    annotation(annotations, PUBLISH_ANNOTATION).map_or(Ok(Vec::new()), ports::parse)
+}
+
 /// Brings up `lo` in the namespace `nl` talks to.
 pub fn loopback_up(nl: &mut Netlink) -> PluginResult<()> {
     let lo = nl
