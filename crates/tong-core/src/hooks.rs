@@ -289,7 +289,7 @@ pub(crate) fn run(
                 libc::waitpid(pid as libc::pid_t, &mut status, 0);
             }
             let mut secs = [0u8; 20];
-            let n = crate::terminal::write_decimal_u64(&mut secs, (hook.timeout_ms / 1000) as u64);
+            let n = tong_abi::child::write_decimal(&mut secs, (hook.timeout_ms / 1000) as u64);
             err.set(
                 0,
                 &[
@@ -310,14 +310,14 @@ pub(crate) fn run(
     }
     let mut num = [0u8; 20];
     if libc::WIFSIGNALED(status) {
-        let n = crate::terminal::write_decimal_u64(&mut num, libc::WTERMSIG(status) as u64);
+        let n = tong_abi::child::write_decimal(&mut num, libc::WTERMSIG(status) as u64);
         err.set(
             0,
             &[name, b" hook ", path, b": killed by signal ", &num[..n]],
         );
     } else {
         let code = libc::WEXITSTATUS(status);
-        let n = crate::terminal::write_decimal_u64(&mut num, code as u64);
+        let n = tong_abi::child::write_decimal(&mut num, code as u64);
         let why: &[u8] = match code {
             EXIT_EXEC if point == Point::CreateContainer => {
                 b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"

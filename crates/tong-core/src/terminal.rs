@@ -122,7 +122,8 @@ fn send_master(
     let mut name = [0u8; 32];
     let prefix = b"/dev/pts/";
     name[..prefix.len()].copy_from_slice(prefix);
-    let len = prefix.len() + write_decimal_u64(&mut name[prefix.len()..], u64::from(number));
+    let len =
+        prefix.len() + tong_abi::child::write_decimal(&mut name[prefix.len()..], u64::from(number));
     let mut iov = libc::iovec {
         iov_base: name.as_mut_ptr().cast(),
         iov_len: len,
@@ -153,25 +154,6 @@ fn send_master(
     Ok(())
 }
 
-/// Writes `n` in decimal at the start of `buf` (20 bytes suffice); returns the length.
-/// For messages built without allocating.
-pub(crate) fn write_decimal_u64(buf: &mut [u8], mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        buf[i] = digits[len - 1 - i];
-    }
-    len
-}
-
 /// Child side, right before exec: a new session whose controlling terminal is the pty
 /// on stdin.
 pub(crate) fn take_controlling(err: &mut ChildError) -> std::result::Result<(), ()> {
@@ -196,9 +178,9 @@ mod tests {
     #[test]
     fn decimal() {
         let mut b = [0u8; 20];
-        assert_eq!(write_decimal_u64(&mut b, 0), 1);
+        assert_eq!(tong_abi::child::write_decimal(&mut b, 0), 1);
         assert_eq!(&b[..1], b"0");
-        assert_eq!(write_decimal_u64(&mut b, 4071), 4);
+        assert_eq!(tong_abi::child::write_decimal(&mut b, 4071), 4);
         assert_eq!(&b[..4], b"4071");
     }
 

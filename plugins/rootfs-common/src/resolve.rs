@@ -208,20 +208,7 @@ impl ProcFdPath {
         const PREFIX: &[u8] = b"/proc/self/fd/";
         let mut buf = [0u8; 32];
         buf[..PREFIX.len()].copy_from_slice(PREFIX);
-        let mut digits = [0u8; 12];
-        let mut n = fd.unsigned_abs();
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for k in 0..len {
-            buf[PREFIX.len() + k] = digits[len - 1 - k];
-        }
+        tong_abi::child::write_decimal(&mut buf[PREFIX.len()..], u64::from(fd.unsigned_abs()));
         ProcFdPath { buf }
     }
 
