@@ -76,6 +76,9 @@ struct CreateArgs {
     /// --backend rootfs=NAME or the tong.backend.rootfs annotation (runc's --no-pivot).
     #[arg(long)]
     no_pivot: bool,
+    /// Pass N more descriptors (3 up to 3+N, after any LISTEN_FDS ones) to the container.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: u32,
 }
 
 #[derive(clap::Args)]
@@ -199,12 +202,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything opens a descriptor: the caller's descriptors are 3 up to this.
+    let first_unopened_fd = first_unopened_fd();
     let cli = Cli::parse();
     let log = Logger {
         path: cli.log.clone(),
         format: cli.log_format,
     };
-    match execute(&cli) {
+    match execute(&cli, first_unopened_fd) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             log.error(&e.to_string());
@@ -219,11 +224,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(cli: &Cli) -> Result<u8, Error> {
+fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
     let runtime = Runtime::new(&cli.root, PluginHost::from_env());
     match &cli.command {
         Command::Create(args) => {
-            runtime.create(&args.id, &args.bundle, &create_options(args)?)?;
+            runtime.create(
+                &args.id,
+                &args.bundle,
+                &create_options(args, first_unopened_fd)?,
+            )?;
         }
         Command::Start { id } => runtime.start(id)?,
         Command::State { id } => print_json(&runtime.state(id)?)?,
@@ -233,7 +242,7 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
             let code = runtime.run(
                 &create.id,
                 &create.bundle,
-                &create_options(create)?,
+                &create_options(create, first_unopened_fd)?,
                 *detach,
                 true,
             )?;
@@ -268,7 +277,42 @@ fn execute(cli: &Cli) -> Result<u8, Error> {
     Ok(0)
 }
 
-fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
+/// The lowest descriptor from 3 up that is not open.
+fn first_unopened_fd() -> i32 {
+    let mut fd = 3;
+    // SAFETY: F_GETFD only queries the descriptor's flags.
+    while unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+        fd += 1;
+    }
+    fd
+}
+
+/// Socket activation as runc reads it: LISTEN_FDS descriptors from 3, when LISTEN_PID
+/// names this process.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok());
+    match count {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
+fn create_options(args: &CreateArgs, first_unopened_fd: i32) -> Result<CreateOptions, Error> {
+    let listen_fds = listen_fds();
+    let passed = listen_fds + args.preserve_fds;
+    if passed > 0 && 3 + passed as i32 > first_unopened_fd {
+        return Err(Error::invalid(format!(
+            "--preserve-fds {} (with LISTEN_FDS={listen_fds}): descriptor {first_unopened_fd} is not open, so descriptors 3 to {} cannot be passed on",
+            args.preserve_fds,
+            2 + passed
+        )));
+    }
     let mut backends = BTreeMap::new();
     for choice in &args.backends {
         let (kind, name) = choice.split_once('=').ok_or_else(|| {
@@ -299,6 +343,8 @@ fn create_options(args: &CreateArgs) -> Result<CreateOptions, Error> {
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
         init: args.init,
+        listen_fds,
+        preserve_fds: args.preserve_fds,
         ..CreateOptions::default()
     })
 }

@@ -99,6 +99,11 @@ pub struct ChildContext {
     pub init: bool,
     /// startContainer hooks, run after the start gate: see [`crate::hooks`].
     pub start_hooks: crate::hooks::StartHooks,
+    /// In a new user namespace: become its uid/gid 0 right after the parent wrote the
+    /// id maps, before anything creates files.
+    pub user_namespace_root: bool,
+    /// Capabilities, seccomp, sysctls and LSM labels, prepared by the parent.
+    pub security: crate::security::ChildSecurity,
 }
 
 /// The entry point the namespace plugin calls in the child.
@@ -140,6 +145,25 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     }
     reset_signal_handlers();
     wait_for(ctx.sync_fd, GO, err, b"waiting for the runtime")?;
+    if ctx.user_namespace_root {
+        // SAFETY: raw setresgid/setresuid to 0 of the new namespace (see set_credentials).
+        unsafe {
+            let ret = libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+            check(
+                ret as c_int,
+                err,
+                &[b"setresgid(0) in the new user namespace"],
+            )?;
+            let ret = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
+            check(
+                ret as c_int,
+                err,
+                &[b"setresuid(0) in the new user namespace"],
+            )?;
+        }
+    }
+    let security = &ctx.security;
+    crate::security::sysctl::apply(&security.sysctls, err)?;
 
     if let Some(name) = &ctx.hostname {
         // SAFETY: name is a live C string of the given length.
@@ -166,7 +190,20 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     } else {
         None
     };
+    if let Some(caps) = &security.capabilities {
+        caps.before_credentials(err)?;
+    }
+    if !ctx.no_new_privileges {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while the
+        // process still has it (as runc does).
+        if let Some(seccomp) = &security.seccomp {
+            seccomp.install(err)?;
+        }
+    }
     set_credentials(ctx, err)?;
+    if let Some(caps) = &security.capabilities {
+        caps.after_credentials(err)?;
+    }
     // SAFETY: plain syscalls on prepared values.
     unsafe {
         if let Some(mask) = ctx.umask {
@@ -196,6 +233,14 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
+    for fd in 3..ctx.keep_fds_below {
+        // SAFETY: clears close-on-exec on a descriptor the caller asked to preserve
+        // (--preserve-fds, LISTEN_FDS); EBADF for a closed one is harmless.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    for label in &security.exec_labels {
+        label.apply(err)?;
+    }
 
     write_all(ctx.report_fd, &[READY]);
     if ctx.fifo_fd >= 0 {
@@ -218,6 +263,12 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     }
 
     unblock_all_signals();
+    if ctx.no_new_privileges {
+        // As close to execve as possible, so the profile need allow almost nothing of ours.
+        if let Some(seccomp) = &security.seccomp {
+            seccomp.install(err)?;
+        }
+    }
     // SAFETY: program, argv and envp are NUL-terminated arrays built by the parent.
     unsafe { libc::execve(program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr()) };
     err.os(&[b"exec ", program.to_bytes()]);

@@ -37,8 +37,18 @@ impl Bundle {
                 Error::invalid(format!("cannot read {}: {e}", config_path.display()))
             }
         })?;
-        let spec = parse(&bytes)
-            .map_err(|e| Error::invalid(format!("invalid {}: {e}", config_path.display())))?;
+        let spec = parse(&bytes).map_err(|e| {
+            // A clearer message for what the security module can name (an unknown
+            // capability or seccomp action) than serde's list of variants.
+            let clearer = serde_json::from_slice(&bytes)
+                .ok()
+                .and_then(|v| crate::security::diagnose(&v));
+            Error::invalid(format!(
+                "invalid {}: {}",
+                config_path.display(),
+                clearer.unwrap_or(e)
+            ))
+        })?;
         let rootfs = check(&spec, &path)
             .map_err(|e| Error::invalid(format!("{}: {e}", config_path.display())))?;
         Ok(Bundle { path, spec, rootfs })

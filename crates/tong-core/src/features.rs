@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::security::{caps, lsm, seccomp};
+
 /// The features document.
 pub fn features() -> Value {
     json!({
@@ -23,11 +25,19 @@ pub fn features() -> Value {
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            "capabilities": [],
+            "capabilities": caps::known_names(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false}
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::ACTIONS,
+                "operators": seccomp::OPERATORS,
+                "archs": seccomp::architectures(),
+                "knownFlags": seccomp::FLAGS,
+                "supportedFlags": seccomp::FLAGS
+            },
+            // Whether a profile or label can be applied on this host (else it is refused).
+            "apparmor": {"enabled": lsm::apparmor_enabled()},
+            "selinux": {"enabled": lsm::selinux_enabled()}
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",

@@ -6,7 +6,9 @@
 //! - [`state`]: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
 //! - [`child`]: the container's process between clone and exec (no allocation there);
-//! - [`process`]: signalling and waiting through pidfds.
+//! - [`process`]: signalling and waiting through pidfds;
+//! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
+//! - [`userns`]: user namespace id mappings and running without root.
 
 pub mod capi;
 pub mod child;
@@ -21,8 +23,10 @@ pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;
+pub mod security;
 pub mod state;
 pub mod terminal;
+pub mod userns;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,8 +22,9 @@ use crate::child::{self, CStrings, ChildContext};
 use crate::config::{Bundle, NamespacePlan};
 use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
+use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::{hooks, id, init, process, terminal};
+use crate::{hooks, id, init, process, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -86,6 +86,11 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// Run tong's minimal init as pid 1 (also the `tong.init=true` annotation).
     pub init: bool,
+    /// Socket-activation descriptors (3 up to 3 + n) passed on with LISTEN_FDS=n and
+    /// LISTEN_PID=1 in the container's environment, as runc does.
+    pub listen_fds: u32,
+    /// Further descriptors after those (runc's `--preserve-fds`), passed on as they are.
+    pub preserve_fds: u32,
 }
 
 impl Default for CreateOptions {
@@ -96,6 +101,8 @@ impl Default for CreateOptions {
             stdio: [-1; 3],
             console_socket: None,
             init: false,
+            listen_fds: 0,
+            preserve_fds: 0,
         }
     }
 }
@@ -229,6 +236,9 @@ impl Runtime {
                 "linux.namespaces must include a new mount namespace (type \"mount\" without a path)",
             ));
         }
+        userns::check(&bundle.spec, &namespaces)?;
+        // Checked and compiled before anything exists on the host.
+        let security = security::prepare_container(&bundle.spec, &namespaces)?;
         let mut warm_up = WarmUp::default();
         let backends = self.choose_backends(&bundle.spec, opts, &namespaces, &mut warm_up)?;
         let dir = self.store.create(id)?;
@@ -266,7 +276,7 @@ impl Runtime {
         };
         let result = dir
             .write(&record)
-            .and_then(|()| build(&plan, &dir, &mut record));
+            .and_then(|()| build(&plan, security, &dir, &mut record));
         match result {
             Ok(launched) => Ok(launched),
             Err(e) => {
@@ -312,7 +322,14 @@ impl Runtime {
                 .or_else(|| annotations.get(&format!("{BACKEND_ANNOTATION}{kind}")));
             let plugin = match explicit {
                 Some(name) => self.plugins.select_named(kind, name)?,
-                None => self.plugins.select_best(kind)?,
+                None => match self.plugins.select_best(kind) {
+                    Ok(plugin) => plugin,
+                    Err(e) if kind == PluginKind::Cgroup && userns::rootless() => {
+                        userns::warn_no_cgroup(&e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             if kind == PluginKind::Cgroup {
                 warm_up.start(plugin);
@@ -488,7 +505,10 @@ impl Runtime {
             stdio: opts.stdio,
             console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         };
-        let ctx = process_context(process, fds)?;
+        let mut ctx = process_context(process, fds)?;
+        let in_user_namespace = joins.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER);
+        let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
+        ctx.security = child_security;
         let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
         drop((sync_child, report_child, clone_target, joins, console));
@@ -500,6 +520,7 @@ impl Runtime {
             if spawned.in_cgroup == 0 {
                 cgroup.cgroup_add_process(&cgroup_state, pid)?;
             }
+            host_steps.apply(pid)?;
             (&sync).write_all_bytes(&[child::GO])?;
             match read_report(&report)? {
                 Report::Ready => {}
@@ -702,6 +723,7 @@ struct CreatePlan<'a> {
 /// something on the host is recorded before the next begins.
 fn build(
     plan: &CreatePlan<'_>,
+    (child_security, host_steps): (ChildSecurity, HostSteps),
     dir: &ContainerDir,
     record: &mut Record,
 ) -> Result<Option<Launched>> {
@@ -714,7 +736,6 @@ fn build(
     } = *plan;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
-    let cgroup = backends[&PluginKind::Cgroup];
     let cgroup_req = wire::CgroupRequest {
         id: record.id.clone(),
         cgroups_path: linux
@@ -725,9 +746,23 @@ fn build(
             .map(to_value)
             .transpose()?,
     };
-    let cgroup_state = cgroup.cgroup_create(&to_json(&cgroup_req)?)?;
-    set_backend_state(record, PluginKind::Cgroup, &cgroup_state)?;
-    dir.write(record)?;
+    // Without root, a cgroup tong may not create is a warning, not an error.
+    let cgroup = match backends.get(&PluginKind::Cgroup) {
+        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_req)?) {
+            Ok(state) => {
+                set_backend_state(record, PluginKind::Cgroup, &state)?;
+                dir.write(record)?;
+                Some((*plugin, state))
+            }
+            Err(e) if userns::rootless() => {
+                userns::warn_no_cgroup(&e);
+                record.backends.remove(PluginKind::Cgroup.as_str());
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
 
     let rootfs = backends[&PluginKind::Rootfs];
     let (plan, rootfs_state) =
@@ -779,17 +814,36 @@ fn build(
         stdio: opts.stdio,
         console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
     };
+    let listen_env;
+    let process = if opts.listen_fds > 0 {
+        listen_env = with_listen_fds(process, opts.listen_fds);
+        &listen_env
+    } else {
+        process
+    };
     let mut ctx = process_context(process, fds)?;
     ctx.init = opts.init || init::requested_by(&record.annotations);
     ctx.start_hooks = hooks::StartHooks {
         hooks: start_hooks,
         state_fd: start_state,
     };
+    ctx.security = child_security;
+    ctx.keep_fds_below = 3 + (opts.listen_fds + opts.preserve_fds) as i32;
+    if namespaces.creates(libc::CLONE_NEWUSER) {
+        // Until it takes uid 0 of its new namespace, the child keeps tong's own ids,
+        // which have no mapping there (files it made would say "overflow").
+        ctx.user_namespace_root = true;
+        // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
+        ctx.set_groups = !userns::rootless();
+    }
     ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
     ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
     ctx.rootfs = Some(plan.child_entry());
     let join_files = open_joins(namespaces)?;
-    let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+    let clone_target = match &cgroup {
+        Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
+        None => None,
+    };
     let (spawned, pidfd) = spawn(
         backends[&PluginKind::Namespace],
         namespaces.create,
@@ -817,12 +871,13 @@ fn build(
 
     let sync = File::from(sync_parent);
     let report = File::from(report_parent);
-    if spawned.in_cgroup == 0 {
-        cgroup.cgroup_add_process(&cgroup_state, pid)?;
+    if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
+        plugin.cgroup_add_process(state, pid)?;
     }
     if namespaces.creates(libc::CLONE_NEWUSER) {
-        write_id_maps(spec, pid)?;
+        userns::write_maps(spec, pid)?;
     }
+    host_steps.apply(pid)?;
     if let Some(net) = backends.get(&PluginKind::Network) {
         let req = wire::NetworkRequest {
             id: record.id.clone(),
@@ -1166,6 +1221,8 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
         console_socket: fds.console_socket,
         init: false,
         start_hooks: hooks::StartHooks::default(),
+        security: ChildSecurity::default(),
+        user_namespace_root: false,
     })
 }
 
@@ -1200,33 +1257,21 @@ fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
         .collect()
 }
 
-fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    let uid = linux
-        .and_then(|l| l.uid_mappings().as_ref())
-        .filter(|m| !m.is_empty());
-    let gid = linux
-        .and_then(|l| l.gid_mappings().as_ref())
-        .filter(|m| !m.is_empty());
-    let (Some(uid), Some(gid)) = (uid, gid) else {
-        return Err(Error::invalid(
-            "a new user namespace needs linux.uidMappings and linux.gidMappings",
-        ));
-    };
-    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
-        let text = maps.iter().fold(String::new(), |mut text, m| {
-            let _ = writeln!(text, "{} {} {}", m.container_id(), m.host_id(), m.size());
-            text
-        });
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text.as_bytes()).map_err(|e| {
-            Error::invalid(format!(
-                "invalid linux.{}Mappings: writing {path}: {e}",
-                &file[..3]
-            ))
-        })?;
-    }
-    Ok(())
+/// The process with LISTEN_FDS and LISTEN_PID=1 set for the socket-activation
+/// descriptors passed on (replacing any it had).
+fn with_listen_fds(process: &Process, count: u32) -> Process {
+    let mut process = process.clone();
+    let mut env: Vec<String> = process
+        .env()
+        .iter()
+        .flatten()
+        .filter(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="))
+        .cloned()
+        .collect();
+    env.push(format!("LISTEN_FDS={count}"));
+    env.push("LISTEN_PID=1".to_string());
+    process.set_env(Some(env));
+    process
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

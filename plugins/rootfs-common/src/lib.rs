@@ -39,13 +39,26 @@ fn has_cap_sys_admin() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
+/// Whether unprivileged users may create user namespaces here.
+fn user_namespaces_allowed() -> bool {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    // Debian kernels before 6.1 also had kernel.unprivileged_userns_clone.
+    let debian = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+        .map_or(true, |s| s.trim() != "0");
+    max.is_some_and(|m| m > 0) && debian
+}
+
 /// What every backend needs: the right to mount, and openat2 for in-root resolution.
 pub fn probe_mount_and_openat2(what: &str) -> PluginResult<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root && !has_cap_sys_admin() {
+    // Without root the mounts happen in the container's own user namespace, where its
+    // process holds CAP_SYS_ADMIN: possible when the host lets users make one.
+    if !root && !has_cap_sys_admin() && !user_namespaces_allowed() {
         return Err(PluginError::unsupported(format!(
-            "{what} and mount need root or CAP_SYS_ADMIN, which this process lacks"
+            "{what} and mount need root, CAP_SYS_ADMIN or a user namespace, and this host allows no user namespaces (user.max_user_namespaces is 0)"
         )));
     }
     match resolve::openat2(libc::AT_FDCWD, c"/", libc::O_PATH, libc::RESOLVE_IN_ROOT) {

@@ -212,6 +212,7 @@ unsafe fn create_options(opts: *const tong_create_options) -> CResult<CreateOpti
         stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
         console_socket,
         init: o.init != 0,
+        ..CreateOptions::default()
     })
 }
 

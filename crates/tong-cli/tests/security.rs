@@ -1,0 +1,646 @@
+//! Process security from config.json, observed from inside the container and from the
+//! host: capabilities, seccomp, rlimits, oomScoreAdj, sysctls, credentials, descriptors,
+//! user namespaces; and bad input, each a clear error that leaves nothing behind.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use serde_json::{json, Value};
+
+/// What a `tong run` printed, and whether it succeeded.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cfg` to completion with `tong run` (plus `extra` flags) and checks the host is
+/// clean afterwards, whatever happened.
+fn run_with(tong: &Tong, cfg: &Value, extra: &[&str]) -> Ran {
+    let bundle = Bundle::new(cfg);
+    let id = unique_id("sec");
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--bundle", bundle.path().to_str().unwrap(), &id]);
+    let out = tong.run(&args);
+    tong.assert_clean(&id, Some(&bundle), None);
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn run(cfg: &Value) -> Ran {
+    run_with(&Tong::new(), cfg, &[])
+}
+
+/// Runs `cfg` and returns its output, asserting success.
+fn output(cfg: &Value) -> String {
+    let ran = run(cfg);
+    assert!(ran.ok, "container failed: {}{}", ran.stdout, ran.stderr);
+    ran.stdout
+}
+
+/// Asserts `create` fails with `expected` on one line and leaves nothing behind.
+fn refused(cfg: &Value, expected: &str) {
+    let tong = Tong::new();
+    let bundle = Bundle::new(cfg);
+    let id = unique_id("bad");
+    let err = tong.fails(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A value of `field` in /proc/self/status as printed by the container.
+fn status_field<'a>(text: &'a str, field: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} not in: {text}"))
+        .trim()
+}
+
+fn all_sets(caps: &[&str]) -> Value {
+    json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []})
+}
+
+#[test]
+fn net_raw_decides_whether_a_raw_socket_opens() {
+    if !root_or_skip("net_raw_decides_whether_a_raw_socket_opens") {
+        return;
+    }
+    // busybox ping needs a raw ICMP socket: unprivileged ICMP sockets are off in a new
+    // network namespace (net.ipv4.ping_group_range = "1 0").
+    let script = "grep ^Cap /proc/self/status; ping -c 1 -W 2 127.0.0.1 && echo RAW-OK";
+    let mut with = config(&["sh", "-c", script]);
+    with["process"]["capabilities"] = all_sets(&["CAP_NET_RAW", "CAP_KILL"]);
+    let out = output(&with);
+    assert!(out.contains("RAW-OK"), "{out}");
+    let mask = format!("{:016x}", (1u64 << 13) | (1u64 << 5));
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(&out, set), mask, "{set}: {out}");
+    }
+    assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
+
+    let mut without = config(&["sh", "-c", script]);
+    without["process"]["capabilities"] = all_sets(&["CAP_KILL"]);
+    let ran = run(&without);
+    assert!(!ran.stdout.contains("RAW-OK"), "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("ermission denied") || ran.stderr.contains("Operation not permitted"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        status_field(&ran.stdout, "CapEff"),
+        format!("{:016x}", 1u64 << 5)
+    );
+}
+
+#[test]
+fn a_non_root_user_keeps_ambient_capabilities() {
+    if !root_or_skip("a_non_root_user_keeps_ambient_capabilities") {
+        return;
+    }
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "grep -E '^(Cap|Uid|Gid|Groups|NoNewPrivs)' /proc/self/status; umask",
+    ]);
+    cfg["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000], "umask": 63});
+    cfg["process"]["noNewPrivileges"] = json!(true);
+    cfg["process"]["capabilities"] = json!({
+        "bounding": ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+        "effective": ["CAP_NET_BIND_SERVICE"],
+        "permitted": ["CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_NET_BIND_SERVICE"]
+    });
+    let out = output(&cfg);
+    let bind = format!("{:016x}", 1u64 << 10);
+    // execve of a file without capabilities keeps exactly the ambient set.
+    for set in ["CapEff", "CapPrm", "CapAmb", "CapInh"] {
+        assert_eq!(status_field(&out, set), bind, "{set}: {out}");
+    }
+    assert_eq!(
+        status_field(&out, "CapBnd"),
+        format!("{:016x}", (1u64 << 10) | 1)
+    );
+    assert!(
+        status_field(&out, "Uid").starts_with("1000\t1000\t1000"),
+        "{out}"
+    );
+    assert!(
+        status_field(&out, "Gid").starts_with("1000\t1000\t1000"),
+        "{out}"
+    );
+    assert_eq!(status_field(&out, "Groups"), "2000 3000");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+    assert_eq!(out.lines().last().unwrap().trim(), "0077");
+}
+
+#[test]
+fn seccomp_rule_makes_mkdir_fail_with_the_configured_errno() {
+    if !root_or_skip("seccomp_rule_makes_mkdir_fail_with_the_configured_errno") {
+        return;
+    }
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/blocked; echo mkdir=$?; touch /tmp/allowed && echo touch=ok; grep ^Seccomp: /proc/self/status",
+    ]);
+    cfg["process"]["noNewPrivileges"] = json!(true);
+    cfg["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]
+    });
+    let ran = run(&cfg);
+    assert!(ran.ok, "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("mkdir=1"), "{}", ran.stdout);
+    // errno 122 is EDQUOT.
+    assert!(ran.stderr.contains("quota exceeded"), "{}", ran.stderr);
+    assert!(ran.stdout.contains("touch=ok"), "{}", ran.stdout);
+    assert_eq!(status_field(&ran.stdout, "Seccomp"), "2");
+}
+
+#[test]
+fn seccomp_argument_conditions_without_no_new_privileges() {
+    if !root_or_skip("seccomp_argument_conditions_without_no_new_privileges") {
+        return;
+    }
+    // Without noNewPrivileges the filter goes in while the process still has
+    // CAP_SYS_ADMIN; then kill(pid, SIGUSR1) is refused and kill(pid, 0) is not.
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "trap '' USR1; kill -USR1 $$; echo usr1=$?; kill -0 $$; echo zero=$?",
+    ]);
+    cfg["process"]["noNewPrivileges"] = json!(false);
+    cfg["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                      "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]}]
+    });
+    let out = output(&cfg);
+    assert!(out.contains("usr1=1"), "{out}");
+    assert!(out.contains("zero=0"), "{out}");
+}
+
+#[test]
+fn rlimits_and_oom_score_adj_are_visible_inside() {
+    if !root_or_skip("rlimits_and_oom_score_adj_are_visible_inside") {
+        return;
+    }
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "cat /proc/self/limits; echo oom=$(cat /proc/self/oom_score_adj)",
+    ]);
+    cfg["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 2000},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+    ]);
+    cfg["process"]["oomScoreAdj"] = json!(500);
+    let out = output(&cfg);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(line("Max open files").contains("1000 2000 files"), "{out}");
+    assert!(line("Max core file size").contains("0 0 bytes"), "{out}");
+    assert!(out.contains("oom=500"), "{out}");
+}
+
+#[test]
+fn a_hard_limit_above_tongs_own_is_refused_with_the_reason() {
+    if !root_or_skip("a_hard_limit_above_tongs_own_is_refused_with_the_reason") {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard: u64 = own
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let mut cfg = config(&["true"]);
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]);
+    let caps = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = u64::from_str_radix(status_field(&caps, "CapEff"), 16).unwrap();
+    if eff & (1 << 24) != 0 {
+        println!("SKIP hard-limit refusal: this host gives root CAP_SYS_RESOURCE");
+        return;
+    }
+    refused(
+        &cfg,
+        &format!("process.rlimits RLIMIT_NOFILE: hard limit {} is above the current hard limit {hard}, and raising a hard limit needs CAP_SYS_RESOURCE", hard + 1),
+    );
+    let mut cfg = config(&["true"]);
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2000, "hard": 1000}]);
+    refused(
+        &cfg,
+        "RLIMIT_NOFILE: soft limit 2000 is above hard limit 1000",
+    );
+}
+
+#[test]
+fn namespaced_sysctls_hostname_and_domainname_are_applied() {
+    if !root_or_skip("namespaced_sysctls_hostname_and_domainname_are_applied") {
+        return;
+    }
+    let host_shmmax = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "echo shmmax=$(cat /proc/sys/kernel/shmmax) fwd=$(cat /proc/sys/net/ipv4/ip_forward) host=$(hostname) domain=$(cat /proc/sys/kernel/domainname)",
+    ]);
+    cfg["hostname"] = json!("box");
+    cfg["domainname"] = json!("tong.example");
+    cfg["linux"]["sysctl"] = json!({"kernel.shmmax": "123456789", "net.ipv4.ip_forward": "1"});
+    let out = output(&cfg);
+    assert!(
+        out.contains("shmmax=123456789 fwd=1 host=box domain=tong.example"),
+        "{out}"
+    );
+    // The host's own values did not move.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward
+    );
+}
+
+#[test]
+fn sysctls_outside_the_containers_namespaces_are_refused() {
+    if !root_or_skip("sysctls_outside_the_containers_namespaces_are_refused") {
+        return;
+    }
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["sysctl"] = json!({"kernel.panic": "1"});
+    refused(
+        &cfg,
+        "linux.sysctl \"kernel.panic\": not a namespaced sysctl",
+    );
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+    cfg.as_object_mut().unwrap().remove("hostname");
+    cfg["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    refused(
+        &cfg,
+        "linux.sysctl \"net.ipv4.ip_forward\": belongs to the network namespace, which the config does not give the container",
+    );
+}
+
+/// The descriptors of the container's shell, as `N -> target` lines, without the one
+/// `ls` opens on the directory itself.
+const LIST_FDS: &str = "ls -l /proc/self/fd | sed -n 's/.* \\([0-9]*\\) -> \\(.*\\)/\\1 \\2/p' | grep -v ' /proc/[0-9]*/fd$'";
+
+fn fd_numbers(out: &str) -> Vec<u32> {
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn no_descriptor_of_the_caller_or_tong_leaks_in() {
+    if !root_or_skip("no_descriptor_of_the_caller_or_tong_leaks_in") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let leaky = std::fs::File::create(dir.path().join("opened-by-the-test")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&leaky);
+    // Inheritable, as a careless caller's descriptor would be.
+    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let out = output(&config(&["sh", "-c", LIST_FDS]));
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2], "{out}");
+    assert!(!out.contains("opened-by-the-test"), "{out}");
+}
+
+/// Runs tong through a shell that opens files on 3, 4 and 5 first, with `env` set.
+fn run_with_open_fds(env: &str, flags: &str) -> (bool, String, String) {
+    let tong = Tong::new();
+    let files = tempfile::tempdir().unwrap();
+    let bundle = Bundle::new(&config(&[
+        "sh",
+        "-c",
+        &format!("{LIST_FDS}; env | grep ^LISTEN_ | sort"),
+    ]));
+    let id = unique_id("fds");
+    for name in ["fd3-file", "fd4-file", "fd5-file"] {
+        std::fs::write(files.path().join(name), name).unwrap();
+    }
+    let script = format!(
+        "cd {} && exec 3<fd3-file 4<fd4-file 5<fd5-file && {env} exec {} --root {} run {flags} --bundle {} {id}",
+        files.path().display(),
+        common::tong_bin().display(),
+        tong.root.path().display(),
+        bundle.path().display()
+    );
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
+        .status()
+        .unwrap();
+    tong.assert_clean(&id, Some(&bundle), None);
+    (
+        status.success(),
+        std::fs::read_to_string(out_file.path()).unwrap(),
+        std::fs::read_to_string(err_file.path()).unwrap(),
+    )
+}
+
+#[test]
+fn preserve_fds_passes_exactly_the_asked_descriptors() {
+    if !root_or_skip("preserve_fds_passes_exactly_the_asked_descriptors") {
+        return;
+    }
+    let (ok, out, err) = run_with_open_fds("", "--preserve-fds 2");
+    assert!(ok, "{err}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3, 4], "{out}");
+    assert!(out.contains("3 ") && out.contains("fd3-file"), "{out}");
+    assert!(
+        out.contains("fd4-file") && !out.contains("fd5-file"),
+        "{out}"
+    );
+    assert!(!out.contains("LISTEN_"), "{out}");
+
+    // LISTEN_FDS for this very process: those first, then the preserved ones.
+    let (ok, out, err) = run_with_open_fds("LISTEN_PID=$$ LISTEN_FDS=1", "--preserve-fds 1");
+    assert!(ok, "{err}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3, 4], "{out}");
+    assert!(
+        out.contains("LISTEN_FDS=1") && out.contains("LISTEN_PID=1"),
+        "{out}"
+    );
+
+    // LISTEN_PID of another process: not ours, ignored.
+    let (ok, out, err) = run_with_open_fds("LISTEN_PID=1 LISTEN_FDS=2", "");
+    assert!(ok, "{err}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2], "{out}");
+
+    let (ok, _, err) = run_with_open_fds("", "--preserve-fds 5");
+    assert!(!ok);
+    assert!(
+        err.contains("--preserve-fds 5") && err.contains("descriptor 6 is not open"),
+        "{err}"
+    );
+}
+
+fn userns_config(args: &[&str], host_base: u32) -> Value {
+    let mut cfg = config(args);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host_base, "size": 65536}]);
+    cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host_base, "size": 65536}]);
+    cfg
+}
+
+#[test]
+fn uid_mapped_root_owns_its_files_as_the_mapped_host_uid() {
+    if !root_or_skip("uid_mapped_root_owns_its_files_as_the_mapped_host_uid") {
+        return;
+    }
+    let base = 100_000;
+    let data = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(data.path(), Some(base), Some(base)).unwrap();
+    let mut cfg = userns_config(
+        &["sh", "-c", "id -u; touch /run/made-inside && stat -c '%u:%g' /run/made-inside; cat /proc/self/uid_map"],
+        base,
+    );
+    cfg["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/run", "type": "bind", "source": data.path(), "options": ["rbind", "rw"]}));
+    // Both namespace backends: clone3 creates the user namespace with the process,
+    // fork unshares it in an intermediate process; the maps must be in place either way.
+    for backend in ["ns=clone3", "ns=fork"] {
+        let _ = std::fs::remove_file(data.path().join("made-inside"));
+        let ran = run_with(&Tong::new(), &cfg, &["--backend", backend]);
+        assert!(ran.ok, "{backend}: {}{}", ran.stdout, ran.stderr);
+        let lines: Vec<&str> = ran.stdout.lines().collect();
+        assert_eq!(lines[0], "0", "{backend}: {}", ran.stdout);
+        assert_eq!(lines[1], "0:0", "{backend}: {}", ran.stdout);
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["0", "100000", "65536"]
+        );
+        let meta = std::fs::metadata(data.path().join("made-inside")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (base, base), "{backend}");
+    }
+}
+
+#[test]
+fn invalid_mappings_are_refused_and_undone() {
+    if !root_or_skip("invalid_mappings_are_refused_and_undone") {
+        return;
+    }
+    let mut cfg = userns_config(&["true"], 100_000);
+    cfg["linux"]["uidMappings"] = json!([
+        {"containerID": 0, "hostID": 100000, "size": 1000},
+        {"containerID": 500, "hostID": 300000, "size": 10}
+    ]);
+    refused(
+        &cfg,
+        "invalid linux.uidMappings: container ids of entries 0 and 1 overlap",
+    );
+    let mut cfg = userns_config(&["true"], 100_000);
+    cfg["linux"]["gidMappings"] = json!([]);
+    refused(
+        &cfg,
+        "a new user namespace needs linux.uidMappings and linux.gidMappings",
+    );
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    refused(&cfg, "the config creates no user namespace");
+}
+
+#[test]
+fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
+    if !root_or_skip("a_non_root_user_runs_a_user_namespace_container_without_cgroups") {
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() {
+        println!("SKIP rootless: setpriv (util-linux) is missing");
+        return;
+    }
+    let user = 65534u32; // nobody
+    let tong = Tong::new();
+    std::os::unix::fs::chown(tong.root.path(), Some(user), Some(user)).unwrap();
+    let mut cfg = config(&["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"]);
+    cfg["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
+    cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
+    // No network namespace: a non-root user could not configure one, and /sys needs it.
+    let mounts = cfg["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/sys");
+    // As `runc spec --rootless`: gid 5 (tty) has no mapping, so devpts cannot use it.
+    for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/pts") {
+        m["options"] = json!([
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620"
+        ]);
+    }
+    cfg["linux"]["resources"] = json!({"pids": {"limit": 50}});
+    let bundle = Bundle::new(&cfg);
+    std::os::unix::fs::chown(bundle.path(), Some(user), Some(user)).unwrap();
+    let id = unique_id("rootless");
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let status = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(common::tong_bin())
+        .arg("--root")
+        .arg(tong.root.path())
+        .args(["run", "--bundle", bundle.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
+        .status()
+        .unwrap();
+    let out = std::fs::read_to_string(out_file.path()).unwrap();
+    let err = std::fs::read_to_string(err_file.path()).unwrap();
+    assert!(status.success(), "rootless run failed: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", &user.to_string(), "1"]
+    );
+    assert_eq!(lines[2], "tong-test");
+    assert!(
+        err.contains("warning: running without root and without a cgroup"),
+        "expected the cgroup warning: {err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
+fn bad_security_input_is_a_clear_error_and_leaves_nothing() {
+    if !root_or_skip("bad_security_input_is_a_clear_error_and_leaves_nothing") {
+        return;
+    }
+    let mut cfg = config(&["true"]);
+    cfg["process"]["capabilities"] = all_sets(&["CAP_CHOWN", "CAP_BOGUS"]);
+    refused(
+        &cfg,
+        "process.capabilities.bounding: unknown capability \"CAP_BOGUS\"",
+    );
+
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_EXPLODE"}]});
+    refused(
+        &cfg,
+        "linux.seccomp.syscalls[0].action: unknown seccomp action \"SCMP_ACT_EXPLODE\"",
+    );
+
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdir_please"], "action": "SCMP_ACT_ERRNO"}]});
+    refused(
+        &cfg,
+        "linux.seccomp.syscalls[0].names: unknown system call \"mkdir_please\"",
+    );
+
+    let mut cfg = config(&["true"]);
+    cfg["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+    refused(&cfg, "SCMP_ACT_NOTIFY needs a seccomp agent");
+
+    if !Path::new("/sys/kernel/security/apparmor").exists() {
+        let mut cfg = config(&["true"]);
+        cfg["process"]["apparmorProfile"] = json!("docker-default");
+        refused(&cfg, "process.apparmorProfile: profile \"docker-default\" cannot be applied: AppArmor is not enabled on this host");
+    }
+    if !Path::new("/sys/fs/selinux/enforce").exists() {
+        let mut cfg = config(&["true"]);
+        cfg["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+        refused(&cfg, "SELinux is not enabled on this host");
+    }
+    let mut cfg = config(&["true"]);
+    cfg["process"]["oomScoreAdj"] = json!(2000);
+    refused(&cfg, "process.oomScoreAdj: 2000 is out of range");
+}
+
+#[test]
+fn features_report_security_truthfully() {
+    let out = Tong::new().ok(&["features"]);
+    let f: Value = serde_json::from_str(&out).unwrap();
+    let linux = &f["linux"];
+    let caps: Vec<&str> = linux["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(caps.contains(&"CAP_NET_RAW") && caps.contains(&"CAP_SYS_ADMIN"));
+    let last: usize = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        caps.len(),
+        last + 1,
+        "one name per capability of this kernel"
+    );
+    assert_eq!(linux["seccomp"]["enabled"], true);
+    let actions = linux["seccomp"]["actions"].as_array().unwrap();
+    assert!(actions.contains(&json!("SCMP_ACT_ERRNO")));
+    assert!(
+        !actions.contains(&json!("SCMP_ACT_NOTIFY")),
+        "no seccomp agent support"
+    );
+    assert!(linux["seccomp"]["archs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SCMP_ARCH_X86_64")));
+    assert!(linux["seccomp"]["operators"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SCMP_CMP_MASKED_EQ")));
+    assert_eq!(
+        linux["apparmor"]["enabled"],
+        Path::new("/sys/kernel/security/apparmor").exists()
+    );
+    assert_eq!(
+        linux["selinux"]["enabled"],
+        Path::new("/sys/fs/selinux/enforce").exists()
+    );
+    assert!(linux["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
+}
