@@ -461,8 +461,8 @@ fn invalid_mappings_are_refused_and_undone() {
     }
     let mut cfg = userns_config(&["true"], 100_000);
     cfg["linux"]["uidMappings"] = json!([
-        {"containerID": 0, "hostID": 100000, "size": 1000},
-        {"containerID": 500, "hostID": 300000, "size": 10}
+        {"containerID": 0, "hostID": 100_000, "size": 1000},
+        {"containerID": 500, "hostID": 300_000, "size": 10}
     ]);
     refused(
         &cfg,
@@ -643,4 +643,47 @@ fn features_report_security_truthfully() {
         .as_array()
         .unwrap()
         .contains(&json!("user")));
+}
+
+#[test]
+fn exec_gets_the_containers_seccomp_and_its_process_capabilities() {
+    if !root_or_skip("exec_gets_the_containers_seccomp_and_its_process_capabilities") {
+        return;
+    }
+    let tong = Tong::new();
+    let mut cfg = config(&["sleep", "30"]);
+    cfg["process"]["noNewPrivileges"] = json!(true);
+    cfg["process"]["capabilities"] = all_sets(&["CAP_KILL"]);
+    cfg["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]
+    });
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("exec-sec");
+    tong.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    let out = tong.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "mkdir /tmp/x; echo mkdir=$?; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("mkdir=1"), "{stdout}");
+    assert!(stderr.contains("quota exceeded"), "{stderr}");
+    assert_eq!(
+        status_field(&stdout, "CapEff"),
+        format!("{:016x}", 1u64 << 5)
+    );
+    assert_eq!(status_field(&stdout, "Seccomp"), "2");
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
 }

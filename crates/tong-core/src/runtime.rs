@@ -509,6 +509,7 @@ impl Runtime {
         let in_user_namespace = joins.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER);
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
         ctx.security = child_security;
+        ctx.security.seccomp = security::container_seccomp(&record.bundle)?;
         let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
         drop((sync_child, report_child, clone_target, joins, console));

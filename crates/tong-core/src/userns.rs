@@ -143,8 +143,8 @@ mod tests {
     #[test]
     fn refuses_overlap_and_zero_size() {
         let s = spec(
-            serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 10},
-                                       {"containerID": 5, "hostID": 200000, "size": 10}]),
+            serde_json::json!([{"containerID": 0, "hostID": 100_000, "size": 10},
+                                       {"containerID": 5, "hostID": 200_000, "size": 10}]),
         );
         let err = check(&s, &NamespacePlan::from_spec(&s))
             .unwrap_err()
@@ -153,12 +153,12 @@ mod tests {
             err,
             "invalid linux.uidMappings: container ids of entries 0 and 1 overlap"
         );
-        let s = spec(serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 0}]));
+        let s = spec(serde_json::json!([{"containerID": 0, "hostID": 100_000, "size": 0}]));
         let err = check(&s, &NamespacePlan::from_spec(&s))
             .unwrap_err()
             .to_string();
         assert!(err.contains("entry 0 has size 0"), "{err}");
-        let s = spec(serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        let s = spec(serde_json::json!([{"containerID": 0, "hostID": 100_000, "size": 65536}]));
         check(&s, &NamespacePlan::from_spec(&s)).unwrap();
     }
 }

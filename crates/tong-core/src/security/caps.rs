@@ -104,9 +104,9 @@ fn check(plan: &CapabilityPlan, user_namespace: bool) -> Result<()> {
     // In a new user namespace the process holds every capability of that namespace; in
     // tong's own it can only keep what tong has.
     if !user_namespace {
-        let own = ::caps::read(None, CapSet::Permitted)
-            .map(|set| set.iter().fold(0u64, |m, c| m | c.bitmask()))
-            .unwrap_or(u64::MAX);
+        let own = ::caps::read(None, CapSet::Permitted).map_or(u64::MAX, |set| {
+            set.iter().fold(0u64, |m, c| m | c.bitmask())
+        });
         let wanted = plan.effective | plan.permitted | plan.inheritable | plan.ambient;
         if let Some(cap) = first(extra(own, wanted)) {
             return Err(invalid(
@@ -193,7 +193,7 @@ struct CapData {
 impl CapabilityPlan {
     /// Before the credentials change: shrink the bounding set (needs CAP_SETPCAP, which
     /// the process still has) and keep the permitted set across setresuid.
-    pub fn before_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
+    pub(crate) fn before_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
         for cap in 0..=self.last_cap {
             if self.bounding & (1u64 << cap) == 0 {
                 // SAFETY: prctl with integer arguments.
@@ -214,7 +214,7 @@ impl CapabilityPlan {
     }
 
     /// After the credentials change: the three sets with capset(2), then ambient.
-    pub fn after_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
+    pub(crate) fn after_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
         let header = CapHeader {
             version: LINUX_CAPABILITY_VERSION_3,
             pid: 0,

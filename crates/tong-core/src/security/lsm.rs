@@ -76,7 +76,7 @@ pub fn plan(process: &Process) -> Result<Vec<ExecLabel>> {
 
 impl ExecLabel {
     /// Child side: writes the attribute. No allocation.
-    pub fn apply(&self, err: &mut ChildError) -> Result<(), ()> {
+    pub(crate) fn apply(&self, err: &mut ChildError) -> Result<(), ()> {
         // SAFETY: open/write/close with live C strings and buffers.
         unsafe {
             let fd = libc::open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

@@ -85,6 +85,26 @@ pub fn prepare_container(
     Ok((child, host))
 }
 
+/// The seccomp filter of a running container, for a process exec'd into it (as runc,
+/// it applies to every process of the container). Read from the bundle's config.json;
+/// fails closed when that is gone.
+pub fn container_seccomp(bundle: &std::path::Path) -> Result<Option<seccomp::Program>> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::invalid(format!(
+            "cannot read {} for the container's seccomp profile: {e}",
+            path.display()
+        ))
+    })?;
+    let spec = crate::config::parse(&bytes)
+        .map_err(|e| Error::invalid(format!("invalid {}: {e}", path.display())))?;
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+}
+
 /// When config.json does not parse, looks for the mistakes this module can name more
 /// clearly than serde: an unknown capability, seccomp action, architecture, operator or
 /// flag. Returns the message, or None to keep serde's.

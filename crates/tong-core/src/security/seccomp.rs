@@ -250,14 +250,14 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>> {
         .map_err(|e| invalid("linux.seccomp", format!("exporting the BPF program: {e}")))?;
     let mut bpf = Vec::new();
     file.rewind()
-        .and_then(|_| file.read_to_end(&mut bpf))
+        .and_then(|()| file.read_to_end(&mut bpf))
         .map_err(|e| crate::Error::os("reading the seccomp program back", e))?;
     Ok(bpf)
 }
 
 impl Program {
     /// Installs the filter on the calling thread. Child side: no allocation.
-    pub fn install(&self, err: &mut ChildError) -> Result<(), ()> {
+    pub(crate) fn install(&self, err: &mut ChildError) -> Result<(), ()> {
         let prog = libc::sock_fprog {
             len: self.filter.len() as u16,
             filter: self.filter.as_ptr().cast_mut(),

@@ -46,8 +46,8 @@ fn namespace_of(key: &str) -> Option<(i32, &'static str)> {
 }
 
 /// Checks every key and prepares the writes, in key order.
-pub fn plan(
-    sysctls: Option<&HashMap<String, String>>,
+pub fn plan<S: std::hash::BuildHasher>(
+    sysctls: Option<&HashMap<String, String, S>>,
     namespaces: &NamespacePlan,
 ) -> Result<Vec<Sysctl>> {
     let mut keys: Vec<(&String, &String)> = sysctls.into_iter().flatten().collect();
@@ -89,7 +89,7 @@ pub fn plan(
 }
 
 /// Child side: writes each sysctl. No allocation.
-pub fn apply(sysctls: &[Sysctl], err: &mut ChildError) -> Result<(), ()> {
+pub(crate) fn apply(sysctls: &[Sysctl], err: &mut ChildError) -> Result<(), ()> {
     for s in sysctls {
         // SAFETY: open/write/close with live C strings and buffers.
         unsafe {
