@@ -545,6 +545,33 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
         "expected the cgroup warning: {err}"
     );
     tong.assert_clean(&id, Some(&bundle), None);
+
+    // Without a user namespace a non-root user gets a clear refusal, and nothing.
+    let plain = Bundle::new(&config(&["true"]));
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::chown(plain.path(), Some(user), Some(user)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--clear-groups",
+        ])
+        .arg(common::tong_bin())
+        .arg("--root")
+        .arg(tong.root.path())
+        .args(["create", "--bundle", plain.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file.reopen().unwrap())
+        .status()
+        .unwrap();
+    assert!(!out.success());
+    let err = std::fs::read_to_string(err_file.path()).unwrap();
+    assert!(
+        err.contains("tong runs as a non-root user: the config needs a new user namespace"),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&plain), None);
 }
 
 #[test]

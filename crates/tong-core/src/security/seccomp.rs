@@ -355,6 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn flags_go_to_the_seccomp_call() {
+        let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}));
+        let prog = compile(&p).unwrap();
+        assert_eq!(
+            prog.flags,
+            SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        );
+        let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}));
+        assert!(compile(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("SCMP_ACT_NOTIFY"));
+    }
+
+    #[test]
     fn unknown_syscall_and_notify_are_errors() {
         let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir", "no_such_call"], "action": "SCMP_ACT_ERRNO"}]}));
