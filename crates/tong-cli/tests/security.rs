@@ -714,3 +714,123 @@ fn exec_gets_the_containers_seccomp_and_its_process_capabilities() {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+/// What busybox's shell, echo, cat and ls need, and nothing for making directories.
+const ALLOWED: &[&str] = &[
+    "access",
+    "arch_prctl",
+    "brk",
+    "clone",
+    "clone3",
+    "close",
+    "dup",
+    "dup2",
+    "dup3",
+    "execve",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fcntl",
+    "fstat",
+    "futex",
+    "getcwd",
+    "getdents64",
+    "getegid",
+    "geteuid",
+    "getgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getrandom",
+    "getuid",
+    "ioctl",
+    "lseek",
+    "lstat",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "newfstatat",
+    "open",
+    "openat",
+    "pipe",
+    "pipe2",
+    "poll",
+    "prctl",
+    "pread64",
+    "prlimit64",
+    "read",
+    "readlink",
+    "readlinkat",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sendfile",
+    "set_robust_list",
+    "set_tid_address",
+    "setpgid",
+    "sigaltstack",
+    "stat",
+    "statx",
+    "uname",
+    "vfork",
+    "wait4",
+    "write",
+    "writev",
+];
+
+#[test]
+fn a_default_deny_profile_still_starts_the_program() {
+    if !root_or_skip("a_default_deny_profile_still_starts_the_program") {
+        return;
+    }
+    // Installed last before execve, the filter needs to allow only execve of tong's
+    // own calls: everything else on the list is the program's.
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "echo started; ls / >/dev/null && echo listed; mkdir /tmp/denied",
+    ]);
+    cfg["process"]["noNewPrivileges"] = json!(true);
+    cfg["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ALLOWED, "action": "SCMP_ACT_ALLOW"}]
+    });
+    let ran = run(&cfg);
+    assert!(
+        ran.stdout.contains("started") && ran.stdout.contains("listed"),
+        "{}{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(!ran.ok, "mkdir should fail");
+    assert!(
+        ran.stderr.contains("Operation not permitted"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn unknown_syscall_names_can_be_skipped_by_annotation() {
+    if !root_or_skip("unknown_syscall_names_can_be_skipped_by_annotation") {
+        return;
+    }
+    let mut cfg = config(&["sh", "-c", "mkdir /tmp/x; echo mkdir=$?"]);
+    cfg["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["a_syscall_from_the_future", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+    refused(&cfg, "unknown system call \"a_syscall_from_the_future\"");
+    cfg["annotations"] = json!({"tong.seccomp.unknown-syscalls": "ignore"});
+    let ran = run(&cfg);
+    assert!(ran.ok, "{}", ran.stderr);
+    assert!(ran.stdout.contains("mkdir=1"), "{}", ran.stdout);
+    assert!(
+        ran.stderr
+            .contains("skipping system call \"a_syscall_from_the_future\""),
+        "{}",
+        ran.stderr
+    );
+}

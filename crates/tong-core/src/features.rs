@@ -46,7 +46,8 @@ pub fn features() -> Value {
             "tong.backend.rootfs": "rootfs backend plugin name (pivot, chroot, overlay)",
             "tong.rootfs.overlay.lowerdirs": "overlay backend: further read-only layers below root.path, colon-separated, lowest last",
             "tong.backend.net": "network backend plugin name (none)",
-            "tong.init": "true: tong's minimal init runs as pid 1, reaps orphans, forwards signals"
+            "tong.init": "true: tong's minimal init runs as pid 1, reaps orphans, forwards signals",
+            "tong.seccomp.unknown-syscalls": "ignore: skip seccomp syscall names libseccomp does not know (default: refuse them)"
         }
     })
 }

@@ -78,10 +78,7 @@ pub fn prepare_container(
     let (mut child, host) = prepare(process, namespaces.has(libc::CLONE_NEWUSER))?;
     let linux = spec.linux().as_ref();
     child.sysctls = sysctl::plan(linux.and_then(|l| l.sysctl().as_ref()), namespaces)?;
-    child.seccomp = linux
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()?;
+    child.seccomp = compile_seccomp(spec)?;
     Ok((child, host))
 }
 
@@ -98,10 +95,20 @@ pub fn container_seccomp(bundle: &std::path::Path) -> Result<Option<seccomp::Pro
     })?;
     let spec = crate::config::parse(&bytes)
         .map_err(|e| Error::invalid(format!("invalid {}: {e}", path.display())))?;
+    compile_seccomp(&spec)
+}
+
+/// The config's seccomp profile compiled, with its annotation for unknown names.
+fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Program>> {
+    let ignore_unknown = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(seccomp::UNKNOWN_SYSCALLS_ANNOTATION))
+        .is_some_and(|v| v == "ignore");
     spec.linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
+        .map(|profile| seccomp::compile(profile, ignore_unknown))
         .transpose()
 }
 

@@ -2,7 +2,12 @@
 //! parent; the child installs the program with the raw seccomp(2) system call.
 //!
 //! Departure from runc: a syscall name libseccomp does not know is an error (runc skips
-//! it silently), so a typo cannot weaken a profile unnoticed.
+//! it silently), so a typo cannot weaken a profile unnoticed. Engines' default profiles
+//! name system calls newer than an older libseccomp knows; the annotation
+//! `tong.seccomp.unknown-syscalls: ignore` skips those with a warning, as runc does.
+
+/// Annotation that makes unknown syscall names a warning instead of an error.
+pub const UNKNOWN_SYSCALLS_ANNOTATION: &str = "tong.seccomp.unknown-syscalls";
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -113,7 +118,9 @@ fn action(field: &str, act: LinuxSeccompAction, errno: Option<u32>) -> Result<Sc
 }
 
 /// Compiles the profile. Every name is checked here, so the child only installs.
-pub fn compile(profile: &LinuxSeccomp) -> Result<Program> {
+/// With `ignore_unknown_syscalls`, names libseccomp does not know are skipped (with a
+/// warning on stderr) instead of refused.
+pub fn compile(profile: &LinuxSeccomp, ignore_unknown_syscalls: bool) -> Result<Program> {
     let default = action(
         "linux.seccomp.defaultAction",
         profile.default_action(),
@@ -189,12 +196,16 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Program> {
             continue;
         }
         for name in rule.names() {
-            let syscall = ScmpSyscall::from_name(name).map_err(|_| {
-                invalid(
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                if ignore_unknown_syscalls {
+                    eprintln!("tong: warning: {field}.names: skipping system call {name:?}, unknown to libseccomp");
+                    continue;
+                }
+                return Err(invalid(
                     &format!("{field}.names"),
-                    format!("unknown system call {name:?}"),
-                )
-            })?;
+                    format!("unknown system call {name:?} (annotation {UNKNOWN_SYSCALLS_ANNOTATION}=ignore skips such names)"),
+                ));
+            };
             let added = if repeated {
                 // As runc: conditions on the same argument are alternatives (one rule each).
                 conditions
@@ -350,7 +361,7 @@ mod tests {
                           {"index": 0, "value": 0xff, "valueTwo": 1, "op": "SCMP_CMP_MASKED_EQ"}]}
             ]
         }));
-        let prog = compile(&p).unwrap();
+        let prog = compile(&p, false).unwrap();
         assert!(prog.filter.len() > 5);
     }
 
@@ -360,14 +371,14 @@ mod tests {
             "defaultErrnoRet": 38,
             "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
             "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}));
-        let prog = compile(&p).unwrap();
+        let prog = compile(&p, false).unwrap();
         assert_eq!(
             prog.flags,
             SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW
         );
         let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}));
-        assert!(compile(&p)
+        assert!(compile(&p, false)
             .unwrap_err()
             .to_string()
             .contains("SCMP_ACT_NOTIFY"));
@@ -377,13 +388,16 @@ mod tests {
     fn unknown_syscall_and_notify_are_errors() {
         let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir", "no_such_call"], "action": "SCMP_ACT_ERRNO"}]}));
-        let err = compile(&p).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "linux.seccomp.syscalls[0].names: unknown system call \"no_such_call\""
+        let err = compile(&p, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "linux.seccomp.syscalls[0].names: unknown system call \"no_such_call\""
+            ),
+            "{err}"
         );
+        compile(&p, true).unwrap();
         let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-        assert!(compile(&p)
+        assert!(compile(&p, false)
             .unwrap_err()
             .to_string()
             .contains("seccomp agent"));
