@@ -834,3 +834,70 @@ fn unknown_syscall_names_can_be_skipped_by_annotation() {
         ran.stderr
     );
 }
+
+#[test]
+fn joining_a_user_namespace_by_path_uses_its_mapping() {
+    if !root_or_skip("joining_a_user_namespace_by_path_uses_its_mapping") {
+        return;
+    }
+    let base = 200_000;
+    let tong = Tong::new();
+    let owner = Bundle::new(&userns_config(&["sleep", "30"], base));
+    let owner_id = unique_id("userns-owner");
+    tong.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        owner.path().to_str().unwrap(),
+        &owner_id,
+    ]);
+    let pid = tong.state(&owner_id)["pid"].as_i64().unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(data.path(), Some(base), Some(base)).unwrap();
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "id -u; touch /run/joined && stat -c '%u' /run/joined",
+    ]);
+    cfg["linux"]["namespaces"] = json!([
+        {"type": "user", "path": format!("/proc/{pid}/ns/user")},
+        {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+    ]);
+    cfg["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/run", "type": "bind", "source": data.path(), "options": ["rbind", "rw"]}));
+    // Probing picks ns=fork: it joins the user namespace before creating the others,
+    // so they belong to it (sethostname and mounts need that).
+    for flags in [&[][..], &["--backend", "ns=fork"][..]] {
+        let backend = format!("{flags:?}");
+        let _ = std::fs::remove_file(data.path().join("joined"));
+        let ran = run_with(&tong, &cfg, flags);
+        assert!(ran.ok, "{backend}: {}", ran.stderr);
+        assert_eq!(
+            ran.stdout.lines().collect::<Vec<_>>(),
+            ["0", "0"],
+            "{backend}"
+        );
+        let meta = std::fs::metadata(data.path().join("joined")).unwrap();
+        assert_eq!(meta.uid(), base, "{backend}");
+    }
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("userns-clone3");
+    let err = tong.fails(&[
+        "create",
+        "--backend",
+        "ns=clone3",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("needs them created after the join: use ns=fork"),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    tong.ok(&["delete", "--force", &owner_id]);
+    tong.assert_clean(&owner_id, Some(&owner), None);
+}

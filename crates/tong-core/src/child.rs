@@ -99,8 +99,9 @@ pub struct ChildContext {
     pub init: bool,
     /// startContainer hooks, run after the start gate: see [`crate::hooks`].
     pub start_hooks: crate::hooks::StartHooks,
-    /// In a new user namespace: become its uid/gid 0 right after the parent wrote the
-    /// id maps, before anything creates files.
+    /// In a user namespace (new or joined): become its uid/gid 0 right after the go-ahead
+    /// (the parent has written a new namespace's id maps by then), before anything
+    /// creates files.
     pub user_namespace_root: bool,
     /// Capabilities, seccomp, sysctls and LSM labels, prepared by the parent.
     pub security: crate::security::ChildSecurity,
@@ -152,13 +153,13 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             check(
                 ret as c_int,
                 err,
-                &[b"setresgid(0) in the new user namespace"],
+                &[b"setresgid(0) in the container's user namespace"],
             )?;
             let ret = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
             check(
                 ret as c_int,
                 err,
-                &[b"setresuid(0) in the new user namespace"],
+                &[b"setresuid(0) in the container's user namespace"],
             )?;
         }
     }

@@ -147,6 +147,12 @@ impl NamespacePlan {
         self.create & flag as u64 != 0 || self.join.iter().any(|(t, _)| *t == flag)
     }
 
+    /// Whether the config joins a user namespace by path and creates other namespaces:
+    /// those must be created after the join to belong to it (ns=fork does that).
+    pub fn joins_user_and_creates(&self) -> bool {
+        self.create != 0 && self.join.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER)
+    }
+
     /// Whether the container creates a namespace of this type.
     pub fn creates(&self, flag: i32) -> bool {
         self.create & flag as u64 != 0

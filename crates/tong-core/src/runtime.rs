@@ -322,6 +322,11 @@ impl Runtime {
                 .or_else(|| annotations.get(&format!("{BACKEND_ANNOTATION}{kind}")));
             let plugin = match explicit {
                 Some(name) => self.plugins.select_named(kind, name)?,
+                // Only ns=fork creates namespaces after joining a user namespace, so they
+                // belong to it (clone3 creates them at once, owned by ours).
+                None if kind == PluginKind::Namespace && namespaces.joins_user_and_creates() => {
+                    self.plugins.select_named(kind, "fork")?
+                }
                 None => match self.plugins.select_best(kind) {
                     Ok(plugin) => plugin,
                     Err(e) if kind == PluginKind::Cgroup && userns::rootless() => {
@@ -830,8 +835,8 @@ fn build(
     };
     ctx.security = child_security;
     ctx.keep_fds_below = 3 + (opts.listen_fds + opts.preserve_fds) as i32;
-    if namespaces.creates(libc::CLONE_NEWUSER) {
-        // Until it takes uid 0 of its new namespace, the child keeps tong's own ids,
+    if namespaces.has(libc::CLONE_NEWUSER) {
+        // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
         // which have no mapping there (files it made would say "overflow").
         ctx.user_namespace_root = true;
         // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.

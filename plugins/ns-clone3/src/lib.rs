@@ -57,6 +57,13 @@ impl NamespacePlugin for Clone3 {
             // SAFETY: the host passes join/join_len describing a live array.
             unsafe { std::slice::from_raw_parts(req.join, req.join_len) }
         };
+        if req.clone_flags != 0 && joins.iter().any(|j| j.nstype == libc::CLONE_NEWUSER) {
+            // Namespaces created by clone3 belong to the caller's user namespace, not to
+            // the one the child joins afterwards, which then has no power over them.
+            return Err(PluginError::unsupported(
+                "joining a user namespace by path while creating other namespaces needs them created after the join: use ns=fork",
+            ));
+        }
         let pid_join = joins.iter().find(|j| j.nstype == libc::CLONE_NEWPID);
         if pid_join.is_some() && req.clone_flags & libc::CLONE_NEWPID as u64 != 0 {
             return Err(PluginError::invalid(
