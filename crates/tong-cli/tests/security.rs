@@ -34,6 +34,23 @@ fn run_with(tong: &Tong, cfg: &Value, extra: &[&str]) -> Ran {
     }
 }
 
+/// Runs `cmd` with its output in files (a container may inherit the descriptors).
+fn captured(cmd: &mut std::process::Command) -> Ran {
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
+        .status()
+        .unwrap();
+    Ran {
+        ok: status.success(),
+        stdout: std::fs::read_to_string(out_file.path()).unwrap(),
+        stderr: std::fs::read_to_string(err_file.path()).unwrap(),
+    }
+}
+
 fn run(cfg: &Value) -> Ran {
     run_with(&Tong::new(), cfg, &[])
 }
@@ -336,7 +353,7 @@ fn no_descriptor_of_the_caller_or_tong_leaks_in() {
 }
 
 /// Runs tong through a shell that opens files on 3, 4 and 5 first, with `env` set.
-fn run_with_open_fds(env: &str, flags: &str) -> (bool, String, String) {
+fn run_with_open_fds(env: &str, flags: &str) -> Ran {
     let tong = Tong::new();
     let files = tempfile::tempdir().unwrap();
     let bundle = Bundle::new(&config(&[
@@ -355,21 +372,9 @@ fn run_with_open_fds(env: &str, flags: &str) -> (bool, String, String) {
         tong.root.path().display(),
         bundle.path().display()
     );
-    let out_file = tempfile::NamedTempFile::new().unwrap();
-    let err_file = tempfile::NamedTempFile::new().unwrap();
-    let status = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(out_file.reopen().unwrap())
-        .stderr(err_file.reopen().unwrap())
-        .status()
-        .unwrap();
+    let ran = captured(std::process::Command::new("sh").args(["-c", &script]));
     tong.assert_clean(&id, Some(&bundle), None);
-    (
-        status.success(),
-        std::fs::read_to_string(out_file.path()).unwrap(),
-        std::fs::read_to_string(err_file.path()).unwrap(),
-    )
+    ran
 }
 
 #[test]
@@ -377,18 +382,30 @@ fn preserve_fds_passes_exactly_the_asked_descriptors() {
     if !root_or_skip("preserve_fds_passes_exactly_the_asked_descriptors") {
         return;
     }
-    let (ok, out, err) = run_with_open_fds("", "--preserve-fds 2");
+    let Ran {
+        ok,
+        stdout: out,
+        stderr: err,
+    } = run_with_open_fds("", "--preserve-fds 2");
     assert!(ok, "{err}");
     assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3, 4], "{out}");
-    assert!(out.contains("3 ") && out.contains("fd3-file"), "{out}");
-    assert!(
-        out.contains("fd4-file") && !out.contains("fd5-file"),
-        "{out}"
-    );
+    let target = |fd: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{fd} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(target("3").ends_with("/fd3-file"), "{out}");
+    assert!(target("4").ends_with("/fd4-file"), "{out}");
+    assert!(!out.contains("fd5-file"), "{out}");
     assert!(!out.contains("LISTEN_"), "{out}");
 
     // LISTEN_FDS for this very process: those first, then the preserved ones.
-    let (ok, out, err) = run_with_open_fds("LISTEN_PID=$$ LISTEN_FDS=1", "--preserve-fds 1");
+    let Ran {
+        ok,
+        stdout: out,
+        stderr: err,
+    } = run_with_open_fds("LISTEN_PID=$$ LISTEN_FDS=1", "--preserve-fds 1");
     assert!(ok, "{err}");
     assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3, 4], "{out}");
     assert!(
@@ -397,11 +414,17 @@ fn preserve_fds_passes_exactly_the_asked_descriptors() {
     );
 
     // LISTEN_PID of another process: not ours, ignored.
-    let (ok, out, err) = run_with_open_fds("LISTEN_PID=1 LISTEN_FDS=2", "");
+    let Ran {
+        ok,
+        stdout: out,
+        stderr: err,
+    } = run_with_open_fds("LISTEN_PID=1 LISTEN_FDS=2", "");
     assert!(ok, "{err}");
     assert_eq!(fd_numbers(&out), vec![0, 1, 2], "{out}");
 
-    let (ok, _, err) = run_with_open_fds("", "--preserve-fds 5");
+    let Ran {
+        ok, stderr: err, ..
+    } = run_with_open_fds("", "--preserve-fds 5");
     assert!(!ok);
     assert!(
         err.contains("--preserve-fds 5") && err.contains("descriptor 6 is not open"),
@@ -512,27 +535,25 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
     let bundle = Bundle::new(&cfg);
     std::os::unix::fs::chown(bundle.path(), Some(user), Some(user)).unwrap();
     let id = unique_id("rootless");
-    let out_file = tempfile::NamedTempFile::new().unwrap();
-    let err_file = tempfile::NamedTempFile::new().unwrap();
-    let status = std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(common::tong_bin())
-        .arg("--root")
-        .arg(tong.root.path())
-        .args(["run", "--bundle", bundle.path().to_str().unwrap(), &id])
-        .stdin(std::process::Stdio::null())
-        .stdout(out_file.reopen().unwrap())
-        .stderr(err_file.reopen().unwrap())
-        .status()
-        .unwrap();
-    let out = std::fs::read_to_string(out_file.path()).unwrap();
-    let err = std::fs::read_to_string(err_file.path()).unwrap();
-    assert!(status.success(), "rootless run failed: {err}");
+    // tong as that user, with no supplementary groups and no capabilities.
+    let as_user = |args: &[&str]| {
+        captured(
+            std::process::Command::new("setpriv")
+                .args([
+                    &format!("--reuid={user}"),
+                    &format!("--regid={user}"),
+                    "--clear-groups",
+                    "--inh-caps=-all",
+                ])
+                .arg(common::tong_bin())
+                .arg("--root")
+                .arg(tong.root.path())
+                .args(args),
+        )
+    };
+    let ran = as_user(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let (out, err) = (&ran.stdout, &ran.stderr);
+    assert!(ran.ok, "rootless run failed: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "0", "{out}");
     assert_eq!(
@@ -548,28 +569,14 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
 
     // Without a user namespace a non-root user gets a clear refusal, and nothing.
     let plain = Bundle::new(&config(&["true"]));
-    let err_file = tempfile::NamedTempFile::new().unwrap();
     std::os::unix::fs::chown(plain.path(), Some(user), Some(user)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--clear-groups",
-        ])
-        .arg(common::tong_bin())
-        .arg("--root")
-        .arg(tong.root.path())
-        .args(["create", "--bundle", plain.path().to_str().unwrap(), &id])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(err_file.reopen().unwrap())
-        .status()
-        .unwrap();
-    assert!(!out.success());
-    let err = std::fs::read_to_string(err_file.path()).unwrap();
+    let ran = as_user(&["create", "--bundle", plain.path().to_str().unwrap(), &id]);
+    assert!(!ran.ok);
     assert!(
-        err.contains("tong runs as a non-root user: the config needs a new user namespace"),
-        "{err}"
+        ran.stderr
+            .contains("tong runs as a non-root user: the config needs a new user namespace"),
+        "{}",
+        ran.stderr
     );
     tong.assert_clean(&id, Some(&plain), None);
 }
