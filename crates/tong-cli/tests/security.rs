@@ -51,6 +51,20 @@ fn captured(cmd: &mut std::process::Command) -> Ran {
     }
 }
 
+/// Starts `cfg` in the background (`run -d`); returns its bundle and id.
+fn start_detached(tong: &Tong, cfg: &Value, name: &str) -> (Bundle, String) {
+    let bundle = Bundle::new(cfg);
+    let id = unique_id(name);
+    tong.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    (bundle, id)
+}
+
 fn run(cfg: &Value) -> Ran {
     run_with(&Tong::new(), cfg, &[])
 }
@@ -692,15 +706,7 @@ fn exec_gets_the_containers_seccomp_and_its_process_capabilities() {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]
     });
-    let bundle = Bundle::new(&cfg);
-    let id = unique_id("exec-sec");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    let (bundle, id) = start_detached(&tong, &cfg, "exec-sec");
     let out = tong.run(&[
         "exec",
         &id,
@@ -849,15 +855,11 @@ fn joining_a_user_namespace_by_path_uses_its_mapping() {
     }
     let base = 200_000;
     let tong = Tong::new();
-    let owner = Bundle::new(&userns_config(&["sleep", "30"], base));
-    let owner_id = unique_id("userns-owner");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        owner.path().to_str().unwrap(),
-        &owner_id,
-    ]);
+    let (owner, owner_id) = start_detached(
+        &tong,
+        &userns_config(&["sleep", "30"], base),
+        "userns-owner",
+    );
     let pid = tong.state(&owner_id)["pid"].as_i64().unwrap();
 
     let data = tempfile::tempdir().unwrap();
