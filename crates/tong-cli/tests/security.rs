@@ -466,9 +466,12 @@ fn uid_mapped_root_owns_its_files_as_the_mapped_host_uid() {
     let data = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(data.path(), Some(base), Some(base)).unwrap();
     let mut cfg = userns_config(
-        &["sh", "-c", "id -u; touch /run/made-inside && stat -c '%u:%g' /run/made-inside; cat /proc/self/uid_map"],
+        &["sh", "-c", "id -u; touch /run/made-inside && stat -c '%u:%g' /run/made-inside; cat /proc/self/uid_map; cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_forward"],
         base,
     );
+    // Namespaced sysctls work from inside a user namespace too (the kernel hands the
+    // namespace's root the ipc and net sysctl files).
+    cfg["linux"]["sysctl"] = json!({"kernel.shmmni": "1234", "net.ipv4.ip_forward": "1"});
     cfg["mounts"]
         .as_array_mut()
         .unwrap()
@@ -486,6 +489,7 @@ fn uid_mapped_root_owns_its_files_as_the_mapped_host_uid() {
             lines[2].split_whitespace().collect::<Vec<_>>(),
             ["0", "100000", "65536"]
         );
+        assert_eq!(lines[3..], ["1234", "1"], "{backend}: {}", ran.stdout);
         let meta = std::fs::metadata(data.path().join("made-inside")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (base, base), "{backend}");
     }
