@@ -356,12 +356,15 @@ fn no_descriptor_of_the_caller_or_tong_leaks_in() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let leaky = std::fs::File::create(dir.path().join("opened-by-the-test")).unwrap();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&leaky);
-    // Inheritable, as a careless caller's descriptor would be.
-    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns.
-    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let file = std::fs::File::create(dir.path().join("opened-by-the-test")).unwrap();
+    // Inheritable, as a careless caller's descriptor would be, and numbered above the
+    // 3..6 the preserve-fds test running beside this one counts on.
+    // SAFETY: F_DUPFD makes a new descriptor (without FD_CLOEXEC) of one we own.
+    let leaky = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_DUPFD, 200) };
+    assert!(leaky >= 200);
     let out = output(&config(&["sh", "-c", LIST_FDS]));
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(leaky) };
     assert_eq!(fd_numbers(&out), vec![0, 1, 2], "{out}");
     assert!(!out.contains("opened-by-the-test"), "{out}");
 }
