@@ -78,10 +78,18 @@ fn output(cfg: &Value) -> String {
 
 /// Asserts `create` fails with `expected` on one line and leaves nothing behind.
 fn refused(cfg: &Value, expected: &str) {
+    refused_with(cfg, &[], expected);
+}
+
+/// As [`refused`], with more flags for `create`.
+fn refused_with(cfg: &Value, flags: &[&str], expected: &str) {
     let tong = Tong::new();
     let bundle = Bundle::new(cfg);
     let id = unique_id("bad");
-    let err = tong.fails(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let mut args = vec!["create"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--bundle", bundle.path().to_str().unwrap(), &id]);
+    let err = tong.fails(&args);
     assert!(err.contains(expected), "expected {expected:?} in: {err}");
     assert_eq!(
         err.trim().lines().count(),
@@ -899,21 +907,11 @@ fn joining_a_user_namespace_by_path_uses_its_mapping() {
         let meta = std::fs::metadata(data.path().join("joined")).unwrap();
         assert_eq!(meta.uid(), base, "{backend}");
     }
-    let bundle = Bundle::new(&cfg);
-    let id = unique_id("userns-clone3");
-    let err = tong.fails(&[
-        "create",
-        "--backend",
-        "ns=clone3",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
-    assert!(
-        err.contains("needs them created after the join: use ns=fork"),
-        "{err}"
+    refused_with(
+        &cfg,
+        &["--backend", "ns=clone3"],
+        "needs them created after the join: use ns=fork",
     );
-    tong.assert_clean(&id, Some(&bundle), None);
     tong.ok(&["delete", "--force", &owner_id]);
     tong.assert_clean(&owner_id, Some(&owner), None);
 }
