@@ -915,3 +915,32 @@ fn joining_a_user_namespace_by_path_uses_its_mapping() {
     tong.ok(&["delete", "--force", &owner_id]);
     tong.assert_clean(&owner_id, Some(&owner), None);
 }
+
+#[test]
+fn exec_into_a_user_namespace_container_acts_as_its_mapped_root() {
+    if !root_or_skip("exec_into_a_user_namespace_container_acts_as_its_mapped_root") {
+        return;
+    }
+    let base = 300_000;
+    let tong = Tong::new();
+    let data = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(data.path(), Some(base), Some(base)).unwrap();
+    let mut cfg = userns_config(&["sleep", "30"], base);
+    cfg["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/run", "type": "bind", "source": data.path(), "options": ["rbind", "rw"]}));
+    let (bundle, id) = start_detached(&tong, &cfg, "userns-exec");
+    let out = tong.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; touch /run/from-exec && stat -c %u /run/from-exec",
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0"], "{out}");
+    let meta = std::fs::metadata(data.path().join("from-exec")).unwrap();
+    assert_eq!(meta.uid(), base);
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
