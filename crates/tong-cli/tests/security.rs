@@ -596,6 +596,25 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
     );
     tong.assert_clean(&id, Some(&bundle), None);
 
+    // In the background, then a process exec'd into it, also without root or cgroup.
+    cfg["process"]["args"] = json!(["sleep", "30"]);
+    let bundle = Bundle::new(&cfg);
+    std::os::unix::fs::chown(bundle.path(), Some(user), Some(user)).unwrap();
+    let ran = as_user(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(ran.ok, "rootless run -d failed: {}", ran.stderr);
+    let ran = as_user(&["exec", &id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert!(ran.ok, "rootless exec failed: {}", ran.stderr);
+    assert_eq!(ran.stdout.lines().next(), Some("0"), "{}", ran.stdout);
+    let ran = as_user(&["delete", "--force", &id]);
+    assert!(ran.ok, "rootless delete failed: {}", ran.stderr);
+    tong.assert_clean(&id, Some(&bundle), None);
+
     // Without a user namespace a non-root user gets a clear refusal, and nothing.
     let plain = Bundle::new(&config(&["true"]));
     std::os::unix::fs::chown(plain.path(), Some(user), Some(user)).unwrap();

@@ -495,10 +495,21 @@ impl Runtime {
             }
             record
         };
-        let ns = self.recorded_plugin(&record, PluginKind::Namespace)?;
-        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let joins = container_namespaces(record.pid)?;
+        let in_user_namespace = joins.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER);
+        let ns = if in_user_namespace && userns::rootless() {
+            // Without root, the container's pid namespace can only be joined from inside
+            // its user namespace: ns=fork joins that first (clone3 joins pid in the parent).
+            self.plugins.select_named(PluginKind::Namespace, "fork")?
+        } else {
+            self.recorded_plugin(&record, PluginKind::Namespace)?
+        };
+        // A container run without root may have no cgroup (see userns).
+        let cgroup = match record.backend(PluginKind::Cgroup) {
+            Some(_) => Some(self.recorded_plugin(&record, PluginKind::Cgroup)?),
+            None => None,
+        };
+        let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let console = console_for(process, opts.console_socket.as_deref())?;
         let (sync_child, sync_parent) = pipe()?;
         let (report_parent, report_child) = pipe()?;
@@ -511,11 +522,15 @@ impl Runtime {
             console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         };
         let mut ctx = process_context(process, fds)?;
-        let in_user_namespace = joins.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER);
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
         ctx.security = child_security;
         ctx.security.seccomp = security::container_seccomp(&record.bundle)?;
-        let clone_target = cgroup.cgroup_clone_target(&cgroup_state)?;
+        // Its user namespace was mapped without root: setgroups(2) is denied there.
+        ctx.set_groups = !(in_user_namespace && userns::rootless());
+        let clone_target = match cgroup {
+            Some(cgroup) => cgroup.cgroup_clone_target(&cgroup_state)?,
+            None => None,
+        };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
         drop((sync_child, report_child, clone_target, joins, console));
         let pid = spawned.pid;
@@ -523,7 +538,7 @@ impl Runtime {
         let sync = File::from(sync_parent);
         let report = File::from(report_parent);
         let handshake = || -> Result<()> {
-            if spawned.in_cgroup == 0 {
+            if let (Some(cgroup), 0) = (cgroup, spawned.in_cgroup) {
                 cgroup.cgroup_add_process(&cgroup_state, pid)?;
             }
             host_steps.apply(pid)?;
