@@ -294,6 +294,19 @@ fn a_hard_limit_above_tongs_own_is_refused_with_the_reason() {
         &cfg,
         "RLIMIT_NOFILE: soft limit 2000 is above hard limit 1000",
     );
+    // Lowering oom_score_adj below tong's own needs CAP_SYS_RESOURCE too: found when
+    // written, after the container process exists, and undone.
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if own > -1000 {
+        let mut cfg = config(&["true"]);
+        cfg["process"]["oomScoreAdj"] = json!(-1000);
+        refused(&cfg, "process.oomScoreAdj: cannot write -1000 to /proc/");
+        refused(&cfg, "needs CAP_SYS_RESOURCE, which tong does not have");
+    }
 }
 
 #[test]
