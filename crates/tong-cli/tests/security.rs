@@ -976,3 +976,28 @@ fn exec_into_a_user_namespace_container_acts_as_its_mapped_root() {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+#[test]
+fn in_init_mode_the_init_is_under_the_filter_too() {
+    if !root_or_skip("in_init_mode_the_init_is_under_the_filter_too") {
+        return;
+    }
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "echo init=$(cat /proc/1/comm) $(grep ^Seccomp: /proc/1/status); mkdir /tmp/x; echo mkdir=$?",
+    ]);
+    cfg["process"]["noNewPrivileges"] = json!(true);
+    cfg["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]
+    });
+    let ran = run_with(&Tong::new(), &cfg, &["--init"]);
+    assert!(ran.ok, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("init=tong-init Seccomp: 2"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("mkdir=1"), "{}", ran.stdout);
+}

@@ -256,7 +256,16 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         wait_for(ctx.sync_fd, START, err, b"waiting for start")?;
     }
     ctx.start_hooks.run_in_child(err)?;
+    // With no_new_privs the filter waits for the last moment (below); tong's init stays
+    // in the container beside the program, so then it takes the filter before the fork.
+    let mut filter_pending = ctx.no_new_privileges;
     if ctx.init {
+        if filter_pending {
+            if let Some(seccomp) = &security.seccomp {
+                seccomp.install(err)?;
+            }
+            filter_pending = false;
+        }
         crate::init::fork_init(err)?;
     }
     if tty.is_some() {
@@ -264,7 +273,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     }
 
     unblock_all_signals();
-    if ctx.no_new_privileges {
+    if filter_pending {
         // As close to execve as possible, so the profile need allow almost nothing of ours.
         if let Some(seccomp) = &security.seccomp {
             seccomp.install(err)?;
