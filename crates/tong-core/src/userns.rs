@@ -33,9 +33,9 @@ fn mappings(spec: &Spec) -> (&[LinuxIdMapping], &[LinuxIdMapping]) {
 
 /// Says, on stderr, that the container runs without a cgroup and why.
 pub fn warn_no_cgroup(why: &crate::Error) {
-    eprintln!(
-        "tong: warning: running without root and without a cgroup: linux.resources limits, pause, ps and stats are not available ({why})"
-    );
+    crate::security::warn(format_args!(
+        "running without root and without a cgroup: linux.resources limits, pause, ps and stats are not available ({why})"
+    ));
 }
 
 /// Checks the mappings against the namespaces, before anything is created.

@@ -198,7 +198,9 @@ pub fn compile(profile: &LinuxSeccomp, ignore_unknown_syscalls: bool) -> Result<
         for name in rule.names() {
             let Ok(syscall) = ScmpSyscall::from_name(name) else {
                 if ignore_unknown_syscalls {
-                    eprintln!("tong: warning: {field}.names: skipping system call {name:?}, unknown to libseccomp");
+                    super::warn(format_args!(
+                        "{field}.names: skipping system call {name:?}, unknown to libseccomp"
+                    ));
                     continue;
                 }
                 return Err(invalid(
