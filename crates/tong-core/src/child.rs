@@ -103,6 +103,10 @@ pub struct ChildContext {
     /// (the parent has written a new namespace's id maps by then), before anything
     /// creates files.
     pub user_namespace_root: bool,
+    /// Create the cgroup namespace after the go-ahead rather than at clone: its root is
+    /// the cgroup its creator is in, and only then is the process in its own cgroups
+    /// (cgroup v1 cannot place a process at clone).
+    pub unshare_cgroup: bool,
     /// Capabilities, seccomp, sysctls and LSM labels, prepared by the parent.
     pub security: crate::security::ChildSecurity,
 }
@@ -162,6 +166,11 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
                 &[b"setresuid(0) in the container's user namespace"],
             )?;
         }
+    }
+    if ctx.unshare_cgroup {
+        // SAFETY: unshare(2) has no memory preconditions.
+        let ret = unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+        check(ret, err, &[b"unshare the cgroup namespace"])?;
     }
     let security = &ctx.security;
     crate::security::sysctl::apply(&security.sysctls, err)?;

@@ -865,9 +865,17 @@ fn build(
         Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
         None => None,
     };
+    // A cgroup namespace's root is its creator's cgroup. Only CLONE_INTO_CGROUP (cgroup2)
+    // places the child before it exists; otherwise the child is moved after clone and
+    // makes the namespace itself once it is there, as runc does.
+    let mut clone_flags = namespaces.create;
+    if namespaces.creates(libc::CLONE_NEWCGROUP) && clone_target.is_none() {
+        clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
+        ctx.unshare_cgroup = true;
+    }
     let (spawned, pidfd) = spawn(
         backends[&PluginKind::Namespace],
-        namespaces.create,
+        clone_flags,
         &join_files,
         clone_target.as_ref(),
         &ctx,
@@ -1244,6 +1252,7 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
         start_hooks: hooks::StartHooks::default(),
         security: ChildSecurity::default(),
         user_namespace_root: false,
+        unshare_cgroup: false,
     })
 }
 
