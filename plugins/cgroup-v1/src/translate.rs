@@ -72,8 +72,16 @@ pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
         let v = limit(&format!("hugepageLimits[{size}].limit"), h.limit())?;
         out.push(w("hugetlb", format!("hugetlb.{size}.limit_in_bytes"), v));
     }
-    for rule in res.devices().iter().flatten() {
+    let rules = res.devices().as_deref().unwrap_or_default();
+    for rule in rules {
         out.push(device(rule)?);
+    }
+    if !rules.is_empty() {
+        // Engines (podman) deny every device and count on the runtime to allow the
+        // devices every container gets, as runc and crun do.
+        for rule in DEFAULT_DEVICE_RULES {
+            out.push(w("devices", "devices.allow", rule));
+        }
     }
     if let Some(net) = res.network() {
         if let Some(class) = net.class_id() {
@@ -248,6 +256,24 @@ fn block_io(bio: &LinuxBlockIo, out: &mut Vec<Write>) -> PluginResult<()> {
     }
     Ok(())
 }
+
+/// The devices runc and crun allow after the config's own rules: creating any node
+/// (`m`), /dev/null, random, full, tty, zero, urandom, console, the pts devices, ptmx
+/// and tun.
+pub const DEFAULT_DEVICE_RULES: [&str; 12] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:8 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:5 rwm",
+    "c 1:9 rwm",
+    "c 5:1 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
 
 /// A device cgroup rule: `devices.allow` or `devices.deny` with `type major:minor access`.
 fn device(rule: &LinuxDeviceCgroup) -> PluginResult<Write> {
@@ -470,17 +496,29 @@ mod tests {
         ], "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
            "unified": {"hugetlb.2MB.max": "max"}}))
         .unwrap();
-        assert_eq!(
-            got,
-            triples(&[
-                ("devices", "devices.deny", "a *:* rwm"),
-                ("devices", "devices.allow", "c 1:3 rw"),
-                ("devices", "devices.allow", "b 8:* rwm"),
-                ("net_cls", "net_cls.classid", "1048577"),
-                ("net_prio", "net_prio.ifpriomap", "eth0 5"),
-                ("unified", "hugetlb.2MB.max", "max"),
-            ])
-        );
+        let mut want = triples(&[
+            ("devices", "devices.deny", "a *:* rwm"),
+            ("devices", "devices.allow", "c 1:3 rw"),
+            ("devices", "devices.allow", "b 8:* rwm"),
+        ]);
+        want.extend(DEFAULT_DEVICE_RULES.map(|r| {
+            (
+                "devices".to_owned(),
+                "devices.allow".to_owned(),
+                r.to_owned(),
+            )
+        }));
+        want.extend(triples(&[
+            ("net_cls", "net_cls.classid", "1048577"),
+            ("net_prio", "net_prio.ifpriomap", "eth0 5"),
+            ("unified", "hugetlb.2MB.max", "max"),
+        ]));
+        assert_eq!(got, want);
+        // No device rules: nothing is written to the device cgroup.
+        assert!(tr(json!({"pids": {"limit": 3}}))
+            .unwrap()
+            .iter()
+            .all(|(controller, _, _)| controller != "devices"));
         assert!(err(json!({"devices": [{"allow": true, "type": "p"}]})).contains("type \"p\""));
         assert!(
             err(json!({"devices": [{"allow": true, "access": "rwx"}]})).contains("access \"rwx\"")
