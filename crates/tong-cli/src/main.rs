@@ -204,7 +204,26 @@ enum Command {
 fn main() -> ExitCode {
     // Before anything opens a descriptor: the caller's descriptors are 3 up to this.
     let first_unopened_fd = first_unopened_fd();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() {
+                // Engines show only the --log file: a flag tong does not know must
+                // reach it too, not just stderr.
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                // clap's first paragraph, on one line (the usage text follows).
+                let msg = e.to_string();
+                let first: Vec<&str> = msg
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let first = first.join(" ");
+                Logger::from_args(&args).write(first.strip_prefix("error: ").unwrap_or(&first));
+            }
+            e.exit()
+        }
+    };
     let log = Logger {
         path: cli.log.clone(),
         format: cli.log_format,
@@ -596,8 +615,40 @@ struct Logger {
 }
 
 impl Logger {
+    /// The logger the raw arguments ask for (`--log FILE`, `--log=FILE`,
+    /// `--log-format json`), for errors found before they could be parsed.
+    fn from_args(args: &[String]) -> Logger {
+        let mut log = Logger {
+            path: None,
+            format: LogFormat::Text,
+        };
+        let mut it = args.iter().take_while(|a| *a != "--");
+        while let Some(arg) = it.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f, Some(v.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let mut value = || inline.clone().or_else(|| it.next().cloned());
+            match flag {
+                "--log" => log.path = value().map(PathBuf::from),
+                "--log-format" => {
+                    if value().as_deref() == Some("json") {
+                        log.format = LogFormat::Json;
+                    }
+                }
+                _ => {}
+            }
+        }
+        log
+    }
+
     fn error(&self, msg: &str) {
         eprintln!("tong: {msg}");
+        self.write(msg);
+    }
+
+    /// Appends one error line to the --log file, if any.
+    fn write(&self, msg: &str) {
         let Some(path) = &self.path else { return };
         let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         let line = match self.format {

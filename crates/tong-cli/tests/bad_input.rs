@@ -159,7 +159,10 @@ fn start_twice_and_kill_after_exit_are_state_errors() {
     tong.ok(&["kill", &id, "KILL"]);
     assert!(common::wait_until(5, || tong.state(&id)["status"] == "stopped"));
     let err = tong.fails(&["kill", &id]);
-    assert!(err.contains("it is stopped, not running"), "{err}");
+    assert!(
+        err.contains("container not running (it is stopped)"),
+        "{err}"
+    );
     let err = tong.fails(&["start", &id]);
     assert!(err.contains("it is stopped, not created"), "{err}");
     tong.ok(&["delete", &id]);

@@ -417,7 +417,13 @@ impl Runtime {
     /// Sends a signal to the container's init, or with `all` to every process in its
     /// cgroup.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        let (_dir, record) = self.open_live(id, "kill")?;
+        // With --all, processes left in the cgroup after the init died are still
+        // signalled (containerd kills them so; runc does the same).
+        let (_dir, record) = if all {
+            self.open_with(id, "kill", &[Status::Creating])?
+        } else {
+            self.open_live(id, "kill")?
+        };
         if all {
             let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
             let state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
@@ -438,13 +444,25 @@ impl Runtime {
     /// Opens and locks a container whose process lives (created, running or paused), for
     /// the command `verb`.
     fn open_live(&self, id: &str, verb: &str) -> Result<(ContainerDir, Record)> {
+        self.open_with(id, verb, &[Status::Stopped, Status::Creating])
+    }
+
+    /// Opens and locks a container unless its status is one of `refused`.
+    fn open_with(
+        &self,
+        id: &str,
+        verb: &str,
+        refused: &[Status],
+    ) -> Result<(ContainerDir, Record)> {
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
         let status = status_of(&record, &dir.path);
-        if matches!(status, Status::Stopped | Status::Creating) {
+        if refused.contains(&status) {
+            // "container not running" is runc's wording, which containerd's shim reads
+            // as "process already finished" and podman leaves out of its output.
             return Err(Error::InvalidState(format!(
-                "cannot {verb} container {id:?}: it is {status}, not running"
+                "cannot {verb} container {id:?}: container not running (it is {status})"
             )));
         }
         Ok((dir, record))
