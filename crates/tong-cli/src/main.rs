@@ -631,10 +631,8 @@ impl Logger {
             let mut value = || inline.clone().or_else(|| it.next().cloned());
             match flag {
                 "--log" => log.path = value().map(PathBuf::from),
-                "--log-format" => {
-                    if value().as_deref() == Some("json") {
-                        log.format = LogFormat::Json;
-                    }
+                "--log-format" if value().as_deref() == Some("json") => {
+                    log.format = LogFormat::Json;
                 }
                 _ => {}
             }
