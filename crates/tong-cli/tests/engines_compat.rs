@@ -152,3 +152,37 @@ fn kill_after_the_init_died() {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), Some(init));
 }
+
+/// podman with `cgroup_manager = "systemd"` (and CRI-O, the kubelet) writes the systemd
+/// form `slice:prefix:name`; with no systemd, tong makes the directories systemd would.
+#[test]
+fn systemd_form_cgroups_path_on_cgroupfs() {
+    if !root_or_skip("systemd_form_cgroups_path_on_cgroupfs") {
+        return;
+    }
+    let tong = Tong::new();
+    let id = unique_id("engines-slice");
+    let mut cfg = config(&["grep", "pids", "/proc/self/cgroup"]);
+    cfg["linux"]["cgroupsPath"] = json!(format!("machine.slice:libpod:{id}"));
+    cfg["linux"]["resources"] = json!({"pids": {"limit": 50}});
+    let bundle = Bundle::new(&cfg);
+    let existed = std::path::Path::new("/sys/fs/cgroup/pids/machine.slice").exists();
+    let out = tong.ok(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        out.trim_end().rsplit(':').next(),
+        Some(format!("/machine.slice/libpod-{id}.scope").as_str()),
+        "{out}"
+    );
+    let scope = format!("/sys/fs/cgroup/pids/machine.slice/libpod-{id}.scope");
+    assert!(
+        !std::path::Path::new(&scope).exists(),
+        "{scope} left behind"
+    );
+    if !existed {
+        assert!(
+            !std::path::Path::new("/sys/fs/cgroup/pids/machine.slice").exists(),
+            "the slice tong made is left behind"
+        );
+    }
+    tong.assert_clean(&id, Some(&bundle), None);
+}
