@@ -275,6 +275,9 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
                 pid_file: args.pid_file.clone(),
                 forward_signals: true,
                 console_socket: args.console_socket.clone(),
+                // containerd's shim and conmon reap it and read its exit status: a
+                // process that exits before tong does must stay for them.
+                reap_detached: false,
                 ..tong::ExecOptions::default()
             };
             let code = runtime.exec(&args.id, &process, &opts)?;

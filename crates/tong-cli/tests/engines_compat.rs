@@ -186,3 +186,56 @@ fn systemd_form_cgroups_path_on_cgroupfs() {
     }
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+/// `exec --detach` leaves the process to whoever reaps tong's orphans: containerd's shim
+/// and conmon are subreapers and read its exit status from that wait. tong must not
+/// reap it itself, even when it exits before tong does (ctr waited forever for an
+/// `exec` of `sh -c 'exit 5'`).
+#[test]
+fn detached_exec_leaves_the_exit_status_to_the_subreaper() {
+    if !root_or_skip("detached_exec_leaves_the_exit_status_to_the_subreaper") {
+        return;
+    }
+    // SAFETY: prctl with an integer argument; this test process becomes the reaper of
+    // orphans of its descendants, as a shim is.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    let tong = Tong::new();
+    let id = unique_id("engines-execd");
+    let bundle = Bundle::new(&config(&["sleep", "300"]));
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    tong.ok(&["start", &id]);
+    let dir = tempfile::tempdir().unwrap();
+    // Many rounds: reaping in tong was a race with tong's own exit.
+    for round in 0..30 {
+        let pid_file = dir.path().join(format!("exec{round}.pid"));
+        tong.ok(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "exit 5",
+        ]);
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: waitpid on a pid that is now our child (tong exited; we are the
+        // subreaper); status is a valid out pointer.
+        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(
+            got,
+            pid,
+            "round {round}: the exec'd process was not left to us: {}",
+            std::io::Error::last_os_error()
+        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5);
+    }
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}

@@ -120,6 +120,10 @@ pub struct ExecOptions {
     pub forward_signals: bool,
     /// Where to send the pty master when `process.terminal` is true.
     pub console_socket: Option<PathBuf>,
+    /// With `detach`, reap the process in this process when it exits (a long-lived
+    /// caller). A short-lived one (the CLI) leaves it to the reaper it is handed to when
+    /// the caller exits: the engine's shim or conmon, which reads its exit status.
+    pub reap_detached: bool,
 }
 
 impl Default for ExecOptions {
@@ -130,6 +134,7 @@ impl Default for ExecOptions {
             stdio: [-1; 3],
             forward_signals: false,
             console_socket: None,
+            reap_detached: true,
         }
     }
 }
@@ -585,12 +590,14 @@ impl Runtime {
             return Err(e);
         }
         if opts.detach {
-            // It is our child: reap it when it exits. Unreaped, its zombie would keep the
-            // container's init from dying (a pid namespace ends once all are reaped) in
-            // a long-lived caller; a short-lived one (the CLI) hands it to its reaper.
-            let _ = std::thread::Builder::new()
-                .name("tong-exec-reaper".into())
-                .spawn(move || process::wait_child(pid));
+            if opts.reap_detached {
+                // It is our child: reap it when it exits. Unreaped, its zombie would keep
+                // the container's init from dying (a pid namespace ends once all are
+                // reaped) in a long-lived caller.
+                let _ = std::thread::Builder::new()
+                    .name("tong-exec-reaper".into())
+                    .spawn(move || process::wait_child(pid));
+            }
             return Ok(0);
         }
         process::wait_exit(pid, pidfd.as_ref(), opts.forward_signals)

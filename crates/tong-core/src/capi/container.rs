@@ -604,6 +604,7 @@ pub unsafe extern "C" fn tong_container_exec(
             stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
             forward_signals: false,
             console_socket,
+            reap_detached: true,
         };
         let code = c.shared.outcome(
             "exec",
