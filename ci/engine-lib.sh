@@ -62,3 +62,27 @@ engine_summary() {
   [ ${#failures[@]} -eq 0 ] || echo "failed scenarios: ${failures[*]}"
   [ "$failed" -eq 0 ] && [ "$left" -eq 0 ]
 }
+
+# Removes the iptables chains netavark leaves (NETAVARK*) and the rules jumping to them,
+# in the nat and filter tables, for IPv4 and IPv6.
+remove_netavark_chains() {
+  local cmd t rule c
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for t in nat filter; do
+      "$cmd" -t "$t" -S 2>/dev/null | grep -E '^-A [^ ]+ .*-j NETAVARK' | grep -v '^-A NETAVARK' |
+        sed 's/^-A/-D/' | while read -r rule; do eval "\"\$cmd\" -t \"\$t\" $rule"; done
+      for c in $("$cmd" -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ {print $2}'); do
+        "$cmd" -t "$t" -F "$c"
+      done
+      for c in $("$cmd" -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ {print $2}'); do
+        "$cmd" -t "$t" -X "$c"
+      done
+    done
+  done
+}
+
+# Whether netavark's chains exist now.
+have_netavark_chains() {
+  { iptables-save; ip6tables-save; } 2>/dev/null | grep -q '^:NETAVARK'
+}
