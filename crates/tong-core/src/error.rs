@@ -95,3 +95,10 @@ impl<T, E: Into<io::Error>> Context<T> for std::result::Result<T, E> {
         self.map_err(|e| Error::os(what(), e))
     }
 }
+
+/// Says something on stderr without failing: a library caller's stderr may be a closed
+/// pipe, where `eprintln!` would panic.
+pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
+}

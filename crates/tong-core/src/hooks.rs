@@ -230,7 +230,7 @@ pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
     let result = prepare(point, point.of(hooks), false)
         .and_then(|prepared| run_all(point, &prepared, state, &[]));
     if let Err(e) = result {
-        eprintln!("tong: warning: {e}");
+        crate::error::warn(format_args!("{e}"));
     }
 }
 

@@ -119,13 +119,6 @@ pub fn diagnose(config: &Value) -> Option<String> {
     caps::diagnose(config).or_else(|| seccomp::diagnose(config))
 }
 
-/// Says something on stderr without failing: a library caller's stderr may be a closed
-/// pipe, where `eprintln!` would panic.
-pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
-}
-
 /// Builds an invalid-input error for a config field.
 pub(crate) fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{field}: {message}"))
