@@ -132,8 +132,12 @@ mod tests {
 
     #[test]
     fn allocates_distinct_frees_and_reclaims_stale() {
-        let root = std::env::temp_dir().join(format!("tong-ipam-test-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
+        // Removed even when an assertion fails.
+        let tmp = tempfile::Builder::new()
+            .prefix("tong-ipam-test-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().to_path_buf();
         let live = root.join("live");
         std::fs::create_dir_all(&live).unwrap();
         let live = live.to_str().unwrap();
@@ -155,6 +159,5 @@ mod tests {
         }
         let err = ipam.allocate(subnet, "g", live).unwrap_err().message;
         assert!(err.contains("no free address"), "{err}");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }
