@@ -24,7 +24,7 @@ use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::{hooks, id, init, process, terminal, userns};
+use crate::{fault, hooks, id, init, process, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -247,6 +247,7 @@ impl Runtime {
         let mut warm_up = WarmUp::default();
         let backends = self.choose_backends(&bundle.spec, opts, &namespaces, &mut warm_up)?;
         let dir = self.store.create(id)?;
+        fault::point("create:state-dir-made", 0);
         let mut record = Record {
             oci_version: bundle.spec.version().clone(),
             id: id.to_string(),
@@ -266,6 +267,7 @@ impl Runtime {
                         name: p.name.clone(),
                         path: p.path.clone(),
                         state: None,
+                        request: None,
                     };
                     (kind.as_str().to_string(), rec)
                 })
@@ -279,8 +281,11 @@ impl Runtime {
             opts,
             gate,
         };
-        let result = dir
-            .write(&record)
+        // The cgroup request goes into the first record: a create killed between making
+        // the cgroup and recording it is undone by adopting the cgroup (see teardown).
+        let result = cgroup_request(id, &bundle.spec)
+            .and_then(|req| set_backend_request(&mut record, PluginKind::Cgroup, &req))
+            .and_then(|()| dir.write(&record))
             .and_then(|()| build(&plan, security, &dir, &mut record));
         match result {
             Ok(launched) => Ok(launched),
@@ -375,9 +380,11 @@ impl Runtime {
                 }
             })?;
         (&file).write_all_bytes(&[1])?;
+        fault::point("start:released", record.pid);
         let _ = std::fs::remove_file(&fifo);
         record.phase = Phase::Running;
         dir.write(&record)?;
+        fault::point("start:record-running", record.pid);
         drop(dir);
         let hooks = hooks::from_record(record.hooks.as_ref());
         if !hooks::Point::Poststart.of(&hooks).is_empty() {
@@ -486,6 +493,7 @@ impl Runtime {
             Err(Error::InvalidState(_)) if force => return dir.remove(),
             Err(e) => return Err(e),
         };
+        fault::point("delete:record-read", record.pid);
         let status = status_of(&record, &dir.path);
         if !force && matches!(status, Status::Running | Status::Paused) {
             return Err(Error::InvalidState(format!(
@@ -705,19 +713,40 @@ impl Runtime {
         if record.pid > 0 {
             note(process::kill_and_reap(record.pid, record.pid_start));
         }
+        fault::point("teardown:init-killed", record.pid);
         for kind in [PluginKind::Network, PluginKind::Cgroup, PluginKind::Rootfs] {
             let Some(backend) = record.backend(kind) else {
                 continue;
             };
-            let Some(state) = &backend.state else {
-                continue;
+            let state = match (&backend.state, &backend.request) {
+                (Some(state), _) => serde_json::to_vec(state).unwrap_or_default(),
+                // Create may have made the cgroup and died before recording its state:
+                // creating it again adopts the existing (empty) cgroup and returns the
+                // state to destroy it with. A failed create leaves nothing to undo.
+                (None, Some(req)) if kind == PluginKind::Cgroup => {
+                    match self
+                        .recorded_plugin(record, kind)
+                        .and_then(|p| p.cgroup_create(&serde_json::to_vec(req).unwrap_or_default()))
+                    {
+                        Ok(state) => state,
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
             };
-            let state = serde_json::to_vec(state).unwrap_or_default();
             note(self.recorded_plugin(record, kind).and_then(|p| match kind {
                 PluginKind::Network => p.net_teardown(&state),
                 PluginKind::Cgroup => p.cgroup_destroy(&state),
                 _ => p.rootfs_cleanup(&state),
             }));
+            fault::point(
+                match kind {
+                    PluginKind::Network => "teardown:net-undone",
+                    PluginKind::Cgroup => "teardown:cgroup-undone",
+                    _ => "teardown:rootfs-undone",
+                },
+                record.pid,
+            );
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -780,24 +809,16 @@ fn build(
         opts,
         gate,
     } = *plan;
+    fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
-    let linux = spec.linux().as_ref();
-    let cgroup_req = wire::CgroupRequest {
-        id: record.id.clone(),
-        cgroups_path: linux
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.display().to_string()),
-        resources: linux
-            .and_then(|l| l.resources().as_ref())
-            .map(to_value)
-            .transpose()?,
-    };
     // Without root, a cgroup tong may not create is a warning, not an error.
     let cgroup = match backends.get(&PluginKind::Cgroup) {
-        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_req)?) {
+        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_request(&record.id, spec)?)?) {
             Ok(state) => {
+                fault::point("create:cgroup-created", 0);
                 set_backend_state(record, PluginKind::Cgroup, &state)?;
                 dir.write(record)?;
+                fault::point("create:cgroup-recorded", 0);
                 Some((*plugin, state))
             }
             Err(e) if userns::rootless() => {
@@ -813,8 +834,10 @@ fn build(
     let rootfs = backends[&PluginKind::Rootfs];
     let (plan, rootfs_state) =
         rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
+    fault::point("create:rootfs-prepared", 0);
     set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
     dir.write(record)?;
+    fault::point("create:rootfs-recorded", 0);
 
     let (sync_child, sync_parent) = pipe()?;
     let (report_parent, report_child) = pipe()?;
@@ -916,12 +939,14 @@ fn build(
     ));
     drop(plan);
     let pid = spawned.pid;
+    fault::point("create:spawned", pid);
     record.pid = pid;
     record.pid_start = state::process_start_time(pid).unwrap_or(0);
     if !hooks::is_empty(&config_hooks) {
         record.hooks = Some(to_value(&config_hooks)?);
     }
     dir.write(record)?;
+    fault::point("create:pid-recorded", pid);
 
     let sync = File::from(sync_parent);
     let report = File::from(report_parent);
@@ -941,8 +966,10 @@ fn build(
             annotations: record.annotations.clone(),
         };
         let net_state = net.net_setup(&to_json(&req)?)?;
+        fault::point("create:net-setup", pid);
         set_backend_state(record, PluginKind::Network, &net_state)?;
         dir.write(record)?;
+        fault::point("create:net-recorded", pid);
     }
     let state = hook_state(record, &dir.path, Some(Status::Creating));
     hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
@@ -951,6 +978,7 @@ fn build(
         hooks::write_state(fd, &hook_state(record, &dir.path, Some(Status::Created)))?;
     }
     (&sync).write_all_bytes(&[child::GO])?;
+    fault::point("create:go-sent", pid);
     match read_report(&report)? {
         Report::Ready => {}
         Report::Failed(e) => return Err(Error::Container(e.describe())),
@@ -960,6 +988,7 @@ fn build(
             ));
         }
     }
+    fault::point("create:child-ready", pid);
     if !create_container.is_empty() {
         let joins = container_namespaces(pid)?;
         hooks::run_all(
@@ -971,6 +1000,7 @@ fn build(
     }
     record.phase = Phase::Created;
     dir.write(record)?;
+    fault::point("create:record-created", pid);
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid)?;
     }
@@ -1056,6 +1086,28 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode plugin request: {e}")))
 }
 
+/// The cgroup plugin's create request for a container.
+fn cgroup_request(id: &str, spec: &Spec) -> Result<wire::CgroupRequest> {
+    let linux = spec.linux().as_ref();
+    Ok(wire::CgroupRequest {
+        id: id.to_string(),
+        cgroups_path: linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string()),
+        resources: linux
+            .and_then(|l| l.resources().as_ref())
+            .map(to_value)
+            .transpose()?,
+    })
+}
+
+fn set_backend_request<T: Serialize>(record: &mut Record, kind: PluginKind, req: &T) -> Result<()> {
+    if let Some(b) = record.backends.get_mut(kind.as_str()) {
+        b.request = Some(to_value(req)?);
+    }
+    Ok(())
+}
+
 fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Result<()> {
     let value: Value = if state.is_empty() {
         Value::Object(serde_json::Map::new())
@@ -1065,6 +1117,7 @@ fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Res
     };
     if let Some(b) = record.backends.get_mut(kind.as_str()) {
         b.state = Some(value);
+        b.request = None;
     }
     Ok(())
 }

@@ -40,6 +40,10 @@ pub struct BackendRecord {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Value>,
+    /// The request a create step is about to send, recorded before the step runs, so a
+    /// crash between the step and the recording of its state can still be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
 }
 
 /// What tong keeps about a container between commands.

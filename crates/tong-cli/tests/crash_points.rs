@@ -1,0 +1,145 @@
+//! Crash safety: tong is killed (SIGKILL, nothing runs after it) at every named step of
+//! create, start and delete, or the container's init is killed there. Afterwards
+//! `delete --force` and a fresh create of the same id must succeed and the host must
+//! hold nothing of the container: no state directory, cgroup, mount or process.
+//!
+//! The fault points exist only in builds with the `fault-injection` feature:
+//! `tini -s -- cargo test -p tong-cli --features fault-injection --test crash_points`.
+
+mod common;
+mod rel;
+
+use std::os::unix::process::ExitStatusExt;
+
+use common::{root_or_skip, unique_id, Bundle, Tong};
+use rel::{assert_gone, marked_bundle, recorded_pid, run_with};
+
+fn enabled_or_skip(test: &str) -> bool {
+    if !cfg!(feature = "fault-injection") {
+        println!(
+            "SKIP {test}: needs the fault points: cargo test -p tong-cli --features fault-injection --test crash_points"
+        );
+        return false;
+    }
+    root_or_skip(test)
+}
+
+/// `delete --force` succeeds and nothing of the container remains; then the same id
+/// can be created again (and is cleaned up again).
+fn recover_and_reuse(tong: &Tong, id: &str, bundle: &Bundle, step: &str) {
+    let pid = recorded_pid(tong, id);
+    tong.ok(&["delete", "--force", id]);
+    assert_gone(tong, id, bundle, pid);
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+    let pid = recorded_pid(tong, id);
+    tong.ok(&["delete", "--force", id]);
+    assert_gone(tong, id, bundle, pid);
+    assert!(
+        std::fs::read_dir(tong.root.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "after {step}: the state root is not empty"
+    );
+}
+
+/// Runs `args` with `var=step` and checks tong was killed by SIGKILL there (which
+/// proves the step is reached).
+fn crash_at(tong: &Tong, step: &str, args: &[&str]) {
+    let out = run_with(tong, args, &[("TONG_CRASH_AT", step)]);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "tong {args:?} with TONG_CRASH_AT={step} should die by SIGKILL, got {} ({})",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What has to exist before the command that is crashed: the phase of each step.
+fn command_of(step: &str) -> &'static str {
+    match step.split(':').next().unwrap() {
+        "create" => "create",
+        "start" => "start",
+        _ => "delete",
+    }
+}
+
+fn prepare(tong: &Tong, id: &str, bundle: &Bundle, command: &str) {
+    match command {
+        "create" => {}
+        "start" => {
+            tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+        }
+        _ => {
+            tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+            tong.ok(&["start", id]);
+        }
+    }
+}
+
+fn command_args<'a>(command: &str, bundle: &'a Bundle, id: &'a str) -> Vec<&'a str> {
+    match command {
+        "create" => vec!["create", "--bundle", bundle.path().to_str().unwrap(), id],
+        "start" => vec!["start", id],
+        _ => vec!["delete", "--force", id],
+    }
+}
+
+#[test]
+fn kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force() {
+    if !enabled_or_skip("kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force") {
+        return;
+    }
+    let tong = Tong::new();
+    for step in tong::fault::STEPS {
+        let id = unique_id("crash");
+        let bundle = marked_bundle(&id);
+        let command = command_of(step);
+        prepare(&tong, &id, &bundle, command);
+        crash_at(&tong, step, &command_args(command, &bundle, &id));
+        recover_and_reuse(&tong, &id, &bundle, step);
+        println!("ok: kill -9 of tong at {step}");
+    }
+}
+
+#[test]
+fn the_init_dying_at_every_step_leaves_nothing_after_delete_force() {
+    if !enabled_or_skip("the_init_dying_at_every_step_leaves_nothing_after_delete_force") {
+        return;
+    }
+    let tong = Tong::new();
+    let first_with_init = tong::fault::STEPS
+        .iter()
+        .position(|s| *s == "create:spawned")
+        .unwrap();
+    for step in &tong::fault::STEPS[first_with_init..] {
+        let id = unique_id("initdies");
+        let bundle = marked_bundle(&id);
+        let command = command_of(step);
+        prepare(&tong, &id, &bundle, command);
+        let args = command_args(command, &bundle, &id);
+        let out = run_with(&tong, &args, &[("TONG_KILL_INIT_AT", step)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code().is_some(),
+            "tong {args:?} must not crash when the init dies at {step}: {}",
+            out.status
+        );
+        if out.status.success() {
+            if command != "delete" {
+                // The init died after the step that could notice: the container is
+                // simply stopped.
+                assert_eq!(tong.state(&id)["status"], "stopped", "after {step}");
+            }
+        } else {
+            // A create that lost its init says so in one line and undoes everything.
+            assert_eq!(command, "create", "{step}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{step}: one line: {err}");
+            assert!(err.starts_with("tong: "), "{step}: {err}");
+            tong.assert_clean(&id, Some(&bundle), None);
+        }
+        recover_and_reuse(&tong, &id, &bundle, step);
+        println!("ok: init killed at {step}: {}", err.trim());
+    }
+}
