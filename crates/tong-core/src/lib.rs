@@ -24,6 +24,7 @@ pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;
+pub mod salvage;
 pub mod security;
 pub mod state;
 pub mod terminal;

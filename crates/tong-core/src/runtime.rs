@@ -24,7 +24,7 @@ use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::{fault, hooks, id, init, process, terminal, userns};
+use crate::{fault, hooks, id, init, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -490,7 +490,12 @@ impl Runtime {
         };
         let record = match dir.read() {
             Ok(r) => r,
-            Err(Error::InvalidState(_)) if force => return dir.remove(),
+            // Unreadable, corrupt or truncated.
+            Err(why) if force && !matches!(why, Error::NotFound(_)) => {
+                self.teardown_salvaged(&dir)
+                    .map_err(|e| Error::InvalidState(format!("{why}; cleaning up: {e}")))?;
+                return dir.remove();
+            }
             Err(e) => return Err(e),
         };
         fault::point("delete:record-read", record.pid);
@@ -749,6 +754,43 @@ impl Runtime {
             );
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Teardown from a missing, corrupt or truncated record: what can still be read of
+    /// it, then the cgroup found again by adopting it (the salvaged cgroup state may be
+    /// cut short), with the cgroup path of the bundle's config when it is still there.
+    fn teardown_salvaged(&self, dir: &ContainerDir) -> Result<()> {
+        let data = std::fs::read(dir.path.join(state::RECORD_FILE)).unwrap_or_default();
+        let mut record = salvage::record(&dir.id, &data);
+        // Best effort with what survived (a salvaged plugin state may be cut short and
+        // refused); the cgroup, which holds every process, is adopted below instead.
+        if let Some(b) = record.backends.get_mut(PluginKind::Cgroup.as_str()) {
+            b.state = None;
+            b.request = None;
+        }
+        let _ = self.teardown(&record);
+        let spec = std::fs::read(record.bundle.join("config.json"))
+            .ok()
+            .and_then(|bytes| crate::config::parse(&bytes).ok());
+        let mut request = wire::CgroupRequest {
+            id: dir.id.clone(),
+            cgroups_path: None,
+            resources: None,
+            adopt: true,
+        };
+        if let Some(spec) = spec {
+            request.cgroups_path = cgroup_request(&dir.id, &spec)?.cgroups_path;
+        }
+        let cgroup = match record.backend(PluginKind::Cgroup) {
+            Some(b) => self
+                .plugins
+                .load_recorded(PluginKind::Cgroup, &b.name, &b.path)?,
+            None => self.plugins.select_best(PluginKind::Cgroup)?,
+        };
+        // Creating the cgroup again adopts it (an existing cgroup with no process left is
+        // reused), which gives the state to destroy it with.
+        let state = cgroup.cgroup_create(&to_json(&request)?)?;
+        cgroup.cgroup_destroy(&state)
     }
 
     fn recorded_plugin(&self, record: &Record, kind: PluginKind) -> Result<&'static Plugin> {
@@ -1098,6 +1140,7 @@ fn cgroup_request(id: &str, spec: &Spec) -> Result<wire::CgroupRequest> {
             .and_then(|l| l.resources().as_ref())
             .map(to_value)
             .transpose()?,
+        adopt: false,
     })
 }
 

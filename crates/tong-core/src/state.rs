@@ -47,16 +47,13 @@ pub struct BackendRecord {
 }
 
 /// What tong keeps about a container between commands.
+///
+/// Field order is the order on disk: what teardown needs (process, backends) comes
+/// first, so a truncated file still tells `delete --force` what to undo (see salvage.rs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
-    pub oci_version: String,
     pub id: String,
-    pub bundle: PathBuf,
-    pub rootfs: PathBuf,
-    pub created: String,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
     pub phase: Phase,
     /// The container's init as the host sees it; 0 before it exists.
     #[serde(default)]
@@ -65,12 +62,18 @@ pub struct Record {
     /// pid is never mistaken for the container.
     #[serde(default)]
     pub pid_start: u64,
-    #[serde(default)]
-    pub paused: bool,
-    pub owner: u32,
     /// Backends by kind (`ns`, `cgroup`, `rootfs`, `net`).
     #[serde(default)]
     pub backends: BTreeMap<String, BackendRecord>,
+    pub bundle: PathBuf,
+    pub oci_version: String,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub paused: bool,
+    pub owner: u32,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// The config's `hooks`, for `start` (poststart) and `delete` (poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Value>,

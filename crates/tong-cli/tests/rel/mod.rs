@@ -9,11 +9,16 @@ use crate::common::Tong;
 /// Runs tong with extra environment variables; output through files like `Tong::run`
 /// (a created container inherits tong's stdout and stderr).
 pub fn run_with(tong: &Tong, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tong.command(args);
+    cmd.envs(env.iter().copied());
+    run_command(cmd)
+}
+
+/// Runs a command with output through files.
+pub fn run_command(mut cmd: std::process::Command) -> Output {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
-    let mut cmd = tong.command(args);
-    cmd.envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
+    cmd.stdin(std::process::Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap());
     let status = cmd.status().expect("run tong");
