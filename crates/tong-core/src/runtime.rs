@@ -992,26 +992,34 @@ fn build(
 
     let sync = File::from(sync_parent);
     let report = File::from(report_parent);
-    if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
-        plugin.cgroup_add_process(state, pid)?;
-    }
-    if namespaces.creates(libc::CLONE_NEWUSER) {
-        userns::write_maps(spec, pid)?;
-    }
-    host_steps.apply(pid)?;
-    if let Some(net) = backends.get(&PluginKind::Network) {
-        let req = wire::NetworkRequest {
-            id: record.id.clone(),
-            state_dir: dir.path.display().to_string(),
-            pid,
-            netns_path: format!("/proc/{pid}/ns/net"),
-            annotations: record.annotations.clone(),
-        };
-        let net_state = net.net_setup(&to_json(&req)?)?;
-        fault::point("create:net-setup", pid);
-        set_backend_state(record, PluginKind::Network, &net_state)?;
-        dir.write(record)?;
-        fault::point("create:net-recorded", pid);
+    // If the child died first and said why (a namespace it could not join), that is the
+    // cause, not the step of ours that then found it gone.
+    let before_go = (|| -> Result<()> {
+        if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
+            plugin.cgroup_add_process(state, pid)?;
+        }
+        if namespaces.creates(libc::CLONE_NEWUSER) {
+            userns::write_maps(spec, pid)?;
+        }
+        host_steps.apply(pid)?;
+        if let Some(net) = backends.get(&PluginKind::Network) {
+            let req = wire::NetworkRequest {
+                id: record.id.clone(),
+                state_dir: dir.path.display().to_string(),
+                pid,
+                netns_path: format!("/proc/{pid}/ns/net"),
+                annotations: record.annotations.clone(),
+            };
+            let net_state = net.net_setup(&to_json(&req)?)?;
+            fault::point("create:net-setup", pid);
+            set_backend_state(record, PluginKind::Network, &net_state)?;
+            dir.write(record)?;
+            fault::point("create:net-recorded", pid);
+        }
+        Ok(())
+    })();
+    if let Err(e) = before_go {
+        return Err(child_error_or(e, pid, record.pid_start, &report));
     }
     let state = hook_state(record, &dir.path, Some(Status::Creating));
     hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
@@ -1025,9 +1033,10 @@ fn build(
         Report::Ready => {}
         Report::Failed(e) => return Err(Error::Container(e.describe())),
         Report::Closed => {
-            return Err(Error::Container(
-                "the container process exited during setup".into(),
-            ));
+            return Err(Error::Container(format!(
+                "the container process {}during setup",
+                how_it_ended(pid)
+            )));
         }
     }
     fault::point("create:child-ready", pid);
@@ -1325,6 +1334,12 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
             process.cwd().display()
         )));
     }
+    // Named by their own field, before PATH candidates are made from args[0].
+    for (what, items) in [("process.args", &args), ("process.env", &env)] {
+        if items.iter().any(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!("{what} contains a NUL byte")));
+        }
+    }
     let path_var = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -1452,6 +1467,36 @@ enum Report {
     Ready,
     Failed(Box<ChildError>),
     Closed,
+}
+
+/// After a failed step of create: the child's own report when it died first, else `err`.
+fn child_error_or(err: Error, pid: i32, start: u64, report: &File) -> Error {
+    if state::is_alive(pid, start) {
+        return err;
+    }
+    // It is dead, so its end of the pipe is closed and this read cannot block.
+    match read_report(report) {
+        Ok(Report::Failed(e)) => Error::Container(e.describe()),
+        _ => err,
+    }
+}
+
+/// "was killed by SIGKILL " or "exited with status 1 " for a child of ours that closed
+/// its report pipe without a word; empty when it is not our child.
+fn how_it_ended(pid: i32) -> String {
+    let mut status = 0;
+    // SAFETY: waitpid on the container's init, which no longer talks to us (it closed
+    // the report pipe: it is exiting); ECHILD when it is not our child.
+    if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
+        return "exited ".into();
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
+        format!("was killed by {name} ")
+    } else {
+        format!("exited with status {} ", libc::WEXITSTATUS(status))
+    }
 }
 
 /// Reads the child's next report: READY, a ChildError, or EOF.
