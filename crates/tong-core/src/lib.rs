@@ -29,6 +29,7 @@ pub mod security;
 pub mod state;
 pub mod terminal;
 pub mod userns;
+pub mod watchdog;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};

@@ -1164,8 +1164,10 @@ fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Res
     let value: Value = if state.is_empty() {
         Value::Object(serde_json::Map::new())
     } else {
-        serde_json::from_slice(state)
-            .map_err(|e| Error::Plugin(format!("{kind} plugin returned invalid state JSON: {e}")))?
+        serde_json::from_slice(state).map_err(|e| {
+            let name = record.backend(kind).map_or("?", |b| b.name.as_str());
+            Error::Plugin(format!("{kind}={name} returned invalid state JSON: {e}"))
+        })?
     };
     if let Some(b) = record.backends.get_mut(kind.as_str()) {
         b.state = Some(value);
