@@ -59,10 +59,16 @@ impl Bundle {
                 Error::invalid(format!("cannot read {}: {e}", config_path.display()))
             }
         })?;
-        let spec = parse(&bytes).map_err(|e| {
+        Bundle::from_config(path, &bytes)
+    }
+
+    /// Parses and checks config.json's bytes for the bundle directory `path` (absolute).
+    pub fn from_config(path: PathBuf, bytes: &[u8]) -> Result<Bundle> {
+        let config_path = path.join("config.json");
+        let spec = parse(bytes).map_err(|e| {
             // A clearer message for what the security module can name (an unknown
             // capability or seccomp action) than serde's list of variants.
-            let clearer = serde_json::from_slice(&bytes)
+            let clearer = serde_json::from_slice(bytes)
                 .ok()
                 .and_then(|v| crate::security::diagnose(&v));
             Error::invalid(format!(

@@ -17,6 +17,8 @@ pub mod error;
 pub mod events;
 pub mod fault;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod init;

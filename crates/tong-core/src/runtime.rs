@@ -1161,19 +1161,40 @@ fn set_backend_request<T: Serialize>(record: &mut Record, kind: PluginKind, req:
 }
 
 fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Result<()> {
-    let value: Value = if state.is_empty() {
-        Value::Object(serde_json::Map::new())
-    } else {
-        serde_json::from_slice(state).map_err(|e| {
-            let name = record.backend(kind).map_or("?", |b| b.name.as_str());
-            Error::Plugin(format!("{kind}={name} returned invalid state JSON: {e}"))
-        })?
-    };
+    let name = record.backend(kind).map_or("?", |b| b.name.as_str());
+    let value = plugin_state(kind, name, state)?;
     if let Some(b) = record.backends.get_mut(kind.as_str()) {
         b.state = Some(value);
         b.request = None;
     }
     Ok(())
+}
+
+/// Deepest plugin state accepted: the state file nests it three levels down, and must
+/// stay under serde_json's limit of 128 to be read back (found by fuzz/plugin_json).
+const MAX_STATE_DEPTH: usize = 64;
+
+/// Parses the state JSON a plugin returned (empty means `{}`).
+pub fn plugin_state(kind: PluginKind, name: &str, state: &[u8]) -> Result<Value> {
+    if state.is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    let value = serde_json::from_slice(state)
+        .map_err(|e| Error::Plugin(format!("{kind}={name} returned invalid state JSON: {e}")))?;
+    if depth(&value) > MAX_STATE_DEPTH {
+        return Err(Error::Plugin(format!(
+            "{kind}={name} returned state JSON nested deeper than {MAX_STATE_DEPTH} levels"
+        )));
+    }
+    Ok(value)
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn rootfs_request(
@@ -1293,6 +1314,19 @@ fn container_namespaces(pid: i32) -> Result<Vec<(i32, File)>> {
         }
     }
     Ok(out)
+}
+
+/// Checks an OCI process as `exec` and `create` would before any clone (the fuzz
+/// targets use it): everything the child needs must be buildable.
+pub fn check_process(process: &Process) -> Result<()> {
+    let fds = ChildFds {
+        close_first: Vec::new(),
+        sync_fd: -1,
+        report_fd: -1,
+        fifo_fd: -1,
+        stdio: [-1; 3],
+    };
+    process_context(process, fds).map(drop)
 }
 
 /// The descriptors a child uses or must close.
