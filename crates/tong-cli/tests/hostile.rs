@@ -82,7 +82,9 @@ fn matrix() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         (
             "negative cpu quota",
-            json(resources(json!({"cpu": {"quota": -100, "period": 100000}}))),
+            json(resources(
+                json!({"cpu": {"quota": -100, "period": 100_000}}),
+            )),
             "cpu.quota = -100 is invalid",
         ),
         (
@@ -140,49 +142,49 @@ fn matrix() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "NUL in process.args",
             json(with(base.clone(), |c| {
-                c["process"]["args"] = json!(["sl\u{0}eep", "1"])
+                c["process"]["args"] = json!(["sl\u{0}eep", "1"]);
             })),
             "process.args contains a NUL byte",
         ),
         (
             "NUL in process.env",
             json(with(base.clone(), |c| {
-                c["process"]["env"] = json!(["A=\u{0}"])
+                c["process"]["env"] = json!(["A=\u{0}"]);
             })),
             "process.env contains a NUL byte",
         ),
         (
             "1000-byte hostname",
             json(with(base.clone(), |c| {
-                c["hostname"] = json!("h".repeat(1000))
+                c["hostname"] = json!("h".repeat(1000));
             })),
             "hostname is 1000 bytes long: Linux allows at most 64",
         ),
         (
             "uid 2^32-1 (\"unchanged\")",
             json(with(base.clone(), |c| {
-                c["process"]["user"]["uid"] = json!(u32::MAX)
+                c["process"]["user"]["uid"] = json!(u32::MAX);
             })),
             "process.user.uid 4294967295 is not a valid id",
         ),
         (
             "gid 2^32-1 (\"unchanged\")",
             json(with(base.clone(), |c| {
-                c["process"]["user"]["gid"] = json!(u32::MAX)
+                c["process"]["user"]["gid"] = json!(u32::MAX);
             })),
             "process.user.gid 4294967295 is not a valid id",
         ),
         (
             "uid above 2^32",
             json(with(base.clone(), |c| {
-                c["process"]["user"]["uid"] = json!(1u64 << 33)
+                c["process"]["user"]["uid"] = json!(1u64 << 33);
             })),
             "expected u32 at line 1 column",
         ),
         (
             "cgroupsPath escaping with ..",
             json(with(base.clone(), |c| {
-                c["linux"]["cgroupsPath"] = json!("/../../../escape")
+                c["linux"]["cgroupsPath"] = json!("/../../../escape");
             })),
             "must not contain \"..\"",
         ),
@@ -192,7 +194,7 @@ fn matrix() -> Vec<(&'static str, Vec<u8>, &'static str)> {
                 c["linux"]["namespaces"]
                     .as_array_mut()
                     .unwrap()
-                    .push(json!({"type": "cgroup", "path": "/etc/hostname"}))
+                    .push(json!({"type": "cgroup", "path": "/etc/hostname"}));
             })),
             "setns into the cgroup namespace given in linux.namespaces: Invalid argument",
         ),
@@ -202,7 +204,7 @@ fn matrix() -> Vec<(&'static str, Vec<u8>, &'static str)> {
                 c["linux"]["namespaces"]
                     .as_array_mut()
                     .unwrap()
-                    .push(json!({"type": "pid"}))
+                    .push(json!({"type": "pid"}));
             })),
             "lists Pid twice",
         ),
