@@ -41,10 +41,7 @@ fn fifty_parallel_lifecycles_leave_nothing() {
         let (id, bundle, pid) = w.join().expect("a worker failed");
         assert_gone(&tong, &id, &bundle, pid);
     }
-    assert!(std::fs::read_dir(tong.root.path())
-        .unwrap()
-        .next()
-        .is_none());
+    assert_eq!(rel::left_in_root(&tong), Vec::<std::ffi::OsString>::new());
 }
 
 #[test]

@@ -35,11 +35,9 @@ fn recover_and_reuse(tong: &Tong, id: &str, bundle: &Bundle, step: &str) {
     tong.ok(&["delete", "--force", id]);
     assert_gone(tong, id, bundle, pid);
     assert!(
-        std::fs::read_dir(tong.root.path())
-            .unwrap()
-            .next()
-            .is_none(),
-        "after {step}: the state root is not empty"
+        rel::left_in_root(tong).is_empty(),
+        "after {step}: left in the state root: {:?}",
+        rel::left_in_root(tong)
     );
 }
 

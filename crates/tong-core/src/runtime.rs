@@ -1325,6 +1325,7 @@ pub fn check_process(process: &Process) -> Result<()> {
         report_fd: -1,
         fifo_fd: -1,
         stdio: [-1; 3],
+        console_socket: -1,
     };
     process_context(process, fds).map(drop)
 }

@@ -78,3 +78,13 @@ pub fn recorded_pid(tong: &Tong, id: &str) -> Option<i32> {
 pub fn marked_bundle(id: &str) -> crate::common::Bundle {
     crate::common::Bundle::new(&crate::common::config(&["sh", "-c", "exec sleep 3600", id]))
 }
+
+/// What is left in the state root besides tong's own dot-files (the plugin cache).
+pub fn left_in_root(tong: &Tong) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(tong.root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
+        .collect()
+}
