@@ -48,10 +48,14 @@ fn watchdog() -> Option<&'static Watchdog> {
             calls: Mutex::default(),
             changed: Condvar::new(),
         }));
-        std::thread::Builder::new()
+        // Born with every signal blocked, so signals sent to tong (SIGTERM that `run`
+        // forwards to the container, SIGINT) never land on this thread.
+        let mask = crate::child::block_all_signals();
+        let spawned = std::thread::Builder::new()
             .name("tong-watchdog".into())
-            .spawn(move || dog.watch())
-            .ok()?;
+            .spawn(move || dog.watch());
+        crate::child::restore_signal_mask(&mask);
+        spawned.ok()?;
         Some(dog)
     })
 }
