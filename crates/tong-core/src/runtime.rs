@@ -1027,7 +1027,9 @@ fn build(
     if let Some(fd) = &ctx.start_hooks.state_fd {
         hooks::write_state(fd, &hook_state(record, &dir.path, Some(Status::Created)))?;
     }
-    (&sync).write_all_bytes(&[child::GO])?;
+    (&sync)
+        .write_all_bytes(&[child::GO])
+        .map_err(|e| child_error_or(e, pid, record.pid_start, &report))?;
     fault::point("create:go-sent", pid);
     match read_report(&report)? {
         Report::Ready => {}
@@ -1514,6 +1516,10 @@ fn child_error_or(err: Error, pid: i32, start: u64, report: &File) -> Error {
     // It is dead, so its end of the pipe is closed and this read cannot block.
     match read_report(report) {
         Ok(Report::Failed(e)) => Error::Container(e.describe()),
+        Ok(Report::Closed) => Error::Container(format!(
+            "the container process {}during setup",
+            how_it_ended(pid)
+        )),
         _ => err,
     }
 }
