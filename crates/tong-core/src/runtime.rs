@@ -412,15 +412,21 @@ impl Runtime {
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
-        Ok(oci_state(&record, &dir.path))
+        Ok(oci_state(&record, &dir.path, owner_name(record.owner)))
     }
 
     /// The state of every container; unreadable ones are skipped.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
         let mut out = Vec::new();
+        // One passwd lookup per owner, not per container (ci/bench-list: 1,000 of them).
+        let mut owners = BTreeMap::new();
         for id in self.store.ids()? {
             if let Ok(record) = self.store.peek(&id) {
-                out.push(oci_state(&record, &self.store.root().join(&id)));
+                let owner = owners
+                    .entry(record.owner)
+                    .or_insert_with(|| owner_name(record.owner))
+                    .clone();
+                out.push(oci_state(&record, &self.store.root().join(&id), owner));
             }
         }
         Ok(out)
@@ -1077,12 +1083,16 @@ fn status_of(record: &Record, dir: &Path) -> Status {
     }
 }
 
-fn oci_state(record: &Record, dir: &Path) -> ContainerState {
-    let status = status_of(record, dir);
-    let owner = nix::unistd::User::from_uid(record.owner.into())
+/// The user name of a uid, or the number when it has none.
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
         .ok()
         .flatten()
-        .map_or_else(|| record.owner.to_string(), |u| u.name);
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+fn oci_state(record: &Record, dir: &Path, owner: String) -> ContainerState {
+    let status = status_of(record, dir);
     ContainerState {
         oci_version: record.oci_version.clone(),
         id: record.id.clone(),
@@ -1350,7 +1360,7 @@ fn console_for(process: &Process, socket: Option<&Path>) -> Result<Option<OwnedF
 
 /// The state JSON given to hooks on stdin; `status` overrides the computed one.
 fn hook_state(record: &Record, dir: &Path, status: Option<Status>) -> Vec<u8> {
-    let mut state = oci_state(record, dir);
+    let mut state = oci_state(record, dir, owner_name(record.owner));
     if let Some(s) = status {
         state.status = s;
         state.pid = record.pid;

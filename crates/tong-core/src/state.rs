@@ -266,7 +266,13 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into a stack buffer (a stat line is a few hundred bytes; the command name
+    // is at most 64): read_to_string probes a size-0 proc file with many small reads,
+    // and `list` does this once per container.
+    let mut buf = [0u8; 4096];
+    let n =
+        std::io::Read::read(&mut File::open(format!("/proc/{pid}/stat")).ok()?, &mut buf).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
