@@ -127,8 +127,12 @@ fn the_init_dying_at_every_step_leaves_nothing_after_delete_force() {
         if out.status.success() {
             if command != "delete" {
                 // The init died after the step that could notice: the container is
-                // simply stopped.
-                assert_eq!(tong.state(&id)["status"], "stopped", "after {step}");
+                // simply stopped (once the kernel has delivered the SIGKILL).
+                assert!(
+                    common::wait_until(5, || tong.state(&id)["status"] == "stopped"),
+                    "after {step}: {}",
+                    tong.state(&id)
+                );
             }
         } else {
             // A create that lost its init says so in one line and undoes everything.
