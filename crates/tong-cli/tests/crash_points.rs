@@ -14,6 +14,26 @@ use std::os::unix::process::ExitStatusExt;
 use common::{root_or_skip, unique_id, Bundle, Tong};
 use rel::{assert_gone, marked_bundle, recorded_pid, run_with};
 
+/// `create` of the bundle, with the backends of `TONG_CRASH_BACKENDS` (e.g.
+/// `rootfs=overlay,net=bridge`) to run the matrix over other plugins than the probed ones.
+fn create_args<'a>(bundle: &'a Bundle, id: &'a str) -> Vec<&'a str> {
+    static BACKENDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let backends = BACKENDS.get_or_init(|| {
+        std::env::var("TONG_CRASH_BACKENDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    let mut args = vec!["create"];
+    for b in backends {
+        args.extend(["--backend", b.as_str()]);
+    }
+    args.extend(["--bundle", bundle.path().to_str().unwrap(), id]);
+    args
+}
+
 fn enabled_or_skip(test: &str) -> bool {
     if !cfg!(feature = "fault-injection") {
         println!(
@@ -30,10 +50,22 @@ fn recover_and_reuse(tong: &Tong, id: &str, bundle: &Bundle, step: &str) {
     let pid = recorded_pid(tong, id);
     tong.ok(&["delete", "--force", id]);
     assert_gone(tong, id, bundle, pid);
-    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+    tong.ok(&create_args(bundle, id));
     let pid = recorded_pid(tong, id);
     tong.ok(&["delete", "--force", id]);
     assert_gone(tong, id, bundle, pid);
+    // Network backends with an address pool (net=bridge) keep it in the root: no
+    // address may stay allocated to the container.
+    for entry in std::fs::read_dir(tong.root.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".ipam-") && name.ends_with(".json") {
+            let pool = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            assert!(
+                !pool.contains(&format!("\"{id}\"")),
+                "after {step}: {name} still holds an address for {id}: {pool}"
+            );
+        }
+    }
     assert!(
         rel::left_in_root(tong).is_empty(),
         "after {step}: left in the state root: {:?}",
@@ -67,10 +99,10 @@ fn prepare(tong: &Tong, id: &str, bundle: &Bundle, command: &str) {
     match command {
         "create" => {}
         "start" => {
-            tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+            tong.ok(&create_args(bundle, id));
         }
         _ => {
-            tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+            tong.ok(&create_args(bundle, id));
             tong.ok(&["start", id]);
         }
     }
@@ -78,7 +110,7 @@ fn prepare(tong: &Tong, id: &str, bundle: &Bundle, command: &str) {
 
 fn command_args<'a>(command: &str, bundle: &'a Bundle, id: &'a str) -> Vec<&'a str> {
     match command {
-        "create" => vec!["create", "--bundle", bundle.path().to_str().unwrap(), id],
+        "create" => create_args(bundle, id),
         "start" => vec!["start", id],
         _ => vec!["delete", "--force", id],
     }
