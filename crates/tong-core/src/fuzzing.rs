@@ -16,7 +16,8 @@ use crate::state::{BackendRecord, Phase, Record};
 pub fn config(data: &[u8]) {
     static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUNDLE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tong-fuzz-bundle-{}", std::process::id()));
+        // One fixed, empty bundle shared by every run (only read): nothing piles up in /tmp.
+        let dir = std::env::temp_dir().join("tong-fuzz-bundle");
         std::fs::create_dir_all(dir.join("rootfs")).expect("fuzz bundle");
         dir
     });
