@@ -58,7 +58,11 @@ fn recover_and_reuse(tong: &Tong, id: &str, bundle: &Bundle, step: &str) {
     // address may stay allocated to the container.
     for entry in std::fs::read_dir(tong.root.path()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".ipam-") && name.ends_with(".json") {
+        if name.starts_with(".ipam-")
+            && std::path::Path::new(&name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
             let pool = std::fs::read_to_string(entry.path()).unwrap_or_default();
             assert!(
                 !pool.contains(&format!("\"{id}\"")),
