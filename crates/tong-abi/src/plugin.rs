@@ -148,8 +148,30 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("unknown panic")
 }
 
+thread_local! {
+    /// Where the last panic of this thread happened, kept by [`quiet_panics`]' hook.
+    static PANIC_LOCATION: std::cell::Cell<Option<String>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Replaces the default panic hook of the plugin's own copy of std, which would print
+/// the panic (and a backtrace) on the host's stderr: the host reports it in its one-line
+/// error instead, with the location kept here.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            PANIC_LOCATION.with(|p| p.set(location));
+        }));
+    });
+}
+
 /// Runs `f`, turning an error or a panic into a status and a message on `err`.
 fn guard(err: *const Sink, f: impl FnOnce() -> PluginResult<()>) -> Status {
+    quiet_panics();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => STATUS_OK,
         Ok(Err(e)) => {
@@ -158,7 +180,11 @@ fn guard(err: *const Sink, f: impl FnOnce() -> PluginResult<()>) -> Status {
             e.status
         }
         Err(payload) => {
-            let msg = format!("plugin panicked: {}", panic_message(payload.as_ref()));
+            let at = PANIC_LOCATION
+                .with(std::cell::Cell::take)
+                .map(|at| format!(" (at {at})"))
+                .unwrap_or_default();
+            let msg = format!("plugin panicked: {}{at}", panic_message(payload.as_ref()));
             // SAFETY: as above.
             unsafe { Sink::put(err, msg.as_bytes()) };
             STATUS_PANIC

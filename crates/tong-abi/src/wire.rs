@@ -18,6 +18,11 @@ pub struct CgroupRequest {
     /// `linux.resources` from the config, as OCI JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Value>,
+    /// Set by `delete --force` when the container's state file is lost or damaged: the
+    /// cgroup is this container's own, so reuse it even when processes are left in it
+    /// (a plain create refuses that), to hand back the state that destroys it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// Statistics of a container's cgroup, in the shape `tong events --stats` prints.

@@ -403,7 +403,8 @@ fn list(runtime: &Runtime, format: &str, quiet: bool) -> Result<(), Error> {
     match format {
         "json" => print_json(&states),
         "table" => {
-            let mut out = std::io::stdout().lock();
+            // One write for the table, not one per container (stdout is line-buffered).
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let _ = writeln!(
                 out,
                 "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",

@@ -6,6 +6,11 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
+/// The largest config.json accepted.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+/// HOST_NAME_MAX of Linux: the longest hostname or domainname the kernel takes.
+const HOST_NAME_MAX: usize = 64;
+
 /// A bundle whose config was read and checked.
 #[derive(Debug)]
 pub struct Bundle {
@@ -29,7 +34,24 @@ impl Bundle {
                 path.display()
             )));
         }
+        // The OCI state reports the bundle as a JSON string.
+        if path.to_str().is_none() {
+            return Err(Error::invalid(format!(
+                "bundle path {} is not valid UTF-8 (the OCI state reports it as a string)",
+                path.display()
+            )));
+        }
         let config_path = path.join("config.json");
+        // A config is a few kilobytes; a huge one would be copied into every state write.
+        if let Ok(meta) = std::fs::metadata(&config_path) {
+            if meta.len() > MAX_CONFIG_BYTES {
+                return Err(Error::invalid(format!(
+                    "{} is {} bytes: tong accepts at most {MAX_CONFIG_BYTES} (8 MiB)",
+                    config_path.display(),
+                    meta.len()
+                )));
+            }
+        }
         let bytes = std::fs::read(&config_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::invalid(format!("bundle {} has no config.json", path.display()))
@@ -37,10 +59,16 @@ impl Bundle {
                 Error::invalid(format!("cannot read {}: {e}", config_path.display()))
             }
         })?;
-        let spec = parse(&bytes).map_err(|e| {
+        Bundle::from_config(path, &bytes)
+    }
+
+    /// Parses and checks config.json's bytes for the bundle directory `path` (absolute).
+    pub fn from_config(path: PathBuf, bytes: &[u8]) -> Result<Bundle> {
+        let config_path = path.join("config.json");
+        let spec = parse(bytes).map_err(|e| {
             // A clearer message for what the security module can name (an unknown
             // capability or seccomp action) than serde's list of variants.
-            let clearer = serde_json::from_slice(&bytes)
+            let clearer = serde_json::from_slice(bytes)
                 .ok()
                 .and_then(|v| crate::security::diagnose(&v));
             Error::invalid(format!(
@@ -87,6 +115,33 @@ fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             "process.cwd {} is not an absolute path",
             process.cwd().display()
         ));
+    }
+    // (uid_t)-1 means "leave unchanged" to setresuid: the process would stay root.
+    let user = process.user();
+    let ids = [
+        ("process.user.uid", user.uid()),
+        ("process.user.gid", user.gid()),
+    ];
+    let extra = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| ("process.user.additionalGids", *g));
+    if let Some((what, id)) = ids.into_iter().chain(extra).find(|(_, id)| *id == u32::MAX) {
+        return Err(format!(
+            "{what} {id} is not a valid id (it means \"unchanged\" to the kernel)"
+        ));
+    }
+    for (what, name) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if let Some(name) = name.as_ref().filter(|n| n.len() > HOST_NAME_MAX) {
+            return Err(format!(
+                "{what} is {} bytes long: Linux allows at most {HOST_NAME_MAX}",
+                name.len()
+            ));
+        }
     }
     if let Some(linux) = spec.linux() {
         let mut seen = Vec::new();

@@ -15,7 +15,10 @@ pub mod child;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod init;
@@ -23,10 +26,12 @@ pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;
+pub mod salvage;
 pub mod security;
 pub mod state;
 pub mod terminal;
 pub mod userns;
+pub mod watchdog;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};

@@ -431,7 +431,9 @@ fn describe(desc: &'static PluginDescriptor, path: &Path) -> Result<Plugin> {
 fn call(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink) -> Status) -> Result<()> {
     let mut msg = Vec::new();
     let sink = Sink::for_vec(&mut msg);
+    let watch = crate::watchdog::arm(|| format!("{}={} {what}", plugin.kind, plugin.name));
     let status = f(&sink);
+    drop(watch);
     if status == STATUS_OK {
         Ok(())
     } else {
@@ -468,8 +470,10 @@ impl Plugin {
         };
         let mut reason = Vec::new();
         let sink = Sink::for_vec(&mut reason);
+        let watch = crate::watchdog::arm(|| format!("{}={} probe", self.kind, self.name));
         // SAFETY: probe is the plugin's function, given a live sink.
         let status = unsafe { probe(&sink) };
+        drop(watch);
         if status == STATUS_OK {
             Ok(())
         } else if reason.is_empty() {

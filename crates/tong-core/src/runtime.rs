@@ -24,7 +24,7 @@ use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::{hooks, id, init, process, terminal, userns};
+use crate::{fault, hooks, id, init, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -247,6 +247,7 @@ impl Runtime {
         let mut warm_up = WarmUp::default();
         let backends = self.choose_backends(&bundle.spec, opts, &namespaces, &mut warm_up)?;
         let dir = self.store.create(id)?;
+        fault::point("create:state-dir-made", 0);
         let mut record = Record {
             oci_version: bundle.spec.version().clone(),
             id: id.to_string(),
@@ -266,6 +267,7 @@ impl Runtime {
                         name: p.name.clone(),
                         path: p.path.clone(),
                         state: None,
+                        request: None,
                     };
                     (kind.as_str().to_string(), rec)
                 })
@@ -279,8 +281,11 @@ impl Runtime {
             opts,
             gate,
         };
-        let result = dir
-            .write(&record)
+        // The cgroup request goes into the first record: a create killed between making
+        // the cgroup and recording it is undone by adopting the cgroup (see teardown).
+        let result = cgroup_request(id, &bundle.spec)
+            .and_then(|req| set_backend_request(&mut record, PluginKind::Cgroup, &req))
+            .and_then(|()| dir.write(&record))
             .and_then(|()| build(&plan, security, &dir, &mut record));
         match result {
             Ok(launched) => Ok(launched),
@@ -375,9 +380,11 @@ impl Runtime {
                 }
             })?;
         (&file).write_all_bytes(&[1])?;
+        fault::point("start:released", record.pid);
         let _ = std::fs::remove_file(&fifo);
         record.phase = Phase::Running;
         dir.write(&record)?;
+        fault::point("start:record-running", record.pid);
         drop(dir);
         let hooks = hooks::from_record(record.hooks.as_ref());
         if !hooks::Point::Poststart.of(&hooks).is_empty() {
@@ -405,15 +412,21 @@ impl Runtime {
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
-        Ok(oci_state(&record, &dir.path))
+        Ok(oci_state(&record, &dir.path, owner_name(record.owner)))
     }
 
     /// The state of every container; unreadable ones are skipped.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
         let mut out = Vec::new();
+        // One passwd lookup per owner, not per container (ci/bench-list: 1,000 of them).
+        let mut owners = BTreeMap::new();
         for id in self.store.ids()? {
             if let Ok(record) = self.store.peek(&id) {
-                out.push(oci_state(&record, &self.store.root().join(&id)));
+                let owner = owners
+                    .entry(record.owner)
+                    .or_insert_with(|| owner_name(record.owner))
+                    .clone();
+                out.push(oci_state(&record, &self.store.root().join(&id), owner));
             }
         }
         Ok(out)
@@ -483,9 +496,15 @@ impl Runtime {
         };
         let record = match dir.read() {
             Ok(r) => r,
-            Err(Error::InvalidState(_)) if force => return dir.remove(),
+            // Unreadable, corrupt or truncated.
+            Err(why) if force && !matches!(why, Error::NotFound(_)) => {
+                self.teardown_salvaged(&dir)
+                    .map_err(|e| Error::InvalidState(format!("{why}; cleaning up: {e}")))?;
+                return dir.remove();
+            }
             Err(e) => return Err(e),
         };
+        fault::point("delete:record-read", record.pid);
         let status = status_of(&record, &dir.path);
         if !force && matches!(status, Status::Running | Status::Paused) {
             return Err(Error::InvalidState(format!(
@@ -705,21 +724,79 @@ impl Runtime {
         if record.pid > 0 {
             note(process::kill_and_reap(record.pid, record.pid_start));
         }
+        fault::point("teardown:init-killed", record.pid);
         for kind in [PluginKind::Network, PluginKind::Cgroup, PluginKind::Rootfs] {
             let Some(backend) = record.backend(kind) else {
                 continue;
             };
-            let Some(state) = &backend.state else {
-                continue;
+            let state = match (&backend.state, &backend.request) {
+                (Some(state), _) => serde_json::to_vec(state).unwrap_or_default(),
+                // Create may have made the cgroup and died before recording its state:
+                // creating it again adopts the existing (empty) cgroup and returns the
+                // state to destroy it with. A failed create leaves nothing to undo.
+                (None, Some(req)) if kind == PluginKind::Cgroup => {
+                    match self
+                        .recorded_plugin(record, kind)
+                        .and_then(|p| p.cgroup_create(&serde_json::to_vec(req).unwrap_or_default()))
+                    {
+                        Ok(state) => state,
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
             };
-            let state = serde_json::to_vec(state).unwrap_or_default();
             note(self.recorded_plugin(record, kind).and_then(|p| match kind {
                 PluginKind::Network => p.net_teardown(&state),
                 PluginKind::Cgroup => p.cgroup_destroy(&state),
                 _ => p.rootfs_cleanup(&state),
             }));
+            fault::point(
+                match kind {
+                    PluginKind::Network => "teardown:net-undone",
+                    PluginKind::Cgroup => "teardown:cgroup-undone",
+                    _ => "teardown:rootfs-undone",
+                },
+                record.pid,
+            );
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Teardown from a missing, corrupt or truncated record: what can still be read of
+    /// it, then the cgroup found again by adopting it (the salvaged cgroup state may be
+    /// cut short), with the cgroup path of the bundle's config when it is still there.
+    fn teardown_salvaged(&self, dir: &ContainerDir) -> Result<()> {
+        let data = std::fs::read(dir.path.join(state::RECORD_FILE)).unwrap_or_default();
+        let mut record = salvage::record(&dir.id, &data);
+        // Best effort with what survived (a salvaged plugin state may be cut short and
+        // refused); the cgroup, which holds every process, is adopted below instead.
+        if let Some(b) = record.backends.get_mut(PluginKind::Cgroup.as_str()) {
+            b.state = None;
+            b.request = None;
+        }
+        let _ = self.teardown(&record);
+        let spec = std::fs::read(record.bundle.join("config.json"))
+            .ok()
+            .and_then(|bytes| crate::config::parse(&bytes).ok());
+        let mut request = wire::CgroupRequest {
+            id: dir.id.clone(),
+            cgroups_path: None,
+            resources: None,
+            adopt: true,
+        };
+        if let Some(spec) = spec {
+            request.cgroups_path = cgroup_request(&dir.id, &spec)?.cgroups_path;
+        }
+        let cgroup = match record.backend(PluginKind::Cgroup) {
+            Some(b) => self
+                .plugins
+                .load_recorded(PluginKind::Cgroup, &b.name, &b.path)?,
+            None => self.plugins.select_best(PluginKind::Cgroup)?,
+        };
+        // Creating the cgroup again adopts it (an existing cgroup with no process left is
+        // reused), which gives the state to destroy it with.
+        let state = cgroup.cgroup_create(&to_json(&request)?)?;
+        cgroup.cgroup_destroy(&state)
     }
 
     fn recorded_plugin(&self, record: &Record, kind: PluginKind) -> Result<&'static Plugin> {
@@ -780,24 +857,16 @@ fn build(
         opts,
         gate,
     } = *plan;
+    fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
-    let linux = spec.linux().as_ref();
-    let cgroup_req = wire::CgroupRequest {
-        id: record.id.clone(),
-        cgroups_path: linux
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.display().to_string()),
-        resources: linux
-            .and_then(|l| l.resources().as_ref())
-            .map(to_value)
-            .transpose()?,
-    };
     // Without root, a cgroup tong may not create is a warning, not an error.
     let cgroup = match backends.get(&PluginKind::Cgroup) {
-        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_req)?) {
+        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_request(&record.id, spec)?)?) {
             Ok(state) => {
+                fault::point("create:cgroup-created", 0);
                 set_backend_state(record, PluginKind::Cgroup, &state)?;
                 dir.write(record)?;
+                fault::point("create:cgroup-recorded", 0);
                 Some((*plugin, state))
             }
             Err(e) if userns::rootless() => {
@@ -813,8 +882,10 @@ fn build(
     let rootfs = backends[&PluginKind::Rootfs];
     let (plan, rootfs_state) =
         rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
+    fault::point("create:rootfs-prepared", 0);
     set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
     dir.write(record)?;
+    fault::point("create:rootfs-recorded", 0);
 
     let (sync_child, sync_parent) = pipe()?;
     let (report_parent, report_child) = pipe()?;
@@ -916,33 +987,45 @@ fn build(
     ));
     drop(plan);
     let pid = spawned.pid;
+    fault::point("create:spawned", pid);
     record.pid = pid;
     record.pid_start = state::process_start_time(pid).unwrap_or(0);
     if !hooks::is_empty(&config_hooks) {
         record.hooks = Some(to_value(&config_hooks)?);
     }
     dir.write(record)?;
+    fault::point("create:pid-recorded", pid);
 
     let sync = File::from(sync_parent);
     let report = File::from(report_parent);
-    if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
-        plugin.cgroup_add_process(state, pid)?;
-    }
-    if namespaces.creates(libc::CLONE_NEWUSER) {
-        userns::write_maps(spec, pid)?;
-    }
-    host_steps.apply(pid)?;
-    if let Some(net) = backends.get(&PluginKind::Network) {
-        let req = wire::NetworkRequest {
-            id: record.id.clone(),
-            state_dir: dir.path.display().to_string(),
-            pid,
-            netns_path: format!("/proc/{pid}/ns/net"),
-            annotations: record.annotations.clone(),
-        };
-        let net_state = net.net_setup(&to_json(&req)?)?;
-        set_backend_state(record, PluginKind::Network, &net_state)?;
-        dir.write(record)?;
+    // If the child died first and said why (a namespace it could not join), that is the
+    // cause, not the step of ours that then found it gone.
+    let before_go = (|| -> Result<()> {
+        if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
+            plugin.cgroup_add_process(state, pid)?;
+        }
+        if namespaces.creates(libc::CLONE_NEWUSER) {
+            userns::write_maps(spec, pid)?;
+        }
+        host_steps.apply(pid)?;
+        if let Some(net) = backends.get(&PluginKind::Network) {
+            let req = wire::NetworkRequest {
+                id: record.id.clone(),
+                state_dir: dir.path.display().to_string(),
+                pid,
+                netns_path: format!("/proc/{pid}/ns/net"),
+                annotations: record.annotations.clone(),
+            };
+            let net_state = net.net_setup(&to_json(&req)?)?;
+            fault::point("create:net-setup", pid);
+            set_backend_state(record, PluginKind::Network, &net_state)?;
+            dir.write(record)?;
+            fault::point("create:net-recorded", pid);
+        }
+        Ok(())
+    })();
+    if let Err(e) = before_go {
+        return Err(child_error_or(e, pid, record.pid_start, &report));
     }
     let state = hook_state(record, &dir.path, Some(Status::Creating));
     hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
@@ -950,16 +1033,21 @@ fn build(
     if let Some(fd) = &ctx.start_hooks.state_fd {
         hooks::write_state(fd, &hook_state(record, &dir.path, Some(Status::Created)))?;
     }
-    (&sync).write_all_bytes(&[child::GO])?;
+    (&sync)
+        .write_all_bytes(&[child::GO])
+        .map_err(|e| child_error_or(e, pid, record.pid_start, &report))?;
+    fault::point("create:go-sent", pid);
     match read_report(&report)? {
         Report::Ready => {}
         Report::Failed(e) => return Err(Error::Container(e.describe())),
         Report::Closed => {
-            return Err(Error::Container(
-                "the container process exited during setup".into(),
-            ));
+            return Err(Error::Container(format!(
+                "the container process {}during setup",
+                how_it_ended(pid)
+            )));
         }
     }
+    fault::point("create:child-ready", pid);
     if !create_container.is_empty() {
         let joins = container_namespaces(pid)?;
         hooks::run_all(
@@ -971,6 +1059,7 @@ fn build(
     }
     record.phase = Phase::Created;
     dir.write(record)?;
+    fault::point("create:record-created", pid);
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid)?;
     }
@@ -994,12 +1083,16 @@ fn status_of(record: &Record, dir: &Path) -> Status {
     }
 }
 
-fn oci_state(record: &Record, dir: &Path) -> ContainerState {
-    let status = status_of(record, dir);
-    let owner = nix::unistd::User::from_uid(record.owner.into())
+/// The user name of a uid, or the number when it has none.
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
         .ok()
         .flatten()
-        .map_or_else(|| record.owner.to_string(), |u| u.name);
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+fn oci_state(record: &Record, dir: &Path, owner: String) -> ContainerState {
+    let status = status_of(record, dir);
     ContainerState {
         oci_version: record.oci_version.clone(),
         id: record.id.clone(),
@@ -1056,17 +1149,64 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode plugin request: {e}")))
 }
 
-fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Result<()> {
-    let value: Value = if state.is_empty() {
-        Value::Object(serde_json::Map::new())
-    } else {
-        serde_json::from_slice(state)
-            .map_err(|e| Error::Plugin(format!("{kind} plugin returned invalid state JSON: {e}")))?
-    };
+/// The cgroup plugin's create request for a container.
+fn cgroup_request(id: &str, spec: &Spec) -> Result<wire::CgroupRequest> {
+    let linux = spec.linux().as_ref();
+    Ok(wire::CgroupRequest {
+        id: id.to_string(),
+        cgroups_path: linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string()),
+        resources: linux
+            .and_then(|l| l.resources().as_ref())
+            .map(to_value)
+            .transpose()?,
+        adopt: false,
+    })
+}
+
+fn set_backend_request<T: Serialize>(record: &mut Record, kind: PluginKind, req: &T) -> Result<()> {
     if let Some(b) = record.backends.get_mut(kind.as_str()) {
-        b.state = Some(value);
+        b.request = Some(to_value(req)?);
     }
     Ok(())
+}
+
+fn set_backend_state(record: &mut Record, kind: PluginKind, state: &[u8]) -> Result<()> {
+    let name = record.backend(kind).map_or("?", |b| b.name.as_str());
+    let value = plugin_state(kind, name, state)?;
+    if let Some(b) = record.backends.get_mut(kind.as_str()) {
+        b.state = Some(value);
+        b.request = None;
+    }
+    Ok(())
+}
+
+/// Deepest plugin state accepted: the state file nests it three levels down, and must
+/// stay under serde_json's limit of 128 to be read back (found by fuzz/plugin_json).
+const MAX_STATE_DEPTH: usize = 64;
+
+/// Parses the state JSON a plugin returned (empty means `{}`).
+pub fn plugin_state(kind: PluginKind, name: &str, state: &[u8]) -> Result<Value> {
+    if state.is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    let value = serde_json::from_slice(state)
+        .map_err(|e| Error::Plugin(format!("{kind}={name} returned invalid state JSON: {e}")))?;
+    if depth(&value) > MAX_STATE_DEPTH {
+        return Err(Error::Plugin(format!(
+            "{kind}={name} returned state JSON nested deeper than {MAX_STATE_DEPTH} levels"
+        )));
+    }
+    Ok(value)
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn rootfs_request(
@@ -1188,6 +1328,20 @@ fn container_namespaces(pid: i32) -> Result<Vec<(i32, File)>> {
     Ok(out)
 }
 
+/// Checks an OCI process as `exec` and `create` would before any clone (the fuzz
+/// targets use it): everything the child needs must be buildable.
+pub fn check_process(process: &Process) -> Result<()> {
+    let fds = ChildFds {
+        close_first: Vec::new(),
+        sync_fd: -1,
+        report_fd: -1,
+        fifo_fd: -1,
+        stdio: [-1; 3],
+        console_socket: -1,
+    };
+    process_context(process, fds).map(drop)
+}
+
 /// The descriptors a child uses or must close.
 struct ChildFds {
     close_first: Vec<RawFd>,
@@ -1206,7 +1360,7 @@ fn console_for(process: &Process, socket: Option<&Path>) -> Result<Option<OwnedF
 
 /// The state JSON given to hooks on stdin; `status` overrides the computed one.
 fn hook_state(record: &Record, dir: &Path, status: Option<Status>) -> Vec<u8> {
-    let mut state = oci_state(record, dir);
+    let mut state = oci_state(record, dir, owner_name(record.owner));
     if let Some(s) = status {
         state.status = s;
         state.pid = record.pid;
@@ -1228,6 +1382,12 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
             "process.cwd {} is not an absolute path",
             process.cwd().display()
         )));
+    }
+    // Named by their own field, before PATH candidates are made from args[0].
+    for (what, items) in [("process.args", &args), ("process.env", &env)] {
+        if items.iter().any(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!("{what} contains a NUL byte")));
+        }
     }
     let path_var = env
         .iter()
@@ -1356,6 +1516,40 @@ enum Report {
     Ready,
     Failed(Box<ChildError>),
     Closed,
+}
+
+/// After a failed step of create: the child's own report when it died first, else `err`.
+fn child_error_or(err: Error, pid: i32, start: u64, report: &File) -> Error {
+    if state::is_alive(pid, start) {
+        return err;
+    }
+    // It is dead, so its end of the pipe is closed and this read cannot block.
+    match read_report(report) {
+        Ok(Report::Failed(e)) => Error::Container(e.describe()),
+        Ok(Report::Closed) => Error::Container(format!(
+            "the container process {}during setup",
+            how_it_ended(pid)
+        )),
+        _ => err,
+    }
+}
+
+/// "was killed by SIGKILL " or "exited with status 1 " for a child of ours that closed
+/// its report pipe without a word; empty when it is not our child.
+fn how_it_ended(pid: i32) -> String {
+    let mut status = 0;
+    // SAFETY: waitpid on the container's init, which no longer talks to us (it closed
+    // the report pipe: it is exiting); ECHILD when it is not our child.
+    if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
+        return "exited ".into();
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
+        format!("was killed by {name} ")
+    } else {
+        format!("exited with status {} ", libc::WEXITSTATUS(status))
+    }
 }
 
 /// Reads the child's next report: READY, a ChildError, or EOF.

@@ -40,19 +40,20 @@ pub struct BackendRecord {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Value>,
+    /// The request a create step is about to send, recorded before the step runs, so a
+    /// crash between the step and the recording of its state can still be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
 }
 
 /// What tong keeps about a container between commands.
+///
+/// Field order is the order on disk: what teardown needs (process, backends) comes
+/// first, so a truncated file still tells `delete --force` what to undo (see salvage.rs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
-    pub oci_version: String,
     pub id: String,
-    pub bundle: PathBuf,
-    pub rootfs: PathBuf,
-    pub created: String,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
     pub phase: Phase,
     /// The container's init as the host sees it; 0 before it exists.
     #[serde(default)]
@@ -61,12 +62,18 @@ pub struct Record {
     /// pid is never mistaken for the container.
     #[serde(default)]
     pub pid_start: u64,
-    #[serde(default)]
-    pub paused: bool,
-    pub owner: u32,
     /// Backends by kind (`ns`, `cgroup`, `rootfs`, `net`).
     #[serde(default)]
     pub backends: BTreeMap<String, BackendRecord>,
+    pub bundle: PathBuf,
+    pub oci_version: String,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub paused: bool,
+    pub owner: u32,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// The config's `hooks`, for `start` (poststart) and `delete` (poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Value>,
@@ -259,7 +266,13 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into a stack buffer (a stat line is a few hundred bytes; the command name
+    // is at most 64): read_to_string probes a size-0 proc file with many small reads,
+    // and `list` does this once per container.
+    let mut buf = [0u8; 4096];
+    let n =
+        std::io::Read::read(&mut File::open(format!("/proc/{pid}/stat")).ok()?, &mut buf).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

@@ -176,6 +176,8 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
             .collect(),
     };
     check(&planned, &writes)?;
+    // delete --force of a container whose record is damaged adopts its cgroup, busy or not.
+    let adopt = req.adopt;
 
     let mut state = State {
         id: req.id,
@@ -185,7 +187,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     let done = (|| {
         for p in &planned.cgroups {
             let (cg, existed) = CgroupDir::create_or_reuse(&p.hierarchy, &p.mount, &rel)?;
-            let busy = existed && !cg.procs()?.is_empty();
+            let busy = existed && !adopt && !cg.procs()?.is_empty();
             ours.push(!existed);
             state.cgroups.push(cg);
             if busy {

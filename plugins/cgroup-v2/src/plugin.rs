@@ -67,7 +67,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     controllers::check_available(&mount.mount_point, &translate::controllers(&writes))?;
     let (cg, existed) = CgroupDir::create_or_reuse("unified", &mount.mount_point, &rel)?;
     let done = (|| {
-        if existed && !cg.procs()?.is_empty() {
+        if existed && !req.adopt && !cg.procs()?.is_empty() {
             return Err(PluginError::failed(format!(
                 "{} already exists and has processes in it",
                 cg.dir.display()
