@@ -743,6 +743,16 @@ impl Runtime {
                         Err(_) => continue,
                     }
                 }
+                // Setup may have run in part and died before recording its state: the
+                // backend undoes it from the request (net-bridge and net-cni can). A
+                // backend that cannot parse a request has nothing to say here.
+                (None, Some(req)) if kind == PluginKind::Network => {
+                    let req = serde_json::to_vec(req).unwrap_or_default();
+                    let _ = self
+                        .recorded_plugin(record, kind)
+                        .and_then(|p| p.net_teardown(&req));
+                    continue;
+                }
                 _ => continue,
             };
             note(self.recorded_plugin(record, kind).and_then(|p| match kind {
@@ -993,6 +1003,18 @@ fn build(
     if !hooks::is_empty(&config_hooks) {
         record.hooks = Some(to_value(&config_hooks)?);
     }
+    // Recorded with the pid (no write of its own), so that a crash during network setup
+    // leaves the backend what it needs to undo a partial setup.
+    let net_request = wire::NetworkRequest {
+        id: record.id.clone(),
+        state_dir: dir.path.display().to_string(),
+        pid,
+        netns_path: format!("/proc/{pid}/ns/net"),
+        annotations: record.annotations.clone(),
+    };
+    if backends.contains_key(&PluginKind::Network) {
+        set_backend_request(record, PluginKind::Network, &net_request)?;
+    }
     dir.write(record)?;
     fault::point("create:pid-recorded", pid);
 
@@ -1009,14 +1031,7 @@ fn build(
         }
         host_steps.apply(pid)?;
         if let Some(net) = backends.get(&PluginKind::Network) {
-            let req = wire::NetworkRequest {
-                id: record.id.clone(),
-                state_dir: dir.path.display().to_string(),
-                pid,
-                netns_path: format!("/proc/{pid}/ns/net"),
-                annotations: record.annotations.clone(),
-            };
-            let net_state = net.net_setup(&to_json(&req)?)?;
+            let net_state = net.net_setup(&to_json(&net_request)?)?;
             fault::point("create:net-setup", pid);
             set_backend_state(record, PluginKind::Network, &net_state)?;
             dir.write(record)?;

@@ -87,6 +87,21 @@ impl Ipam {
         Ok(())
     }
 
+    /// Frees every address held by the container whose state directory is `state_dir`.
+    pub fn release_owner(&self, state_dir: &str) -> PluginResult<()> {
+        if !self.file.exists() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let mut table = self.read()?;
+        let before = table.len();
+        table.retain(|_, owner| owner.state_dir != state_dir);
+        if table.len() != before {
+            self.write(&table)?;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> PluginResult<File> {
         let path = self.file.with_extension("lock");
         let file = OpenOptions::new()
@@ -149,6 +164,10 @@ mod tests {
         assert_eq!(b, Ipv4Addr::new(10, 9, 0, 3));
         ipam.release(a).unwrap();
         ipam.release(a).unwrap();
+        let dead = ipam.allocate(subnet, "x", "/nonexistent/x").unwrap();
+        ipam.release_owner("/nonexistent/x").unwrap();
+        assert_eq!(ipam.allocate(subnet, "y", live).unwrap(), dead);
+        ipam.release(dead).unwrap();
         assert_eq!(ipam.allocate(subnet, "c", live).unwrap(), a);
         // An owner whose state directory is gone is taken back.
         let gone = root.join("gone");

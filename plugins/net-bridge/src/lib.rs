@@ -90,7 +90,15 @@ impl NetworkPlugin for NetBridge {
     }
 
     fn teardown(state: &[u8]) -> PluginResult<()> {
-        let state: BridgeState = serde_json::from_slice(state)?;
+        let state: BridgeState = match serde_json::from_slice(state) {
+            Ok(state) => state,
+            // tong died during setup, before it could record our state: undo from the
+            // request it recorded instead.
+            Err(e) => match serde_json::from_slice::<NetworkRequest>(state) {
+                Ok(req) => return teardown_from_request(&req),
+                Err(_) => return Err(e.into()),
+            },
+        };
         let mut first_error = None;
         if let Some(table) = &state.nft_table {
             if let Err(e) = nft::remove(table) {
@@ -102,6 +110,21 @@ impl NetworkPlugin for NetBridge {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Undoes a setup that may have run in part: frees whatever address the container holds
+/// and removes its nftables table (made only with publishing or NAT). The veth, if any,
+/// goes with the container's namespace.
+fn teardown_from_request(req: &NetworkRequest) -> PluginResult<()> {
+    let config = BridgeConfig::from_annotations(&req.annotations)?;
+    let root = Path::new(&req.state_dir)
+        .parent()
+        .ok_or_else(|| PluginError::invalid("state directory has no parent"))?;
+    ipam::Ipam::new(root, &config.bridge).release_owner(&req.state_dir)?;
+    if !config.publish.is_empty() || config.nat {
+        nft::remove(&nft::table_name(&host_veth_name(&req.state_dir)))?;
+    }
+    Ok(())
 }
 
 /// Bridge, veth pair, container addressing and routes, then published ports; records

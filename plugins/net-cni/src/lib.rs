@@ -138,8 +138,15 @@ impl NetworkPlugin for NetCni {
     }
 
     fn teardown(state: &[u8]) -> PluginResult<()> {
-        let state: CniState = serde_json::from_slice(state)?;
-        teardown(&state)
+        match serde_json::from_slice::<CniState>(state) {
+            Ok(state) => teardown(&state),
+            // tong died during setup, before it could record our state: DEL every
+            // network the request names (DEL is idempotent), against the pin if made.
+            Err(e) => match serde_json::from_slice::<NetworkRequest>(state) {
+                Ok(req) => teardown(&state_from_request(&req)?),
+                Err(_) => Err(e.into()),
+            },
+        }
     }
 }
 
@@ -248,6 +255,38 @@ fn run_list(state: &CniState, index: usize, command: Command) -> PluginResult<()
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The state a setup from `req` would have recorded, without the results: what DEL needs.
+fn state_from_request(req: &NetworkRequest) -> PluginResult<CniState> {
+    let settings = Settings::from_request(req)?;
+    let state_dir = Path::new(&req.state_dir);
+    let mut eth = 0;
+    let mut attachments = Vec::new();
+    for name in &settings.networks {
+        let list = conf::find(&settings.conf_dir, name.as_deref())?;
+        let ifname = if list.is_loopback() {
+            "lo".to_string()
+        } else {
+            eth += 1;
+            format!("eth{}", eth - 1)
+        };
+        attachments.push(Attachment {
+            name: list.name.clone(),
+            ifname,
+            config: list.raw.clone(),
+            result: None,
+        });
+    }
+    Ok(CniState {
+        id: req.id.clone(),
+        netns: state_dir.join("netns"),
+        cni_path: settings.cni_path,
+        result_file: state_dir.join(RESULT_FILE),
+        runtime_config: settings.runtime_config,
+        attachments,
+        annotations: BTreeMap::new(),
+    })
 }
 
 /// DEL every attachment, newest first, then release the pin and the result file; the
