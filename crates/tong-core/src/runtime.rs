@@ -1042,7 +1042,14 @@ fn build(
     if let Err(e) = before_go {
         return Err(child_error_or(e, pid, record.pid_start, &report));
     }
-    let state = hook_state(record, &dir.path, Some(Status::Creating));
+    // Only with hooks: the state names the owner, a passwd lookup through NSS.
+    let has_create_hooks =
+        !(prestart.is_empty() && create_runtime.is_empty() && create_container.is_empty());
+    let state = if has_create_hooks {
+        hook_state(record, &dir.path, Some(Status::Creating))
+    } else {
+        Vec::new()
+    };
     hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
     hooks::run_all(hooks::Point::CreateRuntime, &create_runtime, &state, &[])?;
     if let Some(fd) = &ctx.start_hooks.state_fd {
