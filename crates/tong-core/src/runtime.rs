@@ -1213,8 +1213,15 @@ pub fn plugin_state(kind: PluginKind, name: &str, state: &[u8]) -> Result<Value>
     if state.is_empty() {
         return Ok(Value::Object(serde_json::Map::new()));
     }
-    let value = serde_json::from_slice(state)
+    let value: Value = serde_json::from_slice(state)
         .map_err(|e| Error::Plugin(format!("{kind}={name} returned invalid state JSON: {e}")))?;
+    // The state file cannot tell a null state from none recorded (found by
+    // fuzz/plugin_json): teardown would then skip the backend.
+    if value.is_null() {
+        return Err(Error::Plugin(format!(
+            "{kind}={name} returned null as its state (return {{}} or nothing for no state)"
+        )));
+    }
     if depth(&value) > MAX_STATE_DEPTH {
         return Err(Error::Plugin(format!(
             "{kind}={name} returned state JSON nested deeper than {MAX_STATE_DEPTH} levels"
