@@ -8,13 +8,7 @@ use serde_json::json;
 fn running(tong: &Tong, args: &[&str]) -> (Bundle, String) {
     let bundle = Bundle::new(&config(args));
     let id = unique_id("exec");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     (bundle, id)
 }
 

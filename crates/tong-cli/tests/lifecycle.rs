@@ -74,13 +74,7 @@ fn kill_takes_names_numbers_and_all() {
                   sleep 100 & sleep 100 & while true; do sleep 0.05; done";
     let bundle = Bundle::new(&config(&["sh", "-c", script]));
     let id = unique_id("kill");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     let pid = tong.state(&id)["pid"].as_i64().unwrap() as i32;
     let root = format!("/proc/{pid}/root/tmp");
     tong.ok(&["kill", &id, "SIGUSR1"]);
@@ -262,13 +256,7 @@ fn pause_and_resume_freeze_the_container() {
     let tong = Tong::new();
     let bundle = Bundle::new(&config(&["sh", "-c", "while true; do :; done"]));
     let id = unique_id("pause");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     let pid = tong.state(&id)["pid"].as_i64().unwrap() as i32;
     tong.ok(&["pause", &id]);
     assert_eq!(tong.state(&id)["status"], "paused");
@@ -304,13 +292,7 @@ fn delete_force_removes_a_running_container() {
     let tong = Tong::new();
     let bundle = Bundle::new(&config(&["sh", "-c", "sleep 100 & sleep 100"]));
     let id = unique_id("force");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     let pids: Vec<i32> = serde_json::from_str(&tong.ok(&["ps", "--format", "json", &id])).unwrap();
     tong.ok(&["delete", "--force", &id]);
     for pid in &pids {

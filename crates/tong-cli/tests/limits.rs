@@ -19,13 +19,7 @@ fn memory_and_pids_limits_are_applied_on_the_v1_host() {
     });
     let bundle = Bundle::new(&cfg);
     let id = unique_id("limits");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     assert_eq!(tong.state(&id)["backends"]["cgroup"], "v1");
     let pid = tong.state(&id)["pid"].as_i64().unwrap();
     let read = |f: &str| {

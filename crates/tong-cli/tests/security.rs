@@ -55,13 +55,7 @@ fn captured(cmd: &mut std::process::Command) -> Ran {
 fn start_detached(tong: &Tong, cfg: &Value, name: &str) -> (Bundle, String) {
     let bundle = Bundle::new(cfg);
     let id = unique_id(name);
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     (bundle, id)
 }
 

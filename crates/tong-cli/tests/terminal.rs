@@ -163,13 +163,7 @@ fn exec_with_a_tty_sends_its_own_terminal() {
     let tong = Tong::new();
     let bundle = Bundle::new(&config(&["sleep", "60"]));
     let id = unique_id("tty-exec");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     let console = ConsoleSocket::new();
     let (master, name) = std::thread::scope(|s| {
         let r = s.spawn(|| console.receive());

@@ -19,13 +19,7 @@ fn running(tong: &Tong, resources: Value) -> (Bundle, String) {
     cfg["linux"]["resources"] = resources;
     let bundle = Bundle::new(&cfg);
     let id = unique_id("update");
-    tong.ok(&[
-        "run",
-        "-d",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.run_detached(&bundle, &id);
     (bundle, id)
 }
 

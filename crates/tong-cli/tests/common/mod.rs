@@ -150,6 +150,11 @@ impl Tong {
         run_with_files(&mut self.command(args))
     }
 
+    /// `tong run -d` of the bundle as container `id`, asserting success.
+    pub fn run_detached(&self, bundle: &Bundle, id: &str) {
+        self.ok(&["run", "-d", "--bundle", bundle.path().to_str().unwrap(), id]);
+    }
+
     /// Runs tong and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
