@@ -350,8 +350,8 @@ func TestConcurrentLifecycles(t *testing.T) {
 			}
 		}
 	}
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/tong/" + prefix + "*")
-	more, _ := filepath.Glob("/sys/fs/cgroup/tong/" + prefix + "*")
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/" + prefix + "*")
 	if left := append(cgroups, more...); len(left) != 0 {
 		t.Errorf("cgroups left: %v", left)
 	}
@@ -436,7 +436,7 @@ func TestExecAndUpdate(t *testing.T) {
 	if err := c.Update([]byte(`{"pids": {"limit": 3}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := os.ReadFile("/sys/fs/cgroup/pids/tong/" + id + "/pids.max"); err == nil && string(b) != "3\n" {
+	if b, err := os.ReadFile("/sys/fs/cgroup/pids/" + id + "/pids.max"); err == nil && string(b) != "3\n" {
 		t.Errorf("pids.max after update: %q", b)
 	}
 	// Init, the detached sleep and the shell fill the limit of 3: a fork fails.

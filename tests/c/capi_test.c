@@ -531,10 +531,10 @@ static int remove_tree(const char *dir)
 static char *read_cgroup(const char *controller, const char *id, const char *file)
 {
     char path[1024];
-    snprintf(path, sizeof path, "/sys/fs/cgroup/%s/tong/%s/%s", controller, id, file);
+    snprintf(path, sizeof path, "/sys/fs/cgroup/%s/%s/%s", controller, id, file);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(path, sizeof path, "/sys/fs/cgroup/tong/%s/%s", id, file);
+        snprintf(path, sizeof path, "/sys/fs/cgroup/%s/%s", id, file);
         fd = open(path, O_RDONLY | O_CLOEXEC);
     }
     if (fd < 0)

@@ -123,7 +123,7 @@ fn kill_after_the_init_died() {
     tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
     tong.ok(&["start", &id]);
     let init = tong.state(&id)["pid"].as_i64().unwrap() as i32;
-    let procs = std::path::Path::new("/sys/fs/cgroup/pids/tong")
+    let procs = std::path::Path::new("/sys/fs/cgroup/pids")
         .join(&id)
         .join("cgroup.procs");
     let pids = || -> Vec<i32> {

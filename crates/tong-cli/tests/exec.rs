@@ -46,7 +46,7 @@ fn an_exec_process_sees_the_container() {
         out.contains("procs=2\n"),
         "init and the exec'd shell: {out}"
     );
-    assert!(out.contains(&format!("memory:/tong/{id}")), "{out}");
+    assert!(out.contains(&format!("memory:/{id}")), "{out}");
     assert!(out.contains("cwd=/tmp\n"), "{out}");
     assert!(out.contains("env=yes\n"), "{out}");
     tong.ok(&["delete", "--force", &id]);

@@ -29,13 +29,13 @@ fn memory_and_pids_limits_are_applied_on_the_v1_host() {
             .to_string()
     };
     assert_eq!(
-        read(&format!("memory/tong/{id}/memory.limit_in_bytes")),
+        read(&format!("memory/{id}/memory.limit_in_bytes")),
         "67108864"
     );
-    assert_eq!(read(&format!("pids/tong/{id}/pids.max")), "20");
-    assert_eq!(read(&format!("cpu/tong/{id}/cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(&format!("pids/{id}/pids.max")), "20");
+    assert_eq!(read(&format!("cpu/{id}/cpu.cfs_quota_us")), "50000");
     for controller in ["memory", "pids", "cpu", "freezer"] {
-        let procs = read(&format!("{controller}/tong/{id}/cgroup.procs"));
+        let procs = read(&format!("{controller}/{id}/cgroup.procs"));
         assert!(
             procs.lines().any(|p| p == pid.to_string()),
             "{controller}: {procs}"
@@ -43,7 +43,7 @@ fn memory_and_pids_limits_are_applied_on_the_v1_host() {
     }
     // The process was in its cgroup before it ran user code: its own view says so.
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(own.contains(&format!("memory:/tong/{id}")), "{own}");
+    assert!(own.contains(&format!("memory:/{id}")), "{own}");
     let stats: serde_json::Value =
         serde_json::from_str(tong.ok(&["events", "--stats", &id]).trim()).unwrap();
     assert_eq!(stats["type"], "stats");
@@ -102,10 +102,10 @@ fn the_v2_backend_runs_containers_on_the_unified_hierarchy() {
         &id,
     ]);
     let pid = tong.state(&id)["pid"].as_i64().unwrap();
-    let procs = std::fs::read_to_string(format!("{unified}/tong/{id}/cgroup.procs")).unwrap();
+    let procs = std::fs::read_to_string(format!("{unified}/{id}/cgroup.procs")).unwrap();
     assert_eq!(procs.trim(), pid.to_string());
     tong.ok(&["pause", &id]);
-    let events = std::fs::read_to_string(format!("{unified}/tong/{id}/cgroup.events")).unwrap();
+    let events = std::fs::read_to_string(format!("{unified}/{id}/cgroup.events")).unwrap();
     assert!(events.contains("frozen 1"), "{events}");
     tong.ok(&["resume", &id]);
     tong.ok(&["delete", "--force", &id]);

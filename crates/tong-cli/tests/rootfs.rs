@@ -174,7 +174,7 @@ fn assert_no_host_mount_under(dirs: &[&Path]) {
 /// One line of mountinfo.
 #[derive(Debug, Clone)]
 struct MountLine {
-    /// The path inside the filesystem that is mounted (`/tong/ID` for a cgroup bind).
+    /// The path inside the filesystem that is mounted (`/ID` for a cgroup bind).
     root: String,
     point: String,
     opts: Vec<String>,
@@ -420,7 +420,7 @@ fn mounts_masks_devices(backend: &str) {
     r.flags("/sys", &["ro", "nosuid", "nodev", "noexec"], &[]);
     assert_eq!(r.at("/sys").fstype, "sysfs");
     r.flags("/sys/fs/cgroup", &["ro"], &[]);
-    // Each hierarchy shows the container's own cgroup (tong/ID by default), read-only.
+    // Each hierarchy shows the container's own cgroup (/ID by default, as runc and crun), read-only.
     let cgroups: Vec<_> = r
         .mounts
         .iter()
@@ -433,7 +433,7 @@ fn mounts_masks_devices(backend: &str) {
     );
     for m in cgroups {
         assert!(m.fstype.starts_with("cgroup"), "{m:?}");
-        assert_eq!(m.root, format!("/tong/{id}"), "{m:?}");
+        assert_eq!(m.root, format!("/{id}"), "{m:?}");
         assert!(m.opts.iter().any(|o| o == "ro"), "{m:?}");
     }
     r.flags(

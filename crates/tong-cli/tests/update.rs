@@ -41,9 +41,9 @@ fn update_changes_live_limits() {
         .contains("forked-all"));
     // ...not under 4 (init, the exec'd shell and two more).
     tong.ok(&["update", "--pids-limit", "4", "--memory", "32m", &id]);
-    assert_eq!(read_cgroup(&format!("pids/tong/{id}/pids.max")), "4");
+    assert_eq!(read_cgroup(&format!("pids/{id}/pids.max")), "4");
     assert_eq!(
-        read_cgroup(&format!("memory/tong/{id}/memory.limit_in_bytes")),
+        read_cgroup(&format!("memory/{id}/memory.limit_in_bytes")),
         "33554432"
     );
     let out = tong.run(&["exec", &id, "sh", "-c", FORK_SIX]);
@@ -66,11 +66,8 @@ fn update_changes_live_limits() {
         "100000",
         &id,
     ]);
-    assert_eq!(read_cgroup(&format!("pids/tong/{id}/pids.max")), "40");
-    assert_eq!(
-        read_cgroup(&format!("cpu/tong/{id}/cpu.cfs_quota_us")),
-        "20000"
-    );
+    assert_eq!(read_cgroup(&format!("pids/{id}/pids.max")), "40");
+    assert_eq!(read_cgroup(&format!("cpu/{id}/cpu.cfs_quota_us")), "20000");
     assert!(tong
         .ok(&["exec", &id, "sh", "-c", FORK_SIX])
         .contains("forked-all"));
@@ -83,7 +80,7 @@ fn update_changes_live_limits() {
         .unwrap();
     assert!(status.success());
     assert_eq!(
-        read_cgroup(&format!("memory/tong/{id}/memory.limit_in_bytes")),
+        read_cgroup(&format!("memory/{id}/memory.limit_in_bytes")),
         "50331648"
     );
     // The new limit shows in the stats.
@@ -115,7 +112,7 @@ fn update_refuses_bad_input() {
     let err = tong.fails(&["update", "--pids-limit", "3", "no-such-container"]);
     assert!(err.contains("does not exist"), "{err}");
     // Nothing was changed by the refused updates.
-    assert_eq!(read_cgroup(&format!("pids/tong/{id}/pids.max")), "50");
+    assert_eq!(read_cgroup(&format!("pids/{id}/pids.max")), "50");
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }

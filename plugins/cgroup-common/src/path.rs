@@ -4,12 +4,12 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::{PluginError, PluginResult};
 
-/// The parent of containers without an absolute cgroupsPath. Destroy removes it once
-/// empty.
+/// The parent of containers with a relative cgroupsPath. Destroy removes it once empty.
 pub const DEFAULT_PARENT: &str = "tong";
 
 /// The container's cgroup, relative to each hierarchy's root (no leading `/`):
-/// - absent: `tong/<id>`;
+/// - absent: `<id>` at the hierarchy's root, as runc and crun place it (no shared
+///   parent to create and remove with every container);
 /// - absolute (`/a/b`): `a/b`;
 /// - systemd form `slice:prefix:name`: `machine.slice/libpod-abc.scope`, as crun/runc
 ///   convert it when no systemd is managing cgroups;
@@ -21,7 +21,7 @@ pub fn container_path(id: &str, cgroups_path: Option<&str>) -> PluginResult<Path
         )));
     }
     let rel = match cgroups_path.filter(|p| !p.is_empty()) {
-        None => Path::new(DEFAULT_PARENT).join(id),
+        None => PathBuf::from(id),
         Some(p) if !p.starts_with('/') && p.split(':').count() == 3 => systemd_path(p)?,
         Some(p) if p.starts_with('/') => PathBuf::from(p),
         Some(p) => Path::new(DEFAULT_PARENT).join(p),
@@ -120,8 +120,8 @@ mod tests {
 
     #[test]
     fn translation_cgroups_path_forms() {
-        assert_eq!(path("abc", None), "tong/abc");
-        assert_eq!(path("abc", Some("")), "tong/abc");
+        assert_eq!(path("abc", None), "abc");
+        assert_eq!(path("abc", Some("")), "abc");
         assert_eq!(path("abc", Some("/kubepods/pod1/abc")), "kubepods/pod1/abc");
         assert_eq!(path("abc", Some("mine/abc")), "tong/mine/abc");
         assert_eq!(path("abc", Some("/a/./b/")), "a/b");

@@ -96,10 +96,21 @@ fn real_v1_lifecycle() {
         destroy: CgroupV1::destroy,
     };
 
-    // One directory per hierarchy, under the default parent.
+    // One directory per hierarchy, at its root as runc and crun place it.
     for (h, d) in dirs_of(&state) {
         assert!(d.is_dir(), "{h}: {}", d.display());
-        assert!(d.ends_with(Path::new("tong").join(&id)), "{}", d.display());
+        let all = mounts::read_mounts().unwrap();
+        let mut roots: Vec<PathBuf> = mounts::v1_hierarchies(&all)
+            .into_iter()
+            .map(|m| m.mount_point)
+            .collect();
+        // (the hybrid layout's cgroup2 mount holds the process too)
+        roots.extend(mounts::cgroup2_mount(&all).map(|m| m.mount_point));
+        assert!(
+            roots.iter().any(|root| d == root.join(&id)),
+            "{h}: {} is not <hierarchy root>/{id}",
+            d.display()
+        );
     }
     let mem = dir_of(&state, "memory");
     assert_eq!(
@@ -128,7 +139,7 @@ fn real_v1_lifecycle() {
     assert_eq!(got, want_sorted);
     // cpuset got its parent's cpus/mems, so tasks can join.
     let cs = dir_of(&state, "cpuset");
-    let root_cs = cs.parent().unwrap().parent().unwrap();
+    let root_cs = cs.parent().unwrap();
     assert_eq!(
         read(&cs.join("cpuset.cpus")).unwrap(),
         read(&root_cs.join("cpuset.cpus")).unwrap()
@@ -256,7 +267,7 @@ fn real_v1_failure_part_way_leaves_nothing() {
         .mount_point;
     let want = format!(
         "cgroup-v1: write 999 to {}: ",
-        cpuset.join("tong").join(&id).join("cpuset.cpus").display()
+        cpuset.join(&id).join("cpuset.cpus").display()
     );
     assert!(err.message.starts_with(&want), "{err}");
     assert_eq!(

@@ -58,7 +58,7 @@ fn real_v2_lifecycle() {
         destroy: CgroupV2::destroy,
     };
     let dir = state_dir(&state);
-    assert_eq!(dir, mount.join("tong").join(&id));
+    assert_eq!(dir, mount.join(&id));
     assert!(dir.is_dir());
     if hugetlb {
         assert_eq!(read(&dir.join("hugetlb.2MB.max")).unwrap(), "4194304");
@@ -141,7 +141,7 @@ fn real_v2_missing_controller_is_a_clear_error() {
     );
     assert_eq!(err.message, want);
     assert_eq!(err.status, tong_abi::STATUS_UNSUPPORTED);
-    assert!(!mount.join("tong").join(&id).exists());
+    assert!(!mount.join(&id).exists());
     assert_eq!(
         testing::find_dirs_named(&testing::all_cgroup_roots(), &id),
         Vec::<PathBuf>::new()
@@ -161,7 +161,7 @@ fn real_v2_rejects_bad_input_without_leaving_anything() {
     let req = json!({"id": id, "resources": {"unified": {"cgroup.nonexistent": "1"}}});
     let err = CgroupV2::create(req.to_string().as_bytes()).unwrap_err();
     assert!(err.message.contains("cgroup.nonexistent"), "{err}");
-    assert!(!mount.join("tong").join(&id).exists());
+    assert!(!mount.join(&id).exists());
 }
 
 #[test]
@@ -190,14 +190,16 @@ fn real_v2_concurrent_create_destroy_share_the_parent() {
     let Some(_mount) = setup("real_v2_concurrent_create_destroy_share_the_parent") else {
         return;
     };
-    // Siblings under `tong`: one's destroy prunes the shared parent while the other is
-    // creating in it (ENOENT retry) or still using it (EBUSY ignored).
+    // Siblings under `tong` (a relative cgroupsPath): one's destroy prunes the shared
+    // parent while the other is creating in it (ENOENT retry) or still using it (EBUSY
+    // ignored).
     let threads: Vec<_> = (0..2)
         .map(|_| {
             std::thread::spawn(|| {
                 for _ in 0..25 {
                     let id = testing::unique_id("tong-test-cgv2");
-                    let state = CgroupV2::create(json!({"id": id}).to_string().as_bytes()).unwrap();
+                    let req = json!({"id": id, "cgroupsPath": id});
+                    let state = CgroupV2::create(req.to_string().as_bytes()).unwrap();
                     let guard = DestroyGuard {
                         state,
                         destroy: CgroupV2::destroy,

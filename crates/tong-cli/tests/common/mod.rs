@@ -245,7 +245,7 @@ pub fn run_with_files(cmd: &mut Command) -> Output {
 /// Asserts no cgroup directory named after `id` exists in any hierarchy.
 pub fn assert_no_cgroup(id: &str) {
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let dir = hierarchy.path().join("tong").join(id);
+        let dir = hierarchy.path().join(id);
         assert!(!dir.exists(), "cgroup {} left behind", dir.display());
     }
 }
@@ -267,12 +267,19 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// A unique container id for a test.
+/// A unique container id for a test. It starts with `tong-` so that a cgroup a failed
+/// test leaves at a hierarchy's root (`/sys/fs/cgroup/<controller>/<id>`) is caught by
+/// `ci/check-host`.
 pub fn unique_id(test: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
+    let prefix = if test.starts_with("tong") {
+        ""
+    } else {
+        "tong-"
+    };
     format!(
-        "{test}-{}-{}",
+        "{prefix}{test}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
