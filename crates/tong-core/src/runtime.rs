@@ -198,7 +198,7 @@ impl Runtime {
         let launched = self
             .create_with(id, bundle, opts, StartGate::Pipe)?
             .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
-        if let Err(e) = self.release(id, &launched) {
+        if let Err(e) = Self::release(&launched) {
             let _ = self.delete(id, true);
             return Err(e);
         }
@@ -211,13 +211,9 @@ impl Runtime {
         Ok(code)
     }
 
-    /// Lets a `run` container exec, and reports a failed exec.
-    fn release(&self, id: &str, launched: &Launched) -> Result<()> {
-        let dir = self.store.open(id)?;
-        let mut record = dir.read()?;
-        record.phase = Phase::Running;
-        dir.write(&record)?;
-        drop(dir);
+    /// Lets a `run` container exec, and reports a failed exec. Its record already says
+    /// running (written so by create: `run` has no created phase anyone could see).
+    fn release(launched: &Launched) -> Result<()> {
         (&launched.sync).write_all_bytes(&[child::START])?;
         match read_report(&launched.report)? {
             Report::Closed => Ok(()),
@@ -894,7 +890,9 @@ fn build(
         rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
     fault::point("create:rootfs-prepared", 0);
     set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
-    dir.write(record)?;
+    if !nothing_to_undo(&rootfs_state) {
+        dir.write(record)?;
+    }
     fault::point("create:rootfs-recorded", 0);
 
     let (sync_child, sync_parent) = pipe()?;
@@ -1034,7 +1032,9 @@ fn build(
             let net_state = net.net_setup(&to_json(&net_request)?)?;
             fault::point("create:net-setup", pid);
             set_backend_state(record, PluginKind::Network, &net_state)?;
-            dir.write(record)?;
+            if !nothing_to_undo(&net_state) {
+                dir.write(record)?;
+            }
             fault::point("create:net-recorded", pid);
         }
         Ok(())
@@ -1079,7 +1079,11 @@ fn build(
             &joins,
         )?;
     }
-    record.phase = Phase::Created;
+    // `run` releases the container next: one record write, not created then running.
+    record.phase = match gate {
+        StartGate::Fifo => Phase::Created,
+        StartGate::Pipe => Phase::Running,
+    };
     dir.write(record)?;
     fault::point("create:record-created", pid);
     if let Some(path) = &opts.pid_file {
@@ -1379,6 +1383,14 @@ struct ChildFds {
     fifo_fd: RawFd,
     stdio: [RawFd; 3],
     console_socket: RawFd,
+}
+
+/// Whether a backend's state says it made nothing teardown would undo (pivot and
+/// chroot's rootfs, net-none): `{}` (or empty, which means the same). Its record write
+/// waits for the next one, so a crash before that finds no state and skips the backend,
+/// which is then right.
+fn nothing_to_undo(state: &[u8]) -> bool {
+    matches!(state.trim_ascii(), b"" | b"{}")
 }
 
 /// The connected console socket when the process wants a terminal.
