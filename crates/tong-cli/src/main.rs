@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tong::plugins::{self, PluginHost};
-use tong::{CreateOptions, Error, PluginKind, Runtime};
+use tong::{Console, CreateOptions, Error, PluginKind, Runtime};
 
 mod signals;
 mod update;
@@ -62,7 +62,8 @@ struct CreateArgs {
     /// config's `tong.backend.<kind>` annotation and probing.
     #[arg(long = "backend", value_name = "KIND=NAME")]
     backends: Vec<String>,
-    /// Unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is true.
+    /// Unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is true;
+    /// without it a foreground `run` relays the terminal through tong's stdio.
     #[arg(long)]
     console_socket: Option<PathBuf>,
     /// Run tong's minimal init as pid 1: it reaps orphans and forwards signals to the
@@ -109,7 +110,8 @@ struct ExecArgs {
     /// Additional group ids (repeatable).
     #[arg(short = 'g', long = "additional-gids")]
     additional_gids: Vec<u32>,
-    /// Allocate a terminal; its master goes to --console-socket.
+    /// Allocate a terminal; its master goes to --console-socket, or without one (in the
+    /// foreground) tong relays it through its own stdio.
     #[arg(short, long)]
     tty: bool,
     /// Unix socket that receives the terminal's master (SCM_RIGHTS).
@@ -274,7 +276,7 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
                 detach: args.detach,
                 pid_file: args.pid_file.clone(),
                 forward_signals: true,
-                console_socket: args.console_socket.clone(),
+                console: console(args.console_socket.as_ref()),
                 // containerd's shim and conmon reap it and read its exit status: a
                 // process that exits before tong does must stay for them.
                 reap_detached: false,
@@ -363,12 +365,18 @@ fn create_options(args: &CreateArgs, first_unopened_fd: i32) -> Result<CreateOpt
     Ok(CreateOptions {
         backends,
         pid_file: args.pid_file.clone(),
-        console_socket: args.console_socket.clone(),
+        console: console(args.console_socket.as_ref()),
         init: args.init,
         listen_fds,
         preserve_fds: args.preserve_fds,
         ..CreateOptions::default()
     })
+}
+
+/// The engine's console socket when given; else a foreground `run` or `exec` relays the
+/// terminal through tong's own stdio, as runc does (create and detached ones refuse).
+fn console(socket: Option<&PathBuf>) -> Console {
+    socket.map_or(Console::Relay, |path| Console::Socket(path.clone()))
 }
 
 /// Whether the bundle's config names a rootfs backend itself. An unreadable config is

@@ -1,17 +1,25 @@
 //! `process.terminal` with `--console-socket`: the test is the engine. It listens on a
 //! unix socket, receives the pty master with SCM_RIGHTS as containerd and podman do,
 //! types a command into the container's terminal and reads the answer.
+//!
+//! Without one, in the foreground: the test is the user's terminal. It opens a pty of its
+//! own, runs `tong run` or `tong exec -t` on it (as its controlling terminal), types on
+//! the master and reads what tong relays from the container's pty.
 
 mod common;
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use nix::pty::{openpty, Winsize};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::termios::{tcgetattr, LocalFlags, Termios};
 
 /// A console socket in a private directory; `receive` waits for one connection and
 /// returns the descriptor and the name sent with it.
@@ -243,4 +251,261 @@ fn a_terminal_without_a_console_socket_is_a_clear_error() {
     ]);
     assert!(err.contains("process.terminal is false"), "{err}");
     tong.assert_clean(&id, Some(&plain), None);
+    // Detached, nobody stays to relay the terminal: the error says what works instead.
+    let err = tong.fails(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("--console-socket") && err.contains("foreground"),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    let running = Bundle::new(&config(&["sleep", "60"]));
+    tong.run_detached(&running, &id);
+    let err = tong.fails(&["exec", "-d", "-t", &id, "true"]);
+    assert!(
+        err.contains("--console-socket") && err.contains("foreground"),
+        "{err}"
+    );
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&running), None);
+}
+
+/// The test's own terminal, as a user's shell has one: tong runs with the slave as its
+/// stdio and controlling terminal; the test types on the master and reads from it.
+struct UserTerminal {
+    master: OwnedFd,
+    slave: OwnedFd,
+    /// The slave's mode before tong ran (cooked).
+    cooked: Termios,
+    /// Everything read from the master so far.
+    seen: String,
+}
+
+impl UserTerminal {
+    fn new(rows: u16, cols: u16) -> UserTerminal {
+        let size = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = openpty(Some(&size), None).unwrap();
+        let cooked = tcgetattr(&pty.slave).unwrap();
+        assert!(cooked
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO));
+        UserTerminal {
+            master: pty.master,
+            slave: pty.slave,
+            cooked,
+            seen: String::new(),
+        }
+    }
+
+    /// Starts `cmd` in a new session whose controlling terminal is ours.
+    fn spawn(&self, mut cmd: Command) -> Child {
+        let stdio = || Stdio::from(self.slave.try_clone().unwrap());
+        cmd.stdin(stdio()).stdout(stdio()).stderr(stdio());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
+    fn type_text(&self, text: &str) {
+        nix::unistd::write(&self.master, text.as_bytes()).unwrap();
+    }
+
+    /// Reads until `expect` has shown up (10 s at most); returns everything seen.
+    fn read_until(&mut self, expect: &str) -> &str {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !self.seen.contains(expect) {
+            let mut pfd = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one live pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            match nix::unistd::read(self.master.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        assert!(
+            self.seen.contains(expect),
+            "expected {expect:?} on the terminal, got {:?}",
+            self.seen
+        );
+        &self.seen
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let size = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a pointer to a local; the kernel sends SIGWINCH to the
+        // terminal's foreground process group (tong).
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
+    fn is_raw(&self) -> bool {
+        !tcgetattr(&self.slave)
+            .unwrap()
+            .local_flags
+            .intersects(LocalFlags::ICANON | LocalFlags::ECHO)
+    }
+
+    /// The terminal is back in the mode it had before tong ran.
+    fn assert_restored(&self) {
+        let now = tcgetattr(&self.slave).unwrap();
+        assert_eq!(now.local_flags, self.cooked.local_flags);
+        assert_eq!(now.input_flags, self.cooked.input_flags);
+        assert_eq!(now.output_flags, self.cooked.output_flags);
+        assert_eq!(now.control_flags, self.cooked.control_flags);
+    }
+}
+
+/// Waits for `child` (30 s at most; killed and failed after that).
+fn wait_for(mut child: Child, term: &UserTerminal) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tong did not exit; the terminal showed {:?}", term.seen);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the container's shell does on the relayed terminal: says which pty it has and its
+/// size, reads a line, shows the size again (changed meanwhile), and exits 7.
+const CONVERSATION: &str = "tty; stty size; read x; echo got-$x-$((1+1)); stty size; exit 7";
+
+/// Plays [`CONVERSATION`] with tong on the user's terminal and checks it all went through.
+fn converse_on_the_user_terminal(term: &mut UserTerminal, tong: Child) {
+    let seen = term.read_until("33 111").to_string();
+    assert!(seen.contains("/dev/pts/"), "the container's tty: {seen:?}");
+    assert!(
+        term.is_raw(),
+        "tong sets the user's terminal raw while relaying"
+    );
+    // SIGWINCH reaches tong before the line does: the shell then sees the new size.
+    term.resize(44, 99);
+    term.type_text("hello\n");
+    term.read_until("got-hello-2");
+    term.read_until("44 99");
+    let status = wait_for(tong, term);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "tong exits with the container's code"
+    );
+    term.assert_restored();
+}
+
+#[test]
+fn a_foreground_run_relays_the_terminal() {
+    if !root_or_skip("a_foreground_run_relays_the_terminal") {
+        return;
+    }
+    for extra in [&[][..], &["--init"][..]] {
+        let tong = Tong::new();
+        let bundle = Bundle::new(&terminal_config(&["sh", "-c", CONVERSATION]));
+        let id = unique_id("tty-run");
+        let mut term = UserTerminal::new(33, 111);
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", bundle.path().to_str().unwrap(), &id]);
+        let child = term.spawn(tong.command(&args));
+        converse_on_the_user_terminal(&mut term, child);
+        tong.assert_clean(&id, Some(&bundle), None);
+    }
+}
+
+#[test]
+fn a_foreground_exec_with_a_tty_relays_the_terminal() {
+    if !root_or_skip("a_foreground_exec_with_a_tty_relays_the_terminal") {
+        return;
+    }
+    let tong = Tong::new();
+    let bundle = Bundle::new(&config(&["sleep", "60"]));
+    let id = unique_id("tty-exec-fg");
+    tong.run_detached(&bundle, &id);
+    let mut term = UserTerminal::new(33, 111);
+    let child = term.spawn(tong.command(&["exec", "-t", &id, "sh", "-c", CONVERSATION]));
+    converse_on_the_user_terminal(&mut term, child);
+    assert_eq!(tong.state(&id)["status"], "running");
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A run that fails once the terminal is raw (a startContainer hook fails, after the
+/// container took its pty) restores it and cleans up.
+#[test]
+fn a_failed_foreground_run_restores_the_terminal() {
+    if !root_or_skip("a_failed_foreground_run_restores_the_terminal") {
+        return;
+    }
+    let tong = Tong::new();
+    let mut cfg = terminal_config(&["true"]);
+    cfg["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/false"}]});
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("tty-fail");
+    let mut term = UserTerminal::new(24, 80);
+    let child =
+        term.spawn(tong.command(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]));
+    term.read_until("startContainer");
+    let status = wait_for(child, &term);
+    assert_eq!(status.code(), Some(1), "{:?}", term.seen);
+    term.assert_restored();
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// stdin that is not a terminal and at its end at once: the output still flows until the
+/// container exits, and its code is tong's.
+#[test]
+fn a_foreground_run_keeps_relaying_after_stdin_ends() {
+    if !root_or_skip("a_foreground_run_keeps_relaying_after_stdin_ends") {
+        return;
+    }
+    let tong = Tong::new();
+    let bundle = Bundle::new(&terminal_config(&[
+        "sh",
+        "-c",
+        "sleep 0.5; test -t 1 && echo late-$((20+1)); exit 3",
+    ]));
+    let id = unique_id("tty-eof");
+    let out = tong.run(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout {stdout:?}, stderr {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("late-21"), "{stdout:?}");
+    tong.assert_clean(&id, Some(&bundle), None);
 }

@@ -35,4 +35,5 @@ pub mod watchdog;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};
+pub use terminal::Console;
 pub use tong_abi::PluginKind;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::state;
+use crate::terminal::Relay;
 
 /// How long `kill_and_reap` waits for a killed process to go.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,34 +177,35 @@ const FORWARDED: [i32; 9] = [
 /// Waits for our child `pid` to exit and returns its exit code. With `forward`, the
 /// usual termination and job-control signals sent to us go to it meanwhile.
 pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32> {
-    let sigfd = if forward {
-        Some(forwarding_signalfd()?)
-    } else {
-        None
+    wait_and_relay(pid, pidfd, forward, None)
+}
+
+/// [`wait_exit`], relaying the process's terminal meanwhile when there is one: then
+/// SIGWINCH resizes the pty instead of being forwarded, and once the process exited,
+/// the output it left in the pty is copied out before returning.
+pub(crate) fn wait_and_relay(
+    pid: i32,
+    pidfd: Option<&OwnedFd>,
+    forward: bool,
+    mut relay: Option<&mut Relay>,
+) -> Result<i32> {
+    let sigfd = match (forward, relay.is_some()) {
+        (true, _) => Some(signalfd(&FORWARDED)?),
+        (false, true) => Some(signalfd(&[libc::SIGWINCH])?),
+        (false, false) => None,
     };
+    if pidfd.is_none() && sigfd.is_none() {
+        return blocking_wait(pid);
+    }
+    let mut fds = Vec::with_capacity(4);
     loop {
-        let mut fds = Vec::with_capacity(2);
-        if let Some(fd) = pidfd {
-            fds.push(libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if let Some(fd) = &sigfd {
-            fds.push(libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if pidfd.is_none() && sigfd.is_none() {
-            return blocking_wait(pid);
-        }
         let mut status = 0;
         // SAFETY: non-blocking waitpid on our child.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
+            if let Some(relay) = relay {
+                relay.drain();
+            }
             return Ok(exit_code(status));
         }
         if r < 0 {
@@ -212,11 +214,29 @@ pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32
                 std::io::Error::last_os_error(),
             ));
         }
+        fds.clear();
+        fds.extend(
+            pidfd
+                .into_iter()
+                .chain(sigfd.as_ref())
+                .map(|fd| libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }),
+        );
+        let ours = fds.len();
+        if let Some(relay) = &relay {
+            relay.poll_fds(&mut fds);
+        }
         // Without a pidfd, SIGCHLD (in the signalfd set) wakes us; poll with a bound anyway.
         // SAFETY: poll over live pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
         if let Some(fd) = &sigfd {
-            forward_pending(fd, pid);
+            handle_pending(fd, pid, forward, relay.as_deref());
+        }
+        if let (Some(relay), true) = (relay.as_deref_mut(), ready > 0) {
+            relay.pump(&fds[ours..]);
         }
     }
 }
@@ -258,13 +278,14 @@ fn blocking_wait(pid: i32) -> Result<i32> {
     }
 }
 
-fn forwarding_signalfd() -> Result<OwnedFd> {
-    // SAFETY: builds a sigset on the stack, blocks it in this thread (so signals queue on
-    // the signalfd instead of running handlers) and opens the signalfd.
+/// A signalfd for `signals` and SIGCHLD, which it blocks in this thread (so they queue
+/// on it instead of running handlers).
+fn signalfd(signals: &[i32]) -> Result<OwnedFd> {
+    // SAFETY: builds a sigset on the stack, blocks it in this thread and opens the signalfd.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in FORWARDED.iter().chain(&[libc::SIGCHLD]) {
+        for sig in signals.iter().chain(&[libc::SIGCHLD]) {
             libc::sigaddset(&mut set, *sig);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -276,7 +297,9 @@ fn forwarding_signalfd() -> Result<OwnedFd> {
     }
 }
 
-fn forward_pending(fd: &OwnedFd, pid: i32) {
+/// Forwards (with `forward`) the signals queued on `fd` to our child `pid`; with a
+/// terminal relay, SIGWINCH resizes the pty instead (the kernel tells its processes).
+fn handle_pending(fd: &OwnedFd, pid: i32, forward: bool, relay: Option<&Relay>) {
     loop {
         // SAFETY: reads one signalfd_siginfo into a zeroed local.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -287,9 +310,13 @@ fn forward_pending(fd: &OwnedFd, pid: i32) {
             return;
         }
         let sig = info.ssi_signo as i32;
-        if sig != libc::SIGCHLD {
-            // SAFETY: kill(2) of our own child.
-            unsafe { libc::kill(pid, sig) };
+        match relay {
+            Some(relay) if sig == libc::SIGWINCH => relay.resize(),
+            _ if sig != libc::SIGCHLD && forward => {
+                // SAFETY: kill(2) of our own child.
+                unsafe { libc::kill(pid, sig) };
+            }
+            _ => {}
         }
     }
 }

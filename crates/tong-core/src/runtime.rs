@@ -24,6 +24,7 @@ use crate::error::{Context, Error, Result};
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
+use crate::terminal::{Console, ConsoleEnds, Relay};
 use crate::{fault, hooks, id, init, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
@@ -82,8 +83,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Descriptors to become the container's stdin, stdout, stderr (-1: inherit).
     pub stdio: [RawFd; 3],
-    /// Where to send the pty master when `process.terminal` is true.
-    pub console_socket: Option<PathBuf>,
+    /// Where the pty master goes when `process.terminal` is true.
+    pub console: Console,
     /// Run tong's minimal init as pid 1 (also the `tong.init=true` annotation).
     pub init: bool,
     /// Socket-activation descriptors (3 up to 3 + n) passed on with LISTEN_FDS=n and
@@ -99,7 +100,7 @@ impl Default for CreateOptions {
             backends: BTreeMap::new(),
             pid_file: None,
             stdio: [-1; 3],
-            console_socket: None,
+            console: Console::None,
             init: false,
             listen_fds: 0,
             preserve_fds: 0,
@@ -118,8 +119,8 @@ pub struct ExecOptions {
     pub stdio: [RawFd; 3],
     /// Forward the usual termination signals this process receives to it.
     pub forward_signals: bool,
-    /// Where to send the pty master when `process.terminal` is true.
-    pub console_socket: Option<PathBuf>,
+    /// Where the pty master goes when `process.terminal` is true.
+    pub console: Console,
     /// With `detach`, reap the process in this process when it exits (a long-lived
     /// caller). A short-lived one (the CLI) leaves it to the reaper it is handed to when
     /// the caller exits: the engine's shim or conmon, which reads its exit status.
@@ -133,7 +134,7 @@ impl Default for ExecOptions {
             pid_file: None,
             stdio: [-1; 3],
             forward_signals: false,
-            console_socket: None,
+            console: Console::None,
             reap_detached: true,
         }
     }
@@ -154,6 +155,8 @@ struct Launched {
     pidfd: Option<OwnedFd>,
     sync: File,
     report: File,
+    /// The terminal this process relays (`Console::Relay` in the foreground).
+    relay: Option<Relay>,
 }
 
 /// The engine: a state root and a plugin search path.
@@ -180,13 +183,14 @@ impl Runtime {
 
     /// Creates a container that waits for `start`.
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
-        self.create_with(id, bundle, opts, StartGate::Fifo)
+        self.create_with(id, bundle, opts, StartGate::Fifo, false)
             .map(drop)
     }
 
     /// Creates and starts a container; with `detach` returns at once, else waits for it,
     /// deletes it and returns its exit code (128 + signal when killed). With
-    /// `forward_signals`, signals sent to this process go to the container.
+    /// `forward_signals`, signals sent to this process go to the container. With
+    /// `Console::Relay` and a terminal, this process's stdio is relayed to it meanwhile.
     pub fn run(
         &self,
         id: &str,
@@ -195,8 +199,8 @@ impl Runtime {
         detach: bool,
         forward_signals: bool,
     ) -> Result<i32> {
-        let launched = self
-            .create_with(id, bundle, opts, StartGate::Pipe)?
+        let mut launched = self
+            .create_with(id, bundle, opts, StartGate::Pipe, !detach)?
             .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
         if let Err(e) = Self::release(&launched) {
             let _ = self.delete(id, true);
@@ -206,7 +210,14 @@ impl Runtime {
         if detach {
             return Ok(0);
         }
-        let code = process::wait_exit(launched.pid, launched.pidfd.as_ref(), forward_signals)?;
+        let code = process::wait_and_relay(
+            launched.pid,
+            launched.pidfd.as_ref(),
+            forward_signals,
+            launched.relay.as_mut(),
+        )?;
+        // The terminal is restored before anything else is said.
+        drop(launched);
         self.delete(id, true)?;
         Ok(code)
     }
@@ -228,6 +239,7 @@ impl Runtime {
         bundle: &Path,
         opts: &CreateOptions,
         gate: StartGate,
+        foreground: bool,
     ) -> Result<Option<Launched>> {
         id::validate(id)?;
         let bundle = Bundle::load(bundle)?;
@@ -276,6 +288,7 @@ impl Runtime {
             backends: &backends,
             opts,
             gate,
+            foreground,
         };
         // The cgroup request goes into the first record: a create killed between making
         // the cgroup and recording it is undone by adopting the cgroup (see teardown).
@@ -548,7 +561,7 @@ impl Runtime {
             None => None,
         };
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
-        let console = console_for(process, opts.console_socket.as_deref())?;
+        let console = console_for(process, &opts.console, !opts.detach)?;
         let (sync_child, sync_parent) = pipe()?;
         let (report_parent, report_child) = pipe()?;
         let fds = ChildFds {
@@ -557,7 +570,7 @@ impl Runtime {
             report_fd: report_child.as_raw_fd(),
             fifo_fd: -1,
             stdio: opts.stdio,
-            console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         };
         let mut ctx = process_context(process, fds)?;
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
@@ -570,12 +583,12 @@ impl Runtime {
             None => None,
         };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
-        drop((sync_child, report_child, clone_target, joins, console));
+        drop((sync_child, report_child, clone_target, joins, console.child));
         let pid = spawned.pid;
         let start = state::process_start_time(pid).unwrap_or(0);
         let sync = File::from(sync_parent);
         let report = File::from(report_parent);
-        let handshake = || -> Result<()> {
+        let handshake = || -> Result<Option<Relay>> {
             if let (Some(cgroup), 0) = (cgroup, spawned.in_cgroup) {
                 cgroup.cgroup_add_process(&cgroup_state, pid)?;
             }
@@ -593,17 +606,22 @@ impl Runtime {
             if let Some(path) = &opts.pid_file {
                 write_pid_file(path, pid)?;
             }
+            // Sent before ready; received before start, so the size is right at once.
+            let relay = console.relay.as_ref().map(Relay::receive).transpose()?;
             (&sync).write_all_bytes(&[child::START])?;
             match read_report(&report)? {
-                Report::Closed => Ok(()),
+                Report::Closed => Ok(relay),
                 Report::Failed(e) => Err(Error::Container(e.describe())),
                 Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
             }
         };
-        if let Err(e) = handshake() {
-            let _ = process::kill_and_reap(pid, start);
-            return Err(e);
-        }
+        let mut relay = match handshake() {
+            Ok(relay) => relay,
+            Err(e) => {
+                let _ = process::kill_and_reap(pid, start);
+                return Err(e);
+            }
+        };
         if opts.detach {
             if opts.reap_detached {
                 // It is our child: reap it when it exits. Unreaped, its zombie would keep
@@ -615,7 +633,7 @@ impl Runtime {
             }
             return Ok(0);
         }
-        process::wait_exit(pid, pidfd.as_ref(), opts.forward_signals)
+        process::wait_and_relay(pid, pidfd.as_ref(), opts.forward_signals, relay.as_mut())
     }
 
     /// Freezes every process of a running container.
@@ -846,6 +864,8 @@ struct CreatePlan<'a> {
     backends: &'a BTreeMap<PluginKind, &'static Plugin>,
     opts: &'a CreateOptions,
     gate: StartGate,
+    /// `run` waits for the container here (a terminal may be relayed).
+    foreground: bool,
 }
 
 /// The steps of create after the state directory exists. Each step that makes
@@ -862,6 +882,7 @@ fn build(
         backends,
         opts,
         gate,
+        foreground,
     } = *plan;
     fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
@@ -905,7 +926,7 @@ fn build(
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config has no process"))?;
-    let console = console_for(process, opts.console_socket.as_deref())?;
+    let console = console_for(process, &opts.console, foreground)?;
     let config_hooks = spec.hooks().clone().unwrap_or_default();
     hooks::validate(&config_hooks)?;
     let runtime_hooks = [hooks::Point::Prestart, hooks::Point::CreateRuntime]
@@ -937,7 +958,7 @@ fn build(
         report_fd: report_child.as_raw_fd(),
         fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         stdio: opts.stdio,
-        console_socket: console.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
     };
     let listen_env;
     let process = if opts.listen_fds > 0 {
@@ -991,7 +1012,7 @@ fn build(
         fifo,
         clone_target,
         join_files,
-        console,
+        console.child,
     ));
     drop(plan);
     let pid = spawned.pid;
@@ -1089,11 +1110,14 @@ fn build(
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid)?;
     }
+    // The child sent the master before it reported ready.
+    let relay = console.relay.as_ref().map(Relay::receive).transpose()?;
     Ok((gate == StartGate::Pipe).then_some(Launched {
         pid,
         pidfd,
         sync,
         report,
+        relay,
     }))
 }
 
@@ -1393,10 +1417,9 @@ fn nothing_to_undo(state: &[u8]) -> bool {
     matches!(state.trim_ascii(), b"" | b"{}")
 }
 
-/// The connected console socket when the process wants a terminal.
-fn console_for(process: &Process, socket: Option<&Path>) -> Result<Option<OwnedFd>> {
-    terminal::check_console(process.terminal().unwrap_or(false), socket)?;
-    socket.map(terminal::connect_console_socket).transpose()
+/// The console's descriptors when the process wants a terminal.
+fn console_for(process: &Process, console: &Console, foreground: bool) -> Result<ConsoleEnds> {
+    terminal::console_ends(process.terminal().unwrap_or(false), console, foreground)
 }
 
 /// The state JSON given to hooks on stdin; `status` overrides the computed one.

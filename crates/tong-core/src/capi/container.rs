@@ -16,6 +16,7 @@ use super::strings::{check_out, into_c_string, opt_str, req_str};
 use super::{TONG_DELETE_FORCE, TONG_KILL_ALL};
 use crate::plugins::PluginHost;
 use crate::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
+use crate::terminal::Console;
 
 /// Creates in one process are serialized: a container process inherits every descriptor
 /// open in the caller at the moment of its clone (until it execs), including another
@@ -210,7 +211,7 @@ unsafe fn create_options(opts: *const tong_create_options) -> CResult<CreateOpti
         backends: backends(&o)?,
         pid_file,
         stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
-        console_socket,
+        console: console_socket.map_or(Console::None, Console::Socket),
         init: o.init != 0,
         ..CreateOptions::default()
     })
@@ -603,7 +604,7 @@ pub unsafe extern "C" fn tong_container_exec(
             pid_file,
             stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
             forward_signals: false,
-            console_socket,
+            console: console_socket.map_or(Console::None, Console::Socket),
             reap_detached: true,
         };
         let code = c.shared.outcome(
