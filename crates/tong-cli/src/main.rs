@@ -538,9 +538,11 @@ fn spec(bundle: &std::path::Path) -> Result<(), Error> {
             path.display()
         )));
     }
+    // As `runc spec`: an interactive `sh` on a terminal, which a foreground `run`
+    // relays (a detached one needs --console-socket).
     let mut spec = oci_spec::runtime::Spec::default();
     if let Some(process) = spec.process_mut() {
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(true));
     }
     let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&path, text)

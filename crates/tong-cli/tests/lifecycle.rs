@@ -322,6 +322,7 @@ fn features_and_spec_follow_runc() {
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert!(spec["ociVersion"].as_str().unwrap().starts_with("1."));
     assert_eq!(spec["root"]["path"], "rootfs");
+    assert_eq!(spec["process"]["terminal"], true, "as runc spec");
     assert!(tong
         .fails(&["spec", "--bundle", dir.path().to_str().unwrap()])
         .contains("already exists"));
