@@ -13,6 +13,7 @@ use tong_abi::plugin::{PluginError, PluginResult};
 
 pub mod cgroup;
 pub mod child;
+mod copyup;
 pub mod options;
 pub mod plan;
 pub mod resolve;
