@@ -817,6 +817,127 @@ fn symlink_escapes(backend: &str) {
     );
 }
 
+/// `tmpcopyup`: the tmpfs on /data starts with what the image had there (data, modes,
+/// owners, symlinks as symlinks, hostile ones included, never followed), takes the
+/// writes, and the image is unchanged afterwards. A tmpfs without it starts empty.
+fn tmpcopyup(backend: &str) {
+    use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+    let test = format!("{backend}_tmpcopyup");
+    let Some((tong, own)) = start(&test) else {
+        return;
+    };
+    let root = own.path();
+    let host = own.host_dir("hostside");
+    std::fs::write(host.join("host-secret"), "host").unwrap();
+    let data = root.join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    std::fs::write(data.join("file"), "image file\n").unwrap();
+    mode(&data.join("file"), 0o640);
+    chown(data.join("file"), Some(1234), Some(5678)).unwrap();
+    std::fs::write(data.join("sub/inner"), "inner\n").unwrap();
+    mode(&data.join("sub/inner"), 0o600);
+    chown(data.join("sub/inner"), Some(1000), Some(1000)).unwrap();
+    mode(&data.join("sub"), 0o750);
+    chown(data.join("sub"), Some(1000), Some(1001)).unwrap();
+    mode(&data, 0o751);
+    chown(&data, Some(2000), Some(2001)).unwrap();
+    symlink("sub/inner", data.join("link")).unwrap();
+    lchown(data.join("link"), Some(3000), Some(3001)).unwrap();
+    // Hostile links: followed by the copy, they would bring the host's files in.
+    let chain = dotdot_chain_to(&host);
+    symlink("/", data.join("to-root")).unwrap();
+    symlink(&chain, data.join("up")).unwrap();
+    symlink(&host, data.join("abs-host")).unwrap();
+    std::fs::create_dir_all(root.join("plain")).unwrap();
+    std::fs::write(root.join("plain/hidden"), "x").unwrap();
+
+    let script = format!(
+        "{PROBE_FN}{DUMP_MOUNTINFO}\
+         for f in /data /data/file /data/sub /data/sub/inner /data/link; do \
+           echo \"STAT $f $(stat -c '%a %u %g' $f)\"; done; \
+         echo \"CAT $(cat /data/file) $(cat /data/link)\"; \
+         for l in link to-root up abs-host; do echo \"LINK $l $(readlink /data/$l)\"; done; \
+         p abs-host-is-link 'test -L /data/abs-host'; \
+         p host-file-copied 'test -e /data/abs-host/host-secret || test -e /data/up/host-secret'; \
+         echo \"PLAIN [$(ls -A /plain)]\"; \
+         p write 'echo new > /data/new && rm /data/file /data/link && rm -r /data/sub'; \
+         echo \"AFTER $(ls -A /data | tr '\\n' ' ')\""
+    );
+    let mut cfg = config(&["sh", "-c", &script]);
+    cfg["root"]["path"] = json!(root);
+    let mut mounts = base_mounts();
+    mounts.extend([
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "tmpcopyup"]}),
+        json!({"destination": "/plain", "type": "tmpfs", "source": "tmpfs"}),
+    ]);
+    cfg["mounts"] = json!(mounts);
+    let before = snapshot(&root);
+    let (out, _) = run_to_end(&tong, backend, &cfg, &test);
+    let r = Report::parse(&out);
+    assert_eq!(r.at("/data").fstype, "tmpfs", "{out}");
+    r.flags("/data", &["nosuid", "nodev"], &[]);
+    for line in [
+        "STAT /data 751 2000 2001",
+        "STAT /data/file 640 1234 5678",
+        "STAT /data/sub 750 1000 1001",
+        "STAT /data/sub/inner 600 1000 1000",
+        "STAT /data/link 777 3000 3001",
+        "CAT image file inner",
+        "LINK link sub/inner",
+        "LINK to-root /",
+        &format!("LINK up {chain}"),
+        &format!("LINK abs-host {}", host.display()),
+        "PLAIN []",
+        "AFTER abs-host new to-root up ",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "{backend}: no line {line:?} in:\n{out}"
+        );
+    }
+    r.expect("abs-host-is-link", true);
+    r.expect("host-file-copied", false);
+    r.expect("write", true);
+    // The writes went to the tmpfs: the image and the host are as they were.
+    assert_eq!(
+        before,
+        snapshot(&root),
+        "{backend}: the bundle's rootfs changed"
+    );
+    let host_names: Vec<_> = std::fs::read_dir(&host)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        host_names,
+        ["host-secret"],
+        "{backend}: the host dir changed"
+    );
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+
+    // A copy that does not fit fails naming the mount and the file, and leaves nothing.
+    std::fs::write(data.join("big"), vec![1u8; 256 * 1024]).unwrap();
+    let mut mounts = base_mounts();
+    mounts.push(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["tmpcopyup", "size=64k"]}),
+    );
+    cfg["mounts"] = json!(mounts);
+    escape_fails(
+        backend,
+        &tong,
+        &own,
+        &cfg,
+        "tmpcopyup on /data: copy the data of /data/big: No space left on device",
+        &own.host_dir("untouched"),
+    );
+}
+
 macro_rules! conformance {
     ($($backend:ident),*) => {
         $(
@@ -840,6 +961,10 @@ macro_rules! conformance {
                 #[test]
                 fn symlink_escapes() {
                     super::symlink_escapes(stringify!($backend));
+                }
+                #[test]
+                fn tmpcopyup() {
+                    super::tmpcopyup(stringify!($backend));
                 }
             }
         )*

@@ -10,7 +10,7 @@ use libc::c_ulong;
 use tong_abi::ChildError;
 
 use crate::options::REMOUNT_FLAGS;
-use crate::plan::{DeviceStep, Enter, MountKind, MountStep, Plan, RootMount, SymlinkStep};
+use crate::plan::{CopyUp, DeviceStep, Enter, MountKind, MountStep, Plan, RootMount, SymlinkStep};
 use crate::resolve::{errno, open_in_root, openat2, Create, Fd, ProcFdPath, ResolveError};
 
 type Step = Result<(), ()>;
@@ -164,8 +164,31 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
     } else {
         0
     };
-    let target = open_in_root(root, &m.dest, create, extra)
-        .map_err(|e| resolve_failed(err, b"mount ", &m.dest, e))?;
+    // tmpcopyup (tmpfs only) reads the directory through an fd opened before the tmpfs
+    // covers it. A directory tong has to create holds nothing to copy.
+    let existing = match m.tmpcopyup {
+        Some(_) => open_in_root(root, &m.dest, Create::Nothing, extra).ok(),
+        None => None,
+    };
+    let copy_from = match &existing {
+        Some(fd) => Some(crate::copyup::open_dir(fd).map_err(|e| {
+            err.set(
+                e,
+                &[
+                    b"tmpcopyup on ",
+                    m.dest.to_bytes(),
+                    b": open ",
+                    m.dest.to_bytes(),
+                ],
+            );
+        })?),
+        None => None,
+    };
+    let target = match existing {
+        Some(fd) => fd,
+        None => open_in_root(root, &m.dest, create, extra)
+            .map_err(|e| resolve_failed(err, b"mount ", &m.dest, e))?,
+    };
     match &m.kind {
         MountKind::Bind { recursive } => {
             bind(root, &m.dest, &m.source, &target, *recursive, m.flags, err)?;
@@ -177,12 +200,18 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
             fstype,
             fallback_bind,
         } => {
+            // The tmpfs is filled before it may become read-only.
+            let flags = if copy_from.is_some() {
+                m.flags & !libc::MS_RDONLY
+            } else {
+                m.flags
+            };
             let path = ProcFdPath::new(target.raw());
             match mount(
                 Some(&m.source),
                 path.as_cstr(),
                 Some(fstype),
-                m.flags,
+                flags,
                 m.data.as_deref(),
             ) {
                 Ok(()) => {}
@@ -198,6 +227,9 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
                     );
                     return Err(());
                 }
+            }
+            if let (Some(how), Some(src)) = (m.tmpcopyup, copy_from) {
+                copy_up(root, m, &src, how, err)?;
             }
         }
     }
@@ -221,6 +253,25 @@ fn mount_one(root: c_int, m: &MountStep, err: &mut ChildError) -> Step {
                 err.set(e, &[b"set propagation of ", m.dest.to_bytes()]);
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Fills the tmpfs just mounted on `m.dest` with the directory's former contents
+/// (`src`), then makes it read-only if the options ask.
+fn copy_up(root: c_int, m: &MountStep, src: &Fd, how: CopyUp, err: &mut ChildError) -> Step {
+    let top = open_in_root(root, &m.dest, Create::Nothing, 0)
+        .map_err(|e| resolve_failed(err, b"tmpcopyup on ", &m.dest, e))?;
+    let dst = crate::copyup::open_dir(&top).map_err(|e| {
+        err.set(
+            e,
+            &[b"tmpcopyup on ", m.dest.to_bytes(), b": open the new tmpfs"],
+        );
+    })?;
+    crate::copyup::copy(src, &dst, &m.dest, how, err)?;
+    if m.flags & libc::MS_RDONLY != 0 {
+        remount_bind(&top, m.flags)
+            .map_err(|e| err.set(e, &[b"remount read-only ", m.dest.to_bytes()]))?;
     }
     Ok(())
 }

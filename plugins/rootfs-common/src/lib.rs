@@ -3,7 +3,8 @@
 //! devices, masked and read-only paths and builds a [`plan::Plan`]; in the child,
 //! [`child::setup`] makes `/` rslave, makes the rootfs a mount point (a bind of itself,
 //! or an overlay), mounts everything with destinations resolved *inside* the rootfs
-//! (openat2 `RESOLVE_IN_ROOT`), fills `/dev`, enters the root (pivot_root or chroot),
+//! (openat2 `RESOLVE_IN_ROOT`; a `tmpcopyup` tmpfs gets a copy of what the directory
+//! held, see `copyup`), fills `/dev`, enters the root (pivot_root or chroot),
 //! then masks, makes paths read-only and finally the root itself if asked.
 //!
 //! Each backend crate (rootfs-pivot, rootfs-chroot, rootfs-overlay) is a thin
@@ -13,6 +14,7 @@ use tong_abi::plugin::{PluginError, PluginResult};
 
 pub mod cgroup;
 pub mod child;
+mod copyup;
 pub mod options;
 pub mod plan;
 pub mod resolve;

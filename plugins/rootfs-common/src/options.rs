@@ -35,6 +35,8 @@ pub struct MountOptions {
     pub recursive_set: u64,
     /// `MOUNT_ATTR_*` bits they clear (`rrw`, `rsuid`, ...).
     pub recursive_clear: u64,
+    /// `tmpcopyup`: the tmpfs starts with a copy of what the directory held before.
+    pub tmpcopyup: bool,
 }
 
 /// `(name, set?, flag)`: an option either sets or clears a flag.
@@ -113,9 +115,9 @@ const RECURSIVE_ATIME_OPTIONS: &[(&str, u64)] = &[
     ("rnostrictatime", libc::MOUNT_ATTR_RELATIME),
 ];
 
-/// Options other runtimes accept that need id-mapped mounts or a copy-up tong does not
-/// do (yet): refused rather than silently ignored.
-const UNSUPPORTED_OPTIONS: &[&str] = &["idmap", "ridmap", "tmpcopyup"];
+/// Options other runtimes accept that need id-mapped mounts, which tong does not do
+/// (yet): refused rather than silently ignored.
+const UNSUPPORTED_OPTIONS: &[&str] = &["idmap", "ridmap"];
 
 /// Parses a propagation name (`rslave`, `private`, ...) into its `MS_*` flags.
 pub fn parse_propagation(name: &str) -> Option<c_ulong> {
@@ -168,6 +170,8 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions,
             {
                 out.recursive_clear |= libc::MOUNT_ATTR__ATIME;
                 out.recursive_set = (out.recursive_set & !libc::MOUNT_ATTR__ATIME) | value;
+            } else if opt == "tmpcopyup" {
+                out.tmpcopyup = true;
             } else if UNSUPPORTED_OPTIONS.contains(&opt) {
                 return Err(format!(
                     "mount option {opt:?} is not supported by tong's rootfs backends"
@@ -278,7 +282,15 @@ mod tests {
             .contains("NUL"));
         let e = parse_mount_options(&["idmap"]).unwrap_err();
         assert!(e.contains("\"idmap\" is not supported"), "{e}");
-        assert!(parse_mount_options(&["tmpcopyup"]).is_err());
+    }
+
+    #[test]
+    fn tmpcopyup_is_not_data() {
+        let o = parse_mount_options(&["rw,nosuid,nodev,tmpcopyup", "size=1m"]).unwrap();
+        assert!(o.tmpcopyup);
+        assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_NODEV);
+        assert_eq!(o.data, "size=1m");
+        assert!(!parse_mount_options(&["size=1m"]).unwrap().tmpcopyup);
     }
 
     #[test]

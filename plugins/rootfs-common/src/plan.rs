@@ -50,6 +50,19 @@ pub struct MountStep {
     /// `MOUNT_ATTR_*` bits set and cleared recursively afterwards (`rro`, `rnosuid`...).
     pub recursive_set: u64,
     pub recursive_clear: u64,
+    /// `tmpcopyup` (tmpfs only): fill the new tmpfs with what the directory held.
+    pub tmpcopyup: Option<CopyUp>,
+}
+
+/// A tmpfs mount's `tmpcopyup`: after the mount, the directory's former contents are
+/// copied into it (as runc and crun do), and its root takes the directory's mode and
+/// owner unless the options set them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyUp {
+    /// No `mode=` was given: the tmpfs root gets the directory's permission bits.
+    pub root_mode: bool,
+    /// Neither `uid=` nor `gid=` was given: the tmpfs root gets the directory's owner.
+    pub root_owner: bool,
 }
 
 /// A device node (or, in a user namespace, a bind of the host's node).
@@ -400,6 +413,19 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
         Some(cstring("mount options", opts.data.clone())?)
     };
 
+    if opts.tmpcopyup && (opts.bind || typ != "tmpfs") {
+        return Err(PluginError::invalid(format!(
+            "mount {dest}: tmpcopyup is only valid on a tmpfs mount"
+        )));
+    }
+    let tmpcopyup = opts.tmpcopyup.then(|| {
+        let has = |key: &str| opts.data.split(',').any(|o| o.starts_with(key));
+        CopyUp {
+            root_mode: !has("mode="),
+            root_owner: !has("uid=") && !has("gid="),
+        }
+    });
+
     if opts.bind || typ == "bind" {
         if let Some(d) = &data {
             return Err(PluginError::invalid(format!(
@@ -434,6 +460,7 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
             no_symlinks: false,
             recursive_set: opts.recursive_set,
             recursive_clear: opts.recursive_clear,
+            tmpcopyup: None,
         });
     }
 
@@ -464,6 +491,7 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
         ) || dest == "/dev",
         recursive_set: opts.recursive_set,
         recursive_clear: opts.recursive_clear,
+        tmpcopyup,
     };
     match typ {
         "sysfs" => {
@@ -683,6 +711,19 @@ mod tests {
         assert!(e.contains("\"ridmap\" is not supported"), "{e}");
         let e = err_of(&req(
             "/tmp",
+            json!([{"destination": "/x", "type": "proc", "options": ["tmpcopyup"]}]),
+        ));
+        assert!(
+            e.contains("mount /x: tmpcopyup is only valid on a tmpfs"),
+            "{e}"
+        );
+        let e = err_of(&req(
+            "/tmp",
+            json!([{"destination": "/x", "type": "tmpfs", "source": "/tmp", "options": ["bind", "tmpcopyup"]}]),
+        ));
+        assert!(e.contains("tmpcopyup is only valid on a tmpfs"), "{e}");
+        let e = err_of(&req(
+            "/tmp",
             json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "frobnicate"]}]),
         ));
         assert!(e.contains("unknown mount option(s) \"frobnicate\""), "{e}");
@@ -765,6 +806,37 @@ mod tests {
             build(&r).unwrap().mounts[3].kind,
             MountKind::Fs { .. }
         ));
+    }
+
+    #[test]
+    fn tmpcopyup_keeps_the_options_mode_and_owner() {
+        let p = build(&req(
+            "/tmp",
+            json!([
+                {"destination": "/a", "type": "tmpfs", "options": ["nosuid", "tmpcopyup"]},
+                {"destination": "/b", "type": "tmpfs", "options": ["tmpcopyup", "mode=1777", "uid=5"]},
+                {"destination": "/c", "type": "tmpfs", "options": ["size=1m"]},
+            ]),
+        ))
+        .unwrap();
+        assert_eq!(
+            p.mounts[0].tmpcopyup,
+            Some(CopyUp {
+                root_mode: true,
+                root_owner: true
+            })
+        );
+        assert!(p.mounts[0].data.is_none());
+        assert_eq!(p.mounts[0].flags, libc::MS_NOSUID);
+        assert_eq!(
+            p.mounts[1].tmpcopyup,
+            Some(CopyUp {
+                root_mode: false,
+                root_owner: false
+            })
+        );
+        assert_eq!(p.mounts[1].data.as_deref(), Some(c"mode=1777,uid=5"));
+        assert_eq!(p.mounts[2].tmpcopyup, None);
     }
 
     #[test]

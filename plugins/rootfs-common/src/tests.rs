@@ -682,3 +682,198 @@ fn shared_propagation_and_writable_root() {
     assert!(t.rootfs().join("tmp/rw").exists());
     t.finish();
 }
+
+/// Plants the tree tmpcopyup must copy under `dir`: files with their own modes and a
+/// non-root owner, a subdirectory, symlinks (one relative, two hostile), a FIFO and a
+/// device node.
+fn plant_copyup_tree(dir: &Path) {
+    use std::os::unix::fs::{chown, symlink};
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    std::fs::write(dir.join("file"), "file data\n").unwrap();
+    std::fs::set_permissions(dir.join("file"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    chown(dir.join("file"), Some(1234), Some(5678)).unwrap();
+    std::fs::write(dir.join("sub/deeper/big"), vec![7u8; 300_000]).unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/deeper/big"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join("sub"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    chown(dir.join("sub"), Some(42), Some(43)).unwrap();
+    symlink("sub/deeper/big", dir.join("rel-link")).unwrap();
+    std::os::unix::fs::lchown(dir.join("rel-link"), Some(7), Some(8)).unwrap();
+    symlink("/", dir.join("to-root")).unwrap();
+    symlink("../../../../../../../..", dir.join("up")).unwrap();
+    let fifo = CString::new(dir.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
+    let null = CString::new(dir.join("null").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated paths; results checked.
+    unsafe {
+        assert_eq!(libc::mknod(fifo.as_ptr(), libc::S_IFIFO | 0o620, 0), 0);
+        assert_eq!(
+            libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)),
+            0
+        );
+    }
+    std::fs::set_permissions(dir.join("fifo"), std::fs::Permissions::from_mode(0o620)).unwrap();
+    // Give the file an old mtime, to see it copied.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("file"))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        .unwrap();
+}
+
+#[test]
+fn tmpcopyup_copies_the_directory_into_the_tmpfs() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(why) = skip_reason() {
+        println!("SKIP: {why}");
+        return;
+    }
+    let t = TestDir::new("tmpcopyup");
+    let data = t.rootfs().join("data");
+    plant_copyup_tree(&data);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o751)).unwrap();
+    std::os::unix::fs::chown(&data, Some(99), Some(98)).unwrap();
+    std::fs::create_dir_all(t.rootfs().join("ro/sub")).unwrap();
+    std::fs::write(t.rootfs().join("ro/sub/f"), "read-only copy").unwrap();
+    std::fs::create_dir_all(t.rootfs().join("plain")).unwrap();
+    std::fs::write(t.rootfs().join("plain/hidden"), "x").unwrap();
+    let mut mounts = standard_mounts();
+    mounts.as_array_mut().unwrap().extend([
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "tmpcopyup"]}),
+        json!({"destination": "/ro", "type": "tmpfs", "source": "tmpfs",
+               "options": ["ro", "tmpcopyup", "mode=700"]}),
+        json!({"destination": "/plain", "type": "tmpfs", "source": "tmpfs"}),
+        json!({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs",
+               "options": ["tmpcopyup"]}),
+    ]);
+    let plan = build(&t.request(mounts)).unwrap();
+    let out = run_container(
+        &plan,
+        || {
+            let mut c = Checks::default();
+            c.ok(
+                mount_at("/data").is_some_and(|(t, o)| t == "tmpfs" && o.contains("nosuid")),
+                format!("/data is not a nosuid tmpfs: {:?}", mount_at("/data")),
+            );
+            let meta = |p: &str| std::fs::symlink_metadata(p);
+            let is = |p: &str, mode: u32, uid: u32, gid: u32| {
+                meta(p).is_ok_and(|m| {
+                    m.permissions().mode() & 0o7777 == mode && m.uid() == uid && m.gid() == gid
+                })
+            };
+            c.ok(
+                is("/data", 0o751, 99, 98),
+                format!("/data root: {:?}", meta("/data")),
+            );
+            c.ok(
+                std::fs::read_to_string("/data/file").is_ok_and(|s| s == "file data\n"),
+                "/data/file content",
+            );
+            c.ok(
+                is("/data/file", 0o640, 1234, 5678),
+                format!("/data/file: {:?}", meta("/data/file")),
+            );
+            c.ok(
+                meta("/data/file").is_ok_and(|m| m.mtime() == 1_000_000_000),
+                "/data/file mtime not copied",
+            );
+            c.ok(
+                is("/data/sub", 0o711, 42, 43),
+                format!("/data/sub: {:?}", meta("/data/sub")),
+            );
+            c.ok(
+                std::fs::read("/data/sub/deeper/big").is_ok_and(|d| d == vec![7u8; 300_000]),
+                "/data/sub/deeper/big content",
+            );
+            c.ok(
+                is("/data/sub/deeper/big", 0o4755, 0, 0),
+                "/data/sub/deeper/big lost its setuid mode",
+            );
+            for (link, target, uid) in [
+                ("/data/rel-link", "sub/deeper/big", 7),
+                ("/data/to-root", "/", 0),
+                ("/data/up", "../../../../../../../..", 0),
+            ] {
+                c.ok(
+                    std::fs::read_link(link).is_ok_and(|p| p == Path::new(target))
+                        && meta(link).is_ok_and(|m| m.uid() == uid),
+                    format!("{link}: {:?} {:?}", std::fs::read_link(link), meta(link)),
+                );
+            }
+            c.ok(
+                meta("/data/fifo").is_ok_and(|m| {
+                    m.file_type().is_fifo() && m.permissions().mode() & 0o7777 == 0o620
+                }),
+                "/data/fifo",
+            );
+            c.ok(is_char_dev("/data/null", 1, 3), "/data/null");
+            // Writes go to the tmpfs.
+            c.ok(std::fs::write("/data/new", "n").is_ok(), "write /data/new");
+            c.ok(
+                std::fs::remove_file("/data/file").is_ok(),
+                "remove /data/file",
+            );
+            // ro: filled, then read-only; mode= wins over the directory's.
+            c.ok(
+                std::fs::read_to_string("/ro/sub/f").is_ok_and(|s| s == "read-only copy"),
+                "/ro/sub/f content",
+            );
+            c.write_fails("/ro/new", libc::EROFS);
+            c.ok(
+                meta("/ro").is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o700),
+                "/ro mode is not mode=700",
+            );
+            // Without tmpcopyup the tmpfs is empty.
+            c.ok(
+                std::fs::read_dir("/plain").is_ok_and(|mut d| d.next().is_none()),
+                "/plain is not empty",
+            );
+            // A directory tong creates has nothing to copy: the tmpfs keeps its 1777.
+            c.ok(
+                meta("/fresh").is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o1777),
+                format!("/fresh: {:?}", meta("/fresh")),
+            );
+            c.0
+        },
+        None,
+    );
+    assert_all_passed(&out);
+    // The image is unchanged.
+    assert_eq!(
+        std::fs::read_to_string(data.join("file")).unwrap(),
+        "file data\n"
+    );
+    assert!(!data.join("new").exists());
+    t.finish();
+}
+
+#[test]
+fn tmpcopyup_refuses_a_tree_deeper_than_the_limit() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(why) = skip_reason() {
+        println!("SKIP: {why}");
+        return;
+    }
+    let t = TestDir::new("tmpcopyup-deep");
+    let mut deep = t.rootfs().join("deep");
+    for _ in 0..=crate::copyup::MAX_DEPTH {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let plan = build(&t.request(json!([
+        {"destination": "/deep", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]},
+    ])))
+    .unwrap();
+    let out = run_container(&plan, Vec::new, None);
+    assert!(
+        out.contains(
+            "SETUP_ERR: tmpcopyup on /deep: more than 64 directory levels below the mount point at /deep/d/d/d"
+        ),
+        "{out}"
+    );
+    t.finish();
+}
