@@ -538,26 +538,22 @@ fn invalid_mappings_are_refused_and_undone() {
     refused(&cfg, "the config creates no user namespace");
 }
 
-#[test]
-fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
-    if !root_or_skip("a_non_root_user_runs_a_user_namespace_container_without_cgroups") {
-        return;
-    }
-    if !Path::new("/usr/bin/setpriv").exists() {
-        println!("SKIP rootless: setpriv (util-linux) is missing");
-        return;
-    }
-    let user = 65534u32; // nobody
-    let tong = Tong::new();
-    std::os::unix::fs::chown(tong.root.path(), Some(user), Some(user)).unwrap();
-    let mut cfg = config(&["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"]);
+/// The unprivileged user the rootless tests run tong as (nobody).
+const ROOTLESS_UID: u32 = 65534;
+
+/// A config a non-root user can run: a user namespace mapping only that user, no
+/// network namespace, no /sys, and devpts without gid=5 (as `runc spec --rootless`).
+fn rootless_config(args: &[&str]) -> Value {
+    let user = ROOTLESS_UID;
+    let mut cfg = config(args);
     cfg["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
     cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
     cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
-    // No network namespace: a non-root user could not configure one, and /sys needs it.
+    // The kernel mounts sysfs only for the user namespace owning the current network
+    // namespace: the host's here (a test adding a network namespace adds /sys back).
     let mounts = cfg["mounts"].as_array_mut().unwrap();
     mounts.retain(|m| m["destination"] != "/sys");
-    // As `runc spec --rootless`: gid 5 (tty) has no mapping, so devpts cannot use it.
+    // gid 5 (tty) has no mapping, so devpts cannot use it.
     for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/pts") {
         m["options"] = json!([
             "nosuid",
@@ -567,26 +563,45 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
             "mode=0620"
         ]);
     }
+    cfg
+}
+
+/// Runs tong as ROOTLESS_UID, with no supplementary groups and no capabilities.
+fn as_user(tong: &Tong, args: &[&str]) -> Ran {
+    let user = ROOTLESS_UID;
+    captured(
+        std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={user}"),
+                &format!("--regid={user}"),
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(common::tong_bin())
+            .arg("--root")
+            .arg(tong.root.path())
+            .args(args),
+    )
+}
+
+#[test]
+fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
+    if !root_or_skip("a_non_root_user_runs_a_user_namespace_container_without_cgroups") {
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() {
+        println!("SKIP rootless: setpriv (util-linux) is missing");
+        return;
+    }
+    let user = ROOTLESS_UID;
+    let tong = Tong::new();
+    std::os::unix::fs::chown(tong.root.path(), Some(user), Some(user)).unwrap();
+    let mut cfg = rootless_config(&["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"]);
     cfg["linux"]["resources"] = json!({"pids": {"limit": 50}});
     let bundle = Bundle::new(&cfg);
     std::os::unix::fs::chown(bundle.path(), Some(user), Some(user)).unwrap();
     let id = unique_id("rootless");
-    // tong as that user, with no supplementary groups and no capabilities.
-    let as_user = |args: &[&str]| {
-        captured(
-            std::process::Command::new("setpriv")
-                .args([
-                    &format!("--reuid={user}"),
-                    &format!("--regid={user}"),
-                    "--clear-groups",
-                    "--inh-caps=-all",
-                ])
-                .arg(common::tong_bin())
-                .arg("--root")
-                .arg(tong.root.path())
-                .args(args),
-        )
-    };
+    let as_user = |args: &[&str]| as_user(&tong, args);
     let ran = as_user(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
     let (out, err) = (&ran.stdout, &ran.stderr);
     assert!(ran.ok, "rootless run failed: {err}");
@@ -634,6 +649,118 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
         ran.stderr
     );
     tong.assert_clean(&id, Some(&plain), None);
+}
+
+/// The processes whose network namespace is the one `link` (`net:[INODE]`) names.
+fn holders_of_netns(link: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == link)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_non_root_user_gets_a_network_namespace_with_loopback_up() {
+    if !root_or_skip("a_non_root_user_gets_a_network_namespace_with_loopback_up") {
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() {
+        println!("SKIP rootless network: setpriv (util-linux) is missing");
+        return;
+    }
+    let user = ROOTLESS_UID;
+    let tong = Tong::new();
+    std::os::unix::fs::chown(tong.root.path(), Some(user), Some(user)).unwrap();
+    // The namespace, its interfaces, lo's flags (0x9: IFF_UP | IFF_LOOPBACK), then a TCP
+    // echo over 127.0.0.1: a busybox nc server, a client retrying until it listens.
+    let script = "readlink /proc/self/ns/net; ls /sys/class/net; cat /sys/class/net/lo/flags; \
+        nc -l -p 7000 -e echo tcp-over-lo & \
+        for i in $(seq 50); do nc 127.0.0.1 7000 </dev/null && break; sleep 0.1; done; wait";
+    let mut cfg = rootless_config(&["sh", "-c", script]);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network"}));
+    // With its own network namespace the container may mount sysfs.
+    cfg["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/sys", "type": "sysfs",
+        "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}));
+    let bundle = Bundle::new(&cfg);
+    std::os::unix::fs::chown(bundle.path(), Some(user), Some(user)).unwrap();
+    let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let host_netns = host_netns.to_string_lossy();
+    // Both namespace backends (clone3 creates the namespaces with the process, fork
+    // unshares them in an intermediate); the default net=none, and by name.
+    for backend in [
+        &["--backend", "ns=clone3"][..],
+        &["--backend", "ns=fork", "--backend", "net=none"],
+    ] {
+        let id = unique_id("rootless-net");
+        let mut args = vec!["run"];
+        args.extend(backend);
+        args.extend(["--bundle", bundle.path().to_str().unwrap(), &id]);
+        let ran = as_user(&tong, &args);
+        assert!(ran.ok, "{backend:?}: rootless run failed: {}", ran.stderr);
+        let lines: Vec<&str> = ran.stdout.lines().collect();
+        assert_eq!(
+            lines[1..],
+            ["lo", "0x9", "tcp-over-lo"],
+            "{backend:?}: {}",
+            ran.stdout
+        );
+        let netns = lines[0];
+        assert!(netns.starts_with("net:["), "{backend:?}: {netns}");
+        assert_ne!(
+            netns, host_netns,
+            "{backend:?}: the host's network namespace"
+        );
+        tong.assert_clean(&id, Some(&bundle), None);
+        // Nothing holds the container's namespace any more: no process of it, no helper.
+        assert_eq!(holders_of_netns(netns), Vec::<String>::new(), "{backend:?}");
+    }
+
+    // net=bridge and net=cni make interfaces on the host: refused up front, nothing made.
+    for (net, what) in [
+        ("net=bridge", "making a bridge and a veth pair on the host"),
+        ("net=cni", "running CNI plugins"),
+    ] {
+        let id = unique_id("rootless-net");
+        let ran = as_user(
+            &tong,
+            &[
+                "create",
+                "--backend",
+                net,
+                "--bundle",
+                bundle.path().to_str().unwrap(),
+                &id,
+            ],
+        );
+        assert!(!ran.ok, "{net}: rootless create succeeded");
+        assert!(
+            ran.stderr.contains(&format!("tong: {net} setup: {what}"))
+                && ran.stderr.contains(
+                    "needs root: tong runs without CAP_NET_ADMIN and CAP_SYS_ADMIN (a rootless container can use net=none, the default)"
+                ),
+            "{net}: {}",
+            ran.stderr
+        );
+        tong.assert_clean(&id, Some(&bundle), None);
+        let left: Vec<_> = std::fs::read_dir(tong.root.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".plugin-cache.json")
+            .collect();
+        assert!(left.is_empty(), "{net}: left under the root: {left:?}");
+    }
 }
 
 #[test]

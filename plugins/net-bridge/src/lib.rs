@@ -64,6 +64,7 @@ impl PluginInfo for NetBridge {
 impl NetworkPlugin for NetBridge {
     fn setup(req: &[u8]) -> PluginResult<Vec<u8>> {
         let req: NetworkRequest = serde_json::from_slice(req)?;
+        tong_net_common::require_host_privileges("making a bridge and a veth pair on the host")?;
         let config = BridgeConfig::from_annotations(&req.annotations)?;
         let root = Path::new(&req.state_dir)
             .parent()

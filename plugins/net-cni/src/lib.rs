@@ -72,6 +72,9 @@ impl PluginInfo for NetCni {
 impl NetworkPlugin for NetCni {
     fn setup(req: &[u8]) -> PluginResult<Vec<u8>> {
         let req: NetworkRequest = serde_json::from_slice(req)?;
+        tong_net_common::require_host_privileges(
+            "running CNI plugins (they configure the host's side of the network)",
+        )?;
         let settings = Settings::from_request(&req)?;
         let lists = settings
             .networks

@@ -68,3 +68,30 @@ pub fn loopback_up(nl: &mut Netlink) -> PluginResult<()> {
     nl.set_up(lo)
         .map_err(|e| PluginError::os("netlink: set lo up", e))
 }
+
+/// Refuses, before anything is made, a caller without CAP_NET_ADMIN and CAP_SYS_ADMIN
+/// (tong run by a non-root user): `what` creates interfaces on the host and enters the
+/// container's namespace from there, which needs both.
+pub fn require_host_privileges(what: &str) -> PluginResult<()> {
+    // Bit numbers from linux/capability.h.
+    const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| PluginError::os("read /proc/self/status", e))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| PluginError::failed("no CapEff line in /proc/self/status"))?;
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PluginError::unsupported(format!(
+        "{what} needs root: tong runs without {} (a rootless container can use net=none, the default)",
+        missing.join(" and ")
+    )))
+}

@@ -1,13 +1,23 @@
 //! `net=none`: the container keeps its new network namespace to itself, with only the
 //! loopback interface, brought up. Nothing is made on the host, so teardown has nothing
 //! to do: the namespace goes with the container's last process.
+//!
+//! Run as root, the calling thread enters the namespace just long enough to open a
+//! socket. Run by a non-root user ("rootless"), the namespace belongs to the
+//! container's user namespace, where the caller has no capability from outside; the
+//! user who created that user namespace has all of them inside it, so a short-lived
+//! forked helper joins it (which needs a single-threaded process, hence the fork), then
+//! the network namespace, and brings `lo` up there.
 
-use std::ffi::CStr;
+use std::ffi::{c_int, c_long, CStr};
 use std::fs::File;
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 use tong_abi::plugin::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
 use tong_abi::wire::NetworkRequest;
+use tong_abi::ChildError;
 
 struct NetNone;
 
@@ -25,8 +35,17 @@ impl PluginInfo for NetNone {
 impl NetworkPlugin for NetNone {
     fn setup(req: &[u8]) -> PluginResult<Vec<u8>> {
         let req: NetworkRequest = serde_json::from_slice(req)?;
-        let socket = socket_in(&req.netns_path)?;
-        loopback_up(&socket)?;
+        let path = &req.netns_path;
+        let netns = File::open(path).map_err(|e| PluginError::os(format!("open {path}"), e))?;
+        match socket_in(&netns, path)? {
+            Some(socket) => {
+                let mut ifreq = lo_ifreq();
+                set_up(socket.as_raw_fd(), &mut ifreq)
+                    .map_err(|(step, errno)| step.error("", errno))?;
+            }
+            // Not ours to enter: configure it from inside its owning user namespace.
+            None => loopback_up_as_owner(&netns, path)?,
+        }
         Ok(b"{}".to_vec())
     }
 
@@ -35,60 +54,417 @@ impl NetworkPlugin for NetNone {
     }
 }
 
-/// Opens a datagram socket inside the network namespace at `path`: the calling thread
-/// enters it just for the socket(2) call and returns to its own namespace.
-fn socket_in(path: &str) -> PluginResult<OwnedFd> {
-    let target = File::open(path).map_err(|e| PluginError::os(format!("open {path}"), e))?;
+/// Opens a datagram socket inside the network namespace `netns`: the calling thread
+/// enters it just for the socket(2) call and returns to its own namespace. None when
+/// the caller may not enter it (EPERM: no CAP_SYS_ADMIN over its owning user namespace).
+fn socket_in(netns: &File, path: &str) -> PluginResult<Option<OwnedFd>> {
     let own = File::open("/proc/thread-self/ns/net")
         .map_err(|e| PluginError::os("open /proc/thread-self/ns/net", e))?;
     // SAFETY: setns on a live namespace fd; affects only this thread.
-    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(PluginError::os(
-            format!("setns into {path}"),
-            std::io::Error::last_os_error(),
-        ));
+    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EPERM) {
+            return Ok(None);
+        }
+        return Err(PluginError::os(format!("setns into {path}"), err));
     }
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    let socket_err = std::io::Error::last_os_error();
+    let socket_err = io::Error::last_os_error();
     // SAFETY: back to the thread's own namespace from a live fd.
     if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(PluginError::os(
             "setns back to the runtime's network namespace",
-            std::io::Error::last_os_error(),
+            io::Error::last_os_error(),
         ));
     }
     if fd < 0 {
         return Err(PluginError::os(format!("socket in {path}"), socket_err));
     }
     // SAFETY: the kernel just gave us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// Sets IFF_UP on `lo` through the socket's namespace.
-fn loopback_up(socket: &OwnedFd) -> PluginResult<()> {
+/// The steps of bringing `lo` up, named in errors; the helper reports one by number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    EnterUserNs = 1,
+    EnterNetNs = 2,
+    Socket = 3,
+    GetFlags = 4,
+    SetFlags = 5,
+}
+
+impl Step {
+    const ALL: [Step; 5] = [
+        Step::EnterUserNs,
+        Step::EnterNetNs,
+        Step::Socket,
+        Step::GetFlags,
+        Step::SetFlags,
+    ];
+
+    fn what(self) -> &'static str {
+        match self {
+            Step::EnterUserNs => "setns into the container's user namespace",
+            Step::EnterNetNs => "setns into the container's network namespace",
+            Step::Socket => "socket in the container's network namespace",
+            Step::GetFlags => "SIOCGIFFLAGS lo",
+            Step::SetFlags => "SIOCSIFFLAGS lo up",
+        }
+    }
+
+    fn error(self, prefix: &str, errno: c_int) -> PluginError {
+        PluginError::os(
+            format_args!("{prefix}{}", self.what()),
+            io::Error::from_raw_os_error(errno),
+        )
+    }
+}
+
+/// An ifreq naming `lo`.
+fn lo_ifreq() -> libc::ifreq {
     // SAFETY: an all-zero ifreq is valid; the name is copied in below.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
+    req
+}
+
+/// Sets IFF_UP on the interface `req` names through the socket's namespace. Raw system
+/// calls only (the rootless helper runs it after fork); the error is the step and errno.
+fn set_up(socket: c_int, req: &mut libc::ifreq) -> Result<(), (Step, c_int)> {
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
     unsafe {
-        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(PluginError::os(
-                "SIOCGIFFLAGS lo",
-                std::io::Error::last_os_error(),
-            ));
+        if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut *req) != 0 {
+            return Err((Step::GetFlags, ChildError::last_errno()));
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(PluginError::os(
-                "SIOCSIFFLAGS lo up",
-                std::io::Error::last_os_error(),
-            ));
+        if libc::ioctl(socket, libc::SIOCSIFFLAGS, &*req) != 0 {
+            return Err((Step::SetFlags, ChildError::last_errno()));
         }
     }
     Ok(())
 }
 
+/// What the helper writes back: the failed step (0: none) and its errno.
+const REPORT_LEN: usize = 8;
+
+/// Brings `lo` up in `netns` from a forked helper that first joins the user namespace
+/// owning it, for a caller that may not enter the namespace itself (rootless).
+fn loopback_up_as_owner(netns: &File, path: &str) -> PluginResult<()> {
+    let Some(userns) = foreign_owner(netns)? else {
+        return Err(PluginError::os(
+            format!("setns into {path} (the runtime lacks CAP_SYS_ADMIN over it)"),
+            io::Error::from_raw_os_error(libc::EPERM),
+        ));
+    };
+    loopback_up_from_helper(&userns, netns)
+}
+
+/// Forks the helper that joins `userns`, then `netns`, and brings `lo` up there.
+fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
+    // Everything the helper needs is made here: after fork in a possibly multithreaded
+    // caller it may only make raw system calls.
+    let mut ifreq = lo_ifreq();
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(PluginError::os("pipe2", io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 just returned these descriptors; they are ours alone.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let pid = raw_fork();
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child, with our own copies of the fds and ifreq.
+        unsafe {
+            helper(
+                userns.as_raw_fd(),
+                netns.as_raw_fd(),
+                &mut ifreq,
+                wr.as_raw_fd(),
+            )
+        }
+    }
+    if pid < 0 {
+        return Err(PluginError::os(
+            "fork of the helper that brings lo up in the container's user namespace",
+            io::Error::last_os_error(),
+        ));
+    }
+    drop(wr);
+    let mut report = [0u8; REPORT_LEN];
+    let got = read_full(&rd, &mut report);
+    reap(pid as libc::pid_t);
+    let prefix = "bringing lo up from a helper in the container's user namespace: ";
+    if got != REPORT_LEN {
+        return Err(PluginError::failed(format!(
+            "{prefix}the helper died before reporting"
+        )));
+    }
+    let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let errno = c_int::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+    match Step::ALL.into_iter().find(|s| *s as u32 == step) {
+        None if step == 0 => Ok(()),
+        None => Err(PluginError::failed(format!(
+            "{prefix}malformed report (step {step})"
+        ))),
+        Some(step) => Err(step.error(prefix, errno)),
+    }
+}
+
+/// The user namespace owning `netns` (NS_GET_USERNS), when it is not the caller's own.
+fn foreign_owner(netns: &File) -> PluginResult<Option<File>> {
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new (close-on-exec) fd or -1.
+    let fd = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(PluginError::os(
+            "NS_GET_USERNS: the user namespace owning the container's network namespace",
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let owner = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let theirs = owner
+        .metadata()
+        .map_err(|e| PluginError::os("fstat of the container's user namespace", e))?;
+    let ours = std::fs::metadata("/proc/self/ns/user")
+        .map_err(|e| PluginError::os("stat /proc/self/ns/user", e))?;
+    let same = (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino());
+    Ok((!same).then_some(owner))
+}
+
+/// The helper: joins the user namespace, then the network namespace, brings lo up,
+/// reports and exits. No allocation, no locks: raw system calls on prepared data.
+///
+/// # Safety
+/// Only in the freshly forked child.
+unsafe fn helper(userns: c_int, netns: c_int, ifreq: &mut libc::ifreq, wr: c_int) -> ! {
+    let result = (|| {
+        // SAFETY: setns on descriptors the parent opened; we are single-threaded and
+        // share no fs struct, as joining a user namespace requires.
+        if unsafe { libc::setns(userns, libc::CLONE_NEWUSER) } != 0 {
+            return Err((Step::EnterUserNs, ChildError::last_errno()));
+        }
+        // SAFETY: as above; we now hold all capabilities over the namespace's owner.
+        if unsafe { libc::setns(netns, libc::CLONE_NEWNET) } != 0 {
+            return Err((Step::EnterNetNs, ChildError::last_errno()));
+        }
+        // SAFETY: socket(2) with constant arguments; exit closes it.
+        let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        if socket < 0 {
+            return Err((Step::Socket, ChildError::last_errno()));
+        }
+        set_up(socket, ifreq)
+    })();
+    let (step, errno) = match result {
+        Ok(()) => (0, 0),
+        Err((step, errno)) => (step as u32, errno),
+    };
+    let mut report = [0u8; REPORT_LEN];
+    report[..4].copy_from_slice(&step.to_ne_bytes());
+    report[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: one write of a stack buffer (a pipe write this small is atomic), then
+    // exit without running any of the parent's cleanup.
+    unsafe {
+        libc::write(wr, report.as_ptr().cast(), REPORT_LEN);
+        libc::_exit(i32::from(step != 0))
+    }
+}
+
+/// clone(2) with fork semantics but without libc's fork handlers (which may take locks
+/// a multithreaded caller holds). Returns 0 in the child.
+fn raw_fork() -> c_long {
+    // SAFETY: with a null stack and no CLONE_VM the child gets a copy of our memory and
+    // returns 0 here, like fork; the tid pointers are unused without CLONE_*TID flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as u64,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<c_int>(),
+            std::ptr::null_mut::<c_int>(),
+            0usize,
+        )
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reads into the unfilled tail of a live buffer.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+            )
+        };
+        if n < 0 && ChildError::last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    got
+}
+
+/// Waits for our child `pid`; ECHILD (a caller reaping all children got it) is fine.
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on one specific child, status into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || ChildError::last_errno() != libc::EINTR {
+            return;
+        }
+    }
+}
+
 tong_abi::export_network_plugin!(NetNone);
+
+#[cfg(test)]
+mod tests {
+    //! Real namespaces (root only): one made by root, one owned by a user namespace of
+    //! an unprivileged user, as a rootless container's is.
+
+    use super::*;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn root_or_skip(test: &str) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let tools = ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/nsenter"]
+            .iter()
+            .all(|t| Path::new(t).exists());
+        if !root || !tools {
+            println!("SKIP {test}: needs root and unshare, setpriv, nsenter (util-linux)");
+            return false;
+        }
+        true
+    }
+
+    /// A `sleep` in a new network namespace (and a user namespace of uid 65534 when
+    /// `as_nobody`), killed and reaped on drop.
+    struct NetNs {
+        child: Child,
+        path: String,
+    }
+
+    impl NetNs {
+        fn new(as_nobody: bool) -> NetNs {
+            let mut cmd = if as_nobody {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .args(["unshare", "--user", "--map-root-user", "--net"]);
+                c
+            } else {
+                let mut c = Command::new("unshare");
+                c.arg("--net");
+                c
+            };
+            let child = cmd.args(["sleep", "60"]).spawn().unwrap();
+            let path = format!("/proc/{}/ns/net", child.id());
+            let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+            let started = Instant::now();
+            // Until unshare has made the namespace and exec'd sleep.
+            while std::fs::read_link(&path).ok().as_ref() == Some(&ours)
+                || std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+                    .is_ok_and(|c| c.trim() != "sleep")
+            {
+                assert!(started.elapsed() < Duration::from_secs(5), "unshare hung");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            NetNs { child, path }
+        }
+
+        /// `ip -o link show lo` seen from inside.
+        fn lo(&self) -> String {
+            let out = Command::new("nsenter")
+                .args(["--target", &self.child.id().to_string(), "--net"])
+                .args(["ip", "-o", "link", "show", "lo"])
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+
+        fn setup(&self) -> PluginResult<Vec<u8>> {
+            let req = NetworkRequest {
+                id: "t".into(),
+                state_dir: "/nonexistent".into(),
+                pid: self.child.id() as i32,
+                netns_path: self.path.clone(),
+                annotations: std::collections::BTreeMap::new(),
+            };
+            NetNone::setup(&serde_json::to_vec(&req).unwrap())
+        }
+    }
+
+    impl Drop for NetNs {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn root_brings_lo_up_in_its_own_namespace() {
+        if !root_or_skip("root_brings_lo_up_in_its_own_namespace") {
+            return;
+        }
+        let ns = NetNs::new(false);
+        assert!(!ns.lo().contains(",UP"), "{}", ns.lo());
+        let netns = File::open(&ns.path).unwrap();
+        assert!(
+            foreign_owner(&netns).unwrap().is_none(),
+            "owned by our user namespace"
+        );
+        assert_eq!(ns.setup().unwrap(), b"{}");
+        assert!(ns.lo().contains("<LOOPBACK,UP,LOWER_UP>"), "{}", ns.lo());
+    }
+
+    #[test]
+    fn a_helper_brings_lo_up_in_a_namespace_owned_by_another_user_namespace() {
+        if !root_or_skip("a_helper_brings_lo_up_in_a_namespace_owned_by_another_user_namespace") {
+            return;
+        }
+        let ns = NetNs::new(true);
+        assert!(!ns.lo().contains(",UP"), "{}", ns.lo());
+        let netns = File::open(&ns.path).unwrap();
+        let owner = foreign_owner(&netns).unwrap().expect("a foreign owner");
+        // The rootless path, from this multithreaded test process.
+        loopback_up_from_helper(&owner, &netns).unwrap();
+        assert!(ns.lo().contains("<LOOPBACK,UP,LOWER_UP>"), "{}", ns.lo());
+    }
+
+    #[test]
+    fn a_failing_helper_names_its_step() {
+        if !root_or_skip("a_failing_helper_names_its_step") {
+            return;
+        }
+        let ns = NetNs::new(true);
+        let netns = File::open(&ns.path).unwrap();
+        // A network namespace where the user namespace should be: setns refuses it.
+        let err = loopback_up_from_helper(&netns, &netns).unwrap_err();
+        assert_eq!(
+            err.message,
+            "bringing lo up from a helper in the container's user namespace: setns into the container's user namespace: Invalid argument (os error 22)"
+        );
+        // A user namespace where the network namespace should be.
+        let owner = foreign_owner(&netns).unwrap().unwrap();
+        let err = loopback_up_from_helper(&owner, &owner).unwrap_err();
+        assert_eq!(
+            err.message,
+            "bringing lo up from a helper in the container's user namespace: setns into the container's network namespace: Invalid argument (os error 22)"
+        );
+        assert!(!ns.lo().contains(",UP"), "{}", ns.lo());
+    }
+}
