@@ -15,11 +15,11 @@
 /** Default tong_runtime_options: root /run/tong, default plugin search, no logging. */
 #define TONG_RUNTIME_OPTIONS_INIT { sizeof(tong_runtime_options), NULL, NULL, TONG_LOG_OFF, NULL, NULL }
 
-/** Default tong_create_options: inherited stdio, no pid file, backends chosen automatically. */
-#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, 0 }
+/** Default tong_create_options: inherited stdio, no pid file, backends chosen automatically, no extra descriptors. */
+#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0 }
 
-/** Default tong_exec_options: inherited stdio, no pid file, no terminal, wait for the process. */
-#define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0 }
+/** Default tong_exec_options: inherited stdio, no pid file, no terminal, wait for the process, no extra descriptors. */
+#define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0, NULL, 0 }
 
 
 /**
@@ -222,6 +222,17 @@ typedef struct tong_create_options {
      * forwards signals to the program (also the `tong.init=true` annotation). Since 1.1.
      */
     int init;
+    /**
+     * Descriptors passed to the container: `extra_fds[i]` becomes its descriptor 3 + i
+     * (as Go's `exec.Cmd.ExtraFiles`); no other descriptor of the caller is inherited.
+     * The library passes copies: the caller keeps (and closes) its own. NULL: none.
+     * Since 1.2.
+     */
+    const int *extra_fds;
+    /**
+     * Number of descriptors in `extra_fds`, at most 1000. Since 1.2.
+     */
+    size_t extra_fds_len;
 } tong_create_options;
 
 /**
@@ -258,6 +269,15 @@ typedef struct tong_exec_options {
      * Non-zero: return once the process runs (exit code 0) instead of waiting for it.
      */
     int detach;
+    /**
+     * Descriptors passed to the process: `extra_fds[i]` becomes its descriptor 3 + i,
+     * as in `tong_create_options`. NULL: none. Since 1.2.
+     */
+    const int *extra_fds;
+    /**
+     * Number of descriptors in `extra_fds`, at most 1000. Since 1.2.
+     */
+    size_t extra_fds_len;
 } tong_exec_options;
 
 #ifdef __cplusplus

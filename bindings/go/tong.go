@@ -142,12 +142,17 @@ type CreateOptions struct {
 	// Init runs tong's minimal init as the container's pid 1: it reaps orphans and
 	// forwards signals to the program (also the tong.init=true annotation).
 	Init bool
+	// ExtraFiles are passed to the container: entry i becomes its descriptor 3+i, as
+	// with exec.Cmd.ExtraFiles (no other descriptor of this process is inherited).
+	// libtong passes copies: close yours when Create or Run returns. At most 1000.
+	ExtraFiles []*os.File
 }
 
-// cOptions holds a C options struct and the C strings it points to.
+// cOptions holds a C options struct and the C memory it points to.
 type cOptions struct {
 	opts    C.tong_create_options
 	strings []*C.char
+	fds     *C.int
 }
 
 func (o *cOptions) str(s string) *C.char {
@@ -160,6 +165,26 @@ func (o *cOptions) free() {
 	for _, p := range o.strings {
 		C.free(unsafe.Pointer(p))
 	}
+	C.free(unsafe.Pointer(o.fds))
+}
+
+// cFds copies the descriptors of files into a C array (the options struct, Go memory
+// passed to C, must not point at Go memory); nil for none. The caller frees it.
+func cFds(files []*os.File) (*C.int, C.size_t, error) {
+	if len(files) == 0 {
+		return nil, 0, nil
+	}
+	for i, f := range files {
+		if f == nil {
+			return nil, 0, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("ExtraFiles[%d] is nil", i)}
+		}
+	}
+	p := (*C.int)(C.malloc(C.size_t(len(files)) * C.size_t(unsafe.Sizeof(C.int(0)))))
+	arr := unsafe.Slice(p, len(files))
+	for i, f := range files {
+		arr[i] = C.int(f.Fd())
+	}
+	return p, C.size_t(len(files)), nil
 }
 
 func fdOf(f *os.File) C.int {
@@ -186,6 +211,12 @@ func newCOptions(opts *CreateOptions) (*cOptions, error) {
 	if opts.Init {
 		o.opts.init = 1
 	}
+	fds, n, err := cFds(opts.ExtraFiles)
+	if err != nil {
+		o.free()
+		return nil, err
+	}
+	o.fds, o.opts.extra_fds, o.opts.extra_fds_len = fds, fds, n
 	for kind, name := range opts.Backends {
 		switch kind {
 		case "ns", "namespace":
@@ -209,6 +240,7 @@ func keepFiles(opts *CreateOptions) {
 		runtime.KeepAlive(opts.Stdin)
 		runtime.KeepAlive(opts.Stdout)
 		runtime.KeepAlive(opts.Stderr)
+		runtime.KeepAlive(opts.ExtraFiles)
 	}
 }
 
@@ -487,6 +519,8 @@ type ExecOptions struct {
 	ConsoleSocket string
 	// Detach returns once the process runs (exit code 0); libtong reaps it.
 	Detach bool
+	// ExtraFiles are passed to the process: entry i becomes its descriptor 3+i.
+	ExtraFiles []*os.File
 }
 
 // Exec runs another process in the running container, in all its namespaces and its
@@ -524,6 +558,12 @@ func (c *Container) Exec(p *Process, opts *ExecOptions) (int, error) {
 		if opts.Detach {
 			copts.detach = 1
 		}
+		fds, n, err := cFds(opts.ExtraFiles)
+		if err != nil {
+			return -1, err
+		}
+		defer C.free(unsafe.Pointer(fds))
+		copts.extra_fds, copts.extra_fds_len = fds, n
 	}
 	var code C.int
 	err = c.call(func(h *C.tong_container, e **C.tong_error) C.enum_tong_error_code {
@@ -533,6 +573,7 @@ func (c *Container) Exec(p *Process, opts *ExecOptions) (int, error) {
 		runtime.KeepAlive(opts.Stdin)
 		runtime.KeepAlive(opts.Stdout)
 		runtime.KeepAlive(opts.Stderr)
+		runtime.KeepAlive(opts.ExtraFiles)
 	}
 	if err != nil {
 		return -1, err

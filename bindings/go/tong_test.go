@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -482,5 +483,67 @@ func TestInitMode(t *testing.T) {
 	}
 	if code, err := c.Wait(); err != nil || code != 128+int(syscall.SIGTERM) {
 		t.Errorf("wait after SIGTERM: %d %v", code, err)
+	}
+}
+
+// ExtraFiles: a file and a pipe become the container's 3 and 4, as with
+// exec.Cmd.ExtraFiles; nothing else of this process (the Go runtime's epoll descriptor,
+// an inheritable descriptor opened without O_CLOEXEC) is visible inside. Exec takes
+// them too.
+func TestExtraFiles(t *testing.T) {
+	rt, _ := newRuntime(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "passed-file")
+	if err := os.WriteFile(path, []byte("data from the file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	leaky, err := syscall.Open(filepath.Join(dir, "not-passed"), syscall.O_CREAT|syscall.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(leaky)
+	outR, outW, _ := os.Pipe()
+	code, err := rt.Run(uniqueID("go-fds"),
+		bundle(t, "sh", "-c", "cat <&3 >&4; echo fds: $(ls /proc/self/fd) >&4; ls -l /proc/self/fd/ >&4 2>/dev/null"),
+		&CreateOptions{ExtraFiles: []*os.File{file, outW}})
+	outW.Close()
+	out, _ := io.ReadAll(outR)
+	outR.Close()
+	if err != nil || code != 0 {
+		t.Fatalf("run: %d %v: %s", code, err, out)
+	}
+	text := string(out)
+	if !strings.HasPrefix(text, "data from the file\n") || !strings.Contains(text, "fds: 0 1 2 3 4 5\n") {
+		t.Errorf("the container read fd 3 and has 0-4 (5 is ls's own): %q", text)
+	}
+	if !strings.Contains(text, "passed-file") || strings.Contains(text, "not-passed") {
+		t.Errorf("descriptors inside: %q", text)
+	}
+	if _, err := rt.Run(uniqueID("go-fds-nil"), bundle(t, "true"), &CreateOptions{ExtraFiles: []*os.File{nil}}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("a nil ExtraFiles entry: %v", err)
+	}
+
+	c, err := rt.Create(uniqueID("go-fds-exec"), bundle(t, "sleep", "1000"), &CreateOptions{Stdout: devNull(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer c.Delete(true)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, _ = os.Pipe()
+	code, err = c.Exec(&Process{Args: []string{"sh", "-c", "echo on fd 3 >&3"}, Env: []string{"PATH=/bin"}},
+		&ExecOptions{ExtraFiles: []*os.File{outW}})
+	outW.Close()
+	out, _ = io.ReadAll(outR)
+	outR.Close()
+	if err != nil || code != 0 || string(out) != "on fd 3\n" {
+		t.Errorf("exec with ExtraFiles: %d %v %q", code, err, out)
 	}
 }

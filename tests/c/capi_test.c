@@ -10,13 +10,15 @@
  * config JSON, unknown id, unknown backend, bad flags), outputs untouched on failure,
  * the full lifecycle with stdio pipes (create, state, start, ps, stats, pause, resume,
  * kill, wait, delete), run, list, exec and update, per-container cgroup backends (v1 and v2 in one
- * process), and a deliberate panic coming back as TONG_ERR_PANIC.
+ * process), descriptors passed as extra_fds (and nothing else of the caller's), and a
+ * deliberate panic coming back as TONG_ERR_PANIC.
  * Prints "ok - ..." / "not ok - ..." lines and exits non-zero on any failure.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -544,6 +546,92 @@ static char *read_cgroup(const char *controller, const char *id, const char *fil
     return text;
 }
 
+/* extra_fds: a file and a pipe become the container's 3 and 4; an inheritable
+ * descriptor the test does not pass stays out; bad lists are refused by name; a caller
+ * of the 1.1 struct (struct_size without extra_fds) passes nothing. */
+static void test_extra_fds(tong_runtime *rt)
+{
+    char path[1100], id[64];
+    tong_error *err = NULL;
+    int code = -1;
+    ok(tong_has_api_extension("extra-fds") == 1, "has extension extra-fds");
+    snprintf(path, sizeof path, "%s/passed-file", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs("data from the file\n", f);
+    fclose(f);
+    int file = open(path, O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof path, "%s/capi-not-passed", tmpdir);
+    int marker = open(path, O_WRONLY | O_CREAT, 0600); /* inheritable, as a careless caller's */
+    int pipefd[2];
+    if (file < 0 || marker < 0 || pipe2(pipefd, O_CLOEXEC)) {
+        perror("extra_fds setup");
+        exit(2);
+    }
+    int extra[2] = {file, pipefd[1]};
+    tong_create_options opts = TONG_CREATE_OPTIONS_INIT;
+    opts.extra_fds = extra;
+    opts.extra_fds_len = 2;
+    snprintf(id, sizeof id, "capi-fds-%d", (int)getpid());
+    expect(tong_container_run(rt, id, bundle_path("extra-fds"), &opts, &code, &err), &err, TONG_OK,
+           "run(extra_fds = {file, pipe})");
+    close(pipefd[1]);
+    char *text = read_all(pipefd[0]);
+    close(pipefd[0]);
+    ok(code == 0, "extra_fds container exit code 0 (got %d)", code);
+    ok(strncmp(text, "data from the file\n", 19) == 0, "the container read the file on fd 3: %s", text);
+    ok(contains(text, "fds: 0 1 2 3 4 5\n"), "the container has 0-4 (5 is ls's own): %s", text);
+    ok(contains(text, "passed-file") && !contains(text, "capi-not-passed"),
+       "the test's other open descriptor is not in the container");
+
+    /* A 1.1 caller: the bytes after its struct_size are not read. */
+    int pipe2fd[2];
+    if (pipe2(pipe2fd, O_CLOEXEC)) {
+        perror("pipe");
+        exit(2);
+    }
+    opts.struct_size = offsetof(tong_create_options, extra_fds);
+    opts.extra_fds = (const int *)0x1;
+    opts.extra_fds_len = 5;
+    opts.stdout_fd = pipe2fd[1];
+    snprintf(id, sizeof id, "capi-fds-old-%d", (int)getpid());
+    expect(tong_container_run(rt, id, bundle_path("list-fds"), &opts, &code, &err), &err, TONG_OK,
+           "run(1.1 struct_size, garbage after it)");
+    close(pipe2fd[1]);
+    text = read_all(pipe2fd[0]);
+    close(pipe2fd[0]);
+    ok(contains(text, "fds: 0 1 2 3\n"), "a 1.1 caller passes no extra descriptor: %s", text);
+
+    static int many[1001];
+    int bad[2] = {file, -1};
+    int closed[1] = {100000};
+    struct {
+        const int *fds;
+        size_t len;
+        const char *want, *what;
+    } cases[] = {
+        {bad, 2, "extra_fds[1] (-1, to be descriptor 4) is negative", "create(extra_fds with -1)"},
+        {closed, 1, "extra_fds[0] (100000, to be descriptor 3) is not an open descriptor",
+         "create(extra_fds with a closed descriptor)"},
+        {NULL, 2, "extra_fds is NULL", "create(extra_fds NULL, len 2)"},
+        {many, 1001, "at most 1000", "create(1001 extra_fds)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tong_create_options o = TONG_CREATE_OPTIONS_INIT;
+        tong_container *c = NULL;
+        o.extra_fds = cases[i].fds;
+        o.extra_fds_len = cases[i].len;
+        snprintf(id, sizeof id, "capi-fds-bad-%d", (int)getpid());
+        tong_error_code rc = tong_container_create(rt, id, bundle_path("list-fds"), &o, &c, &err);
+        ok(rc == TONG_ERR_INVALID_ARGUMENT && err != NULL && contains(tong_error_message(err), cases[i].want),
+           "%s -> %s: %s", cases[i].what, tong_error_code_name(rc), err ? tong_error_message(err) : "");
+        tong_error_free(err);
+        err = NULL;
+        tong_container_free(c);
+    }
+    close(file);
+    close(marker);
+}
+
 /* exec and update on a running container. */
 static void test_exec_and_update(tong_runtime *rt)
 {
@@ -576,6 +664,24 @@ static void test_exec_and_update(tong_runtime *rt)
     close(out[0]);
     ok(code == 5, "exec returns the process's status 5 (got %d)", code);
     ok(contains(text, "host=capi-test pid1=sleep"), "exec'd process sees the container: %s", text);
+
+    /* exec passes extra descriptors too: a pipe becomes the process's 3. */
+    if (pipe2(out, O_CLOEXEC)) {
+        perror("pipe");
+        exit(2);
+    }
+    eo = (tong_exec_options)TONG_EXEC_OPTIONS_INIT;
+    eo.extra_fds = &out[1];
+    eo.extra_fds_len = 1;
+    expect(tong_container_exec(c,
+                               "{\"args\": [\"sh\", \"-c\", \"echo on fd 3 >&3\"],"
+                               " \"env\": [\"PATH=/bin\"], \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}",
+                               &eo, &code, &err),
+           &err, TONG_OK, "exec(extra_fds = {pipe})");
+    close(out[1]);
+    text = read_all(out[0]);
+    close(out[0]);
+    ok(strcmp(text, "on fd 3\n") == 0, "the exec'd process wrote on fd 3: %s", text);
 
     code = -1;
     expect(tong_container_exec(c, "{\"args\": [\"sh\", ", NULL, &code, &err), &err, TONG_ERR_INVALID_ARGUMENT,
@@ -632,6 +738,10 @@ int main(int argc, char **argv)
     write_bundle(bundle_path("sleeper"), "\"sh\", \"-c\", \"echo ready; read x; echo got $x; exit 7\"", 0);
     write_bundle(bundle_path("forever"), "\"sleep\", \"1000\"", 0);
     write_bundle(bundle_path("exit3"), "\"sh\", \"-c\", \"exit 3\"", 1);
+    write_bundle(bundle_path("extra-fds"),
+                 "\"sh\", \"-c\", \"cat <&3 >&4; echo fds: $(ls /proc/self/fd) >&4;"
+                 " ls -l /proc/self/fd/ >&4 2>/dev/null\"", 0);
+    write_bundle(bundle_path("list-fds"), "\"sh\", \"-c\", \"echo fds: $(ls /proc/self/fd)\"", 0);
 
     test_versions();
     tong_runtime *rt = make_runtime();
@@ -640,6 +750,7 @@ int main(int argc, char **argv)
         test_lifecycle(rt);
         test_kill_and_run(rt);
         test_exec_and_update(rt);
+        test_extra_fds(rt);
         test_backends(rt);
         char *json = NULL;
         tong_runtime_list(rt, &json, NULL);

@@ -464,6 +464,136 @@ fn preserve_fds_passes_exactly_the_asked_descriptors() {
     );
 }
 
+/// Through the library: a file and a pipe passed as `extra_fds` with their targets
+/// swapped over their own numbers (the pipe's write end becomes descriptor F, where the
+/// file is open in this process, and the file becomes W), the rest of the list a
+/// descriptor of /dev/null. The container reads the file from W and writes the pipe on
+/// F; it has exactly 0 .. 2 + the list's length, nothing of the test's or tong's.
+#[test]
+fn extra_fds_through_the_library_overlap_and_nothing_else_leaks() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    if !root_or_skip("extra_fds_through_the_library_overlap_and_nothing_else_leaks") {
+        return;
+    }
+    let tong = Tong::new();
+    let plugins = tong::plugins::PluginHost::with_dirs(vec![common::tong_bin()
+        .parent()
+        .unwrap()
+        .to_path_buf()]);
+    let rt = tong::Runtime::new(tong.root.path(), plugins);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("passed-file"), "from the file\n").unwrap();
+    let file = std::fs::File::open(dir.path().join("passed-file")).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let (mut reader, writer) = pipe();
+    // An inheritable descriptor the test does not pass: it must stay out.
+    let marker = std::fs::File::create(dir.path().join("not-passed")).unwrap();
+    // SAFETY: F_DUPFD makes a new descriptor (without FD_CLOEXEC) of one we own.
+    let leaky = unsafe { libc::fcntl(marker.as_raw_fd(), libc::F_DUPFD, 3) };
+    assert!(leaky >= 3);
+
+    let (f, w) = (file.as_raw_fd(), writer.as_raw_fd());
+    let len = (f.max(w) - 2) as usize;
+    let mut extra = vec![null.as_raw_fd(); len];
+    extra[(f - 3) as usize] = w;
+    extra[(w - 3) as usize] = f;
+    // (ls complains on stderr about its own directory's descriptor, gone when it looks.)
+    let script = format!("{{ cat <&{w}; {LIST_FDS}; }} >&{f} 2>/dev/null");
+    let bundle = Bundle::new(&config(&["sh", "-c", &script]));
+    let id = unique_id("extra-fds");
+    let opts = tong::CreateOptions {
+        extra_fds: extra.clone(),
+        ..Default::default()
+    };
+    let code = rt.run(&id, bundle.path(), &opts, false, false);
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(leaky) };
+    drop(writer);
+    let mut out = String::new();
+    reader.read_to_string(&mut out).unwrap();
+    assert_eq!(code.unwrap(), 0, "{out}");
+    tong.assert_clean(&id, Some(&bundle), None);
+    assert!(out.starts_with("from the file\n"), "{out}");
+    let mut fds = fd_numbers(&out);
+    fds.sort_unstable(); // ls sorts 10 before 2
+    let want: Vec<u32> = (0..3 + len as u32).collect();
+    assert_eq!(fds, want, "{out}");
+    let target = |fd: i32| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{fd} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(target(f).starts_with("pipe:"), "{out}");
+    assert!(target(w).ends_with("/passed-file"), "{out}");
+    assert!(!out.contains("not-passed"), "{out}");
+
+    // exec takes them too; a bad list is a clear error and leaves nothing behind.
+    let bundle = Bundle::new(&config(&["sleep", "1000"]));
+    let id = unique_id("extra-fds-exec");
+    rt.run(
+        &id,
+        bundle.path(),
+        &tong::CreateOptions::default(),
+        true,
+        false,
+    )
+    .unwrap();
+    let (mut reader, writer) = pipe();
+    let process: oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", format!("echo exec >&3; {LIST_FDS} >&3 2>/dev/null")],
+        "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+    }))
+    .unwrap();
+    let opts = tong::ExecOptions {
+        extra_fds: vec![writer.as_raw_fd()],
+        ..Default::default()
+    };
+    let code = rt.exec(&id, &process, &opts);
+    drop(writer);
+    let mut out = String::new();
+    reader.read_to_string(&mut out).unwrap();
+    assert_eq!(code.unwrap(), 0, "{out}");
+    assert!(out.starts_with("exec\n"), "{out}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3], "{out}");
+    let opts = tong::ExecOptions {
+        extra_fds: vec![null.as_raw_fd(), 1_000_000],
+        ..Default::default()
+    };
+    let e = rt.exec(&id, &process, &opts).unwrap_err().to_string();
+    assert!(
+        e.contains("extra_fds[1] (1000000, to be descriptor 4) is not an open descriptor"),
+        "{e}"
+    );
+    rt.delete(&id, true).unwrap();
+    tong.assert_clean(&id, Some(&bundle), None);
+
+    for (extra, want) in [
+        (
+            vec![-1],
+            "extra_fds[0] (-1, to be descriptor 3) is negative",
+        ),
+        (vec![null.as_raw_fd(); 1001], "at most 1000"),
+    ] {
+        let opts = tong::CreateOptions {
+            extra_fds: extra,
+            ..Default::default()
+        };
+        let id = unique_id("extra-fds-bad");
+        let e = rt.create(&id, bundle.path(), &opts).unwrap_err();
+        assert_eq!(e.code(), tong::ErrorCode::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(want), "{e}");
+        tong.assert_clean(&id, Some(&bundle), None);
+    }
+}
+
+/// A pipe: (read end, write end), both close-on-exec.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (r.into(), w.into())
+}
+
 fn userns_config(args: &[&str], host_base: u32) -> Value {
     let mut cfg = config(args);
     cfg["linux"]["namespaces"]

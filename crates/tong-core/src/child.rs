@@ -91,8 +91,10 @@ pub struct ChildContext {
     pub exec_candidates: Vec<CString>,
     /// `args[0]`, for messages.
     pub program: CString,
-    /// Descriptors from 3 up to this (exclusive) stay open in the container.
-    pub keep_fds_below: c_int,
+    /// Close-on-exec copies of the descriptors the container gets as 3, 4, ..., in that
+    /// order, all numbered at or above 3 + their count (see `PassedFds` in runtime.rs),
+    /// as is every other descriptor the child uses after moving them in.
+    pub pass_fds: Vec<c_int>,
     /// Connected console socket (`process.terminal`), or -1: see [`crate::terminal`].
     pub console_socket: c_int,
     /// Stay as the container's init and fork the program: see [`crate::init`].
@@ -233,21 +235,29 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         }
     }
     let program = find_executable(ctx, err)?;
+    // Stdio first: its sources may be among the passed descriptors' targets.
     setup_stdio(ctx, tty, err)?;
-    // SAFETY: marks every descriptor above the kept ones close-on-exec; ours already are.
+    let passed_end = 3 + ctx.pass_fds.len() as c_int;
+    for (target, &copy) in (3..).zip(&ctx.pass_fds) {
+        // SAFETY: dup2 of a copy the parent made for us; the copy is above every target,
+        // so none still to be moved is overwritten. The new descriptor is inheritable.
+        let ret = unsafe { libc::dup2(copy, target) };
+        check(
+            ret,
+            err,
+            &[b"dup2 of a passed descriptor (extra_fds, --preserve-fds)"],
+        )?;
+    }
+    // SAFETY: marks every descriptor above the passed ones close-on-exec (ours already
+    // are): the caller's and tong's stay out of the container.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            ctx.keep_fds_below as u32,
+            passed_end as u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    for fd in 3..ctx.keep_fds_below {
-        // SAFETY: clears close-on-exec on a descriptor the caller asked to preserve
-        // (--preserve-fds, LISTEN_FDS); EBADF for a closed one is harmless.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    }
     for label in &security.exec_labels {
         label.apply(err)?;
     }

@@ -31,6 +31,8 @@ use crate::{fault, hooks, id, init, process, salvage, terminal, userns};
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/run/tong";
+/// The most descriptors `extra_fds` may name.
+pub const MAX_EXTRA_FDS: usize = 1000;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A container's status, as OCI state reports it.
@@ -92,6 +94,11 @@ pub struct CreateOptions {
     pub listen_fds: u32,
     /// Further descriptors after those (runc's `--preserve-fds`), passed on as they are.
     pub preserve_fds: u32,
+    /// Descriptors of the caller the container gets next, in order: after the
+    /// `listen_fds` and `preserve_fds` ones, so `extra_fds[i]` becomes 3 + i when those
+    /// are 0 (as Go's `exec.Cmd.ExtraFiles`). Borrowed for the call: tong passes copies.
+    /// At most [`MAX_EXTRA_FDS`].
+    pub extra_fds: Vec<RawFd>,
 }
 
 impl Default for CreateOptions {
@@ -104,6 +111,7 @@ impl Default for CreateOptions {
             init: false,
             listen_fds: 0,
             preserve_fds: 0,
+            extra_fds: Vec::new(),
         }
     }
 }
@@ -125,6 +133,9 @@ pub struct ExecOptions {
     /// caller). A short-lived one (the CLI) leaves it to the reaper it is handed to when
     /// the caller exits: the engine's shim or conmon, which reads its exit status.
     pub reap_detached: bool,
+    /// Descriptors of the caller the process gets as 3, 4, ... (see
+    /// [`CreateOptions::extra_fds`]).
+    pub extra_fds: Vec<RawFd>,
 }
 
 impl Default for ExecOptions {
@@ -136,6 +147,7 @@ impl Default for ExecOptions {
             forward_signals: false,
             console: Console::None,
             reap_detached: true,
+            extra_fds: Vec::new(),
         }
     }
 }
@@ -252,6 +264,8 @@ impl Runtime {
         userns::check(&bundle.spec, &namespaces)?;
         // Checked and compiled before anything exists on the host.
         let security = security::prepare_container(&bundle.spec, &namespaces)?;
+        let inherited = opts.listen_fds.saturating_add(opts.preserve_fds);
+        let passed = PassedFds::copy(inherited, &opts.extra_fds)?;
         let mut warm_up = WarmUp::default();
         let backends = self.choose_backends(&bundle.spec, opts, &namespaces, &mut warm_up)?;
         let dir = self.store.create(id)?;
@@ -289,6 +303,7 @@ impl Runtime {
             opts,
             gate,
             foreground,
+            passed: &passed,
         };
         // The cgroup request goes into the first record: a create killed between making
         // the cgroup and recording it is undone by adopting the cgroup (see teardown).
@@ -562,8 +577,10 @@ impl Runtime {
         };
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let console = console_for(process, &opts.console, !opts.detach)?;
+        let passed = PassedFds::copy(0, &opts.extra_fds)?;
         let (sync_child, sync_parent) = pipe()?;
         let (report_parent, report_child) = pipe()?;
+        let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
         let fds = ChildFds {
             close_first: vec![sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
             sync_fd: sync_child.as_raw_fd(),
@@ -573,6 +590,7 @@ impl Runtime {
             console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         };
         let mut ctx = process_context(process, fds)?;
+        ctx.pass_fds = passed.raw();
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
         ctx.security = child_security;
         ctx.security.seccomp = security::container_seccomp(&record.bundle)?;
@@ -583,7 +601,14 @@ impl Runtime {
             None => None,
         };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
-        drop((sync_child, report_child, clone_target, joins, console.child));
+        drop((
+            sync_child,
+            report_child,
+            clone_target,
+            joins,
+            console.child,
+            passed,
+        ));
         let pid = spawned.pid;
         let start = state::process_start_time(pid).unwrap_or(0);
         let sync = File::from(sync_parent);
@@ -866,6 +891,7 @@ struct CreatePlan<'a> {
     gate: StartGate,
     /// `run` waits for the container here (a terminal may be relayed).
     foreground: bool,
+    passed: &'a PassedFds,
 }
 
 /// The steps of create after the state directory exists. Each step that makes
@@ -883,6 +909,7 @@ fn build(
         opts,
         gate,
         foreground,
+        passed,
     } = *plan;
     fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
@@ -916,10 +943,12 @@ fn build(
     }
     fault::point("create:rootfs-recorded", 0);
 
+    // The child's ends, which it still uses after moving the passed descriptors in.
     let (sync_child, sync_parent) = pipe()?;
     let (report_parent, report_child) = pipe()?;
+    let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
     let fifo = match gate {
-        StartGate::Fifo => Some(make_fifo(&dir.fifo_path())?),
+        StartGate::Fifo => Some(passed.above(make_fifo(&dir.fifo_path())?.into())?),
         StartGate::Pipe => None,
     };
     let process = spec
@@ -946,7 +975,7 @@ fn build(
     let start_state = if start_hooks.is_empty() {
         None
     } else {
-        Some(hooks::state_memfd(b"")?)
+        Some(passed.above(hooks::state_memfd(b"")?)?)
     };
     let fds = ChildFds {
         close_first: vec![
@@ -974,7 +1003,7 @@ fn build(
         state_fd: start_state,
     };
     ctx.security = child_security;
-    ctx.keep_fds_below = 3 + (opts.listen_fds + opts.preserve_fds) as i32;
+    ctx.pass_fds = passed.raw();
     if namespaces.has(libc::CLONE_NEWUSER) {
         // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
         // which have no mapping there (files it made would say "overflow").
@@ -1409,6 +1438,85 @@ struct ChildFds {
     console_socket: RawFd,
 }
 
+/// Close-on-exec copies of the descriptors a container's process gets as 3, 4, ...:
+/// the caller's own 3 up to 3 + `inherited` (LISTEN_FDS, --preserve-fds), then
+/// `extra_fds`. Sources and targets may overlap (the caller's 4 meant as 3 and its 3 as
+/// 4), so every copy sits at or above 3 + their count: the child then dup2s copy i onto
+/// 3 + i, from the first to the last, and never overwrites a copy it has yet to move.
+/// Copying in the parent also checks each source once, with a clear error, and keeps a
+/// descriptor another thread of the caller closes meanwhile.
+struct PassedFds {
+    copies: Vec<OwnedFd>,
+}
+
+impl PassedFds {
+    fn copy(inherited: u32, extra: &[RawFd]) -> Result<PassedFds> {
+        if extra.len() > MAX_EXTRA_FDS {
+            return Err(Error::invalid(format!(
+                "extra_fds names {} descriptors; at most {MAX_EXTRA_FDS} can be passed on",
+                extra.len()
+            )));
+        }
+        let count = inherited as usize + extra.len();
+        let floor = RawFd::try_from(3 + count)
+            .map_err(|_| Error::invalid(format!("{count} descriptors to pass on")))?;
+        let inherited = (0..inherited as RawFd).map(|i| (3 + i, None));
+        let extra = extra.iter().enumerate().map(|(i, &fd)| (fd, Some(i)));
+        let mut copies = Vec::new();
+        for (target, (fd, index)) in (3..).zip(inherited.chain(extra)) {
+            let name = match index {
+                Some(i) => format!("extra_fds[{i}] ({fd}, to be descriptor {target})"),
+                None => format!("descriptor {fd} (LISTEN_FDS, --preserve-fds)"),
+            };
+            if fd < 0 {
+                return Err(Error::invalid(format!("{name} is negative")));
+            }
+            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; it only reads `fd`.
+            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+            if copy < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EBADF) {
+                    return Err(Error::invalid(format!("{name} is not an open descriptor")));
+                }
+                return Err(Error::os(
+                    format!("cannot copy {name} to {floor} or above (RLIMIT_NOFILE?)"),
+                    e,
+                ));
+            }
+            // SAFETY: a new descriptor of ours.
+            copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
+        }
+        Ok(PassedFds { copies })
+    }
+
+    /// The copies for the child, in target order.
+    fn raw(&self) -> Vec<RawFd> {
+        self.copies.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// `fd`, moved at or above the targets when it is among them: the child still uses
+    /// it after the passed descriptors are in place.
+    fn above(&self, fd: OwnedFd) -> Result<OwnedFd> {
+        let floor = 3 + self.copies.len() as RawFd;
+        if fd.as_raw_fd() >= floor {
+            return Ok(fd);
+        }
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; `fd` then closes.
+        let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+        if copy < 0 {
+            return Err(Error::os(
+                format!(
+                    "cannot move descriptor {} to {floor} or above",
+                    fd.as_raw_fd()
+                ),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: a new descriptor of ours.
+        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+    }
+}
+
 /// Whether a backend's state says it made nothing teardown would undo (pivot and
 /// chroot's rootfs, net-none): `{}` (or empty, which means the same). Its record write
 /// waits for the next one, so a crash before that finds no state and skips the backend,
@@ -1495,7 +1603,7 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
         envp: strings("process.env", &env)?,
         exec_candidates,
         program: cstring("process.args[0]", program)?,
-        keep_fds_below: 3,
+        pass_fds: Vec::new(),
         console_socket: fds.console_socket,
         init: false,
         start_hooks: hooks::StartHooks::default(),

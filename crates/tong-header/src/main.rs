@@ -105,11 +105,11 @@ const TRAILER: &str = "\
 /** Default tong_runtime_options: root /run/tong, default plugin search, no logging. */
 #define TONG_RUNTIME_OPTIONS_INIT { sizeof(tong_runtime_options), NULL, NULL, TONG_LOG_OFF, NULL, NULL }
 
-/** Default tong_create_options: inherited stdio, no pid file, backends chosen automatically. */
-#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, 0 }
+/** Default tong_create_options: inherited stdio, no pid file, backends chosen automatically, no extra descriptors. */
+#define TONG_CREATE_OPTIONS_INIT { sizeof(tong_create_options), -1, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0 }
 
-/** Default tong_exec_options: inherited stdio, no pid file, no terminal, wait for the process. */
-#define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0 }
+/** Default tong_exec_options: inherited stdio, no pid file, no terminal, wait for the process, no extra descriptors. */
+#define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0, NULL, 0 }
 ";
 
 fn generate(root: &Path) -> Result<String, String> {

@@ -207,12 +207,15 @@ unsafe fn create_options(opts: *const tong_create_options) -> CResult<CreateOpti
     let pid_file = unsafe { opt_str(o.pid_file, "pid_file") }?.map(PathBuf::from);
     // SAFETY: NULL or NUL-terminated.
     let console_socket = unsafe { opt_str(o.console_socket, "console_socket") }?.map(PathBuf::from);
+    // SAFETY: NULL or `extra_fds_len` ints, per the contract.
+    let extra_fds = unsafe { options::read_fds(o.extra_fds, o.extra_fds_len) }?;
     Ok(CreateOptions {
         backends: backends(&o)?,
         pid_file,
         stdio: [o.stdin_fd, o.stdout_fd, o.stderr_fd],
         console: console_socket.map_or(Console::None, Console::Socket),
         init: o.init != 0,
+        extra_fds,
         ..CreateOptions::default()
     })
 }
@@ -599,6 +602,8 @@ pub unsafe extern "C" fn tong_container_exec(
                 opt_str(o.console_socket, "console_socket")?.map(PathBuf::from),
             )
         };
+        // SAFETY: NULL or `extra_fds_len` ints, per the contract.
+        let extra_fds = unsafe { options::read_fds(o.extra_fds, o.extra_fds_len) }?;
         let opts = ExecOptions {
             detach: o.detach != 0,
             pid_file,
@@ -606,6 +611,7 @@ pub unsafe extern "C" fn tong_container_exec(
             forward_signals: false,
             console: console_socket.map_or(Console::None, Console::Socket),
             reap_detached: true,
+            extra_fds,
         };
         let code = c.shared.outcome(
             "exec",

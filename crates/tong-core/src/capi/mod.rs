@@ -58,6 +58,7 @@ const API_EXTENSIONS: &[&str] = &[
     "terminal",
     "init",
     "hooks",
+    "extra-fds",
     #[cfg(feature = "test-hooks")]
     "test-hooks",
 ];

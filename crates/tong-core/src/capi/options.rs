@@ -93,6 +93,13 @@ pub struct tong_create_options {
     /// Non-zero: tong's minimal init runs as the container's pid 1, reaps orphans and
     /// forwards signals to the program (also the `tong.init=true` annotation). Since 1.1.
     pub init: c_int,
+    /// Descriptors passed to the container: `extra_fds[i]` becomes its descriptor 3 + i
+    /// (as Go's `exec.Cmd.ExtraFiles`); no other descriptor of the caller is inherited.
+    /// The library passes copies: the caller keeps (and closes) its own. NULL: none.
+    /// Since 1.2.
+    pub extra_fds: *const c_int,
+    /// Number of descriptors in `extra_fds`, at most 1000. Since 1.2.
+    pub extra_fds_len: usize,
 }
 
 impl Default for tong_create_options {
@@ -109,6 +116,8 @@ impl Default for tong_create_options {
             backend_net: std::ptr::null(),
             console_socket: std::ptr::null(),
             init: 0,
+            extra_fds: std::ptr::null(),
+            extra_fds_len: 0,
         }
     }
 }
@@ -133,6 +142,11 @@ pub struct tong_exec_options {
     pub console_socket: *const c_char,
     /// Non-zero: return once the process runs (exit code 0) instead of waiting for it.
     pub detach: c_int,
+    /// Descriptors passed to the process: `extra_fds[i]` becomes its descriptor 3 + i,
+    /// as in `tong_create_options`. NULL: none. Since 1.2.
+    pub extra_fds: *const c_int,
+    /// Number of descriptors in `extra_fds`, at most 1000. Since 1.2.
+    pub extra_fds_len: usize,
 }
 
 impl Default for tong_exec_options {
@@ -145,6 +159,8 @@ impl Default for tong_exec_options {
             pid_file: std::ptr::null(),
             console_socket: std::ptr::null(),
             detach: 0,
+            extra_fds: std::ptr::null(),
+            extra_fds_len: 0,
         }
     }
 }
@@ -157,6 +173,29 @@ pub(crate) const CREATE_OPTIONS_V1_SIZE: usize =
     offset_of!(tong_create_options, backend_net) + size_of::<*const c_char>();
 pub(crate) const EXEC_OPTIONS_V1_SIZE: usize =
     offset_of!(tong_exec_options, detach) + size_of::<c_int>();
+
+/// Reads a caller's `extra_fds` array (NULL and 0: none).
+///
+/// # Safety
+/// `ptr` is NULL or points at `len` readable `int`s.
+pub(crate) unsafe fn read_fds(ptr: *const c_int, len: usize) -> CResult<Vec<c_int>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!(
+            "extra_fds is NULL but extra_fds_len is {len}"
+        )));
+    }
+    if len > crate::runtime::MAX_EXTRA_FDS {
+        return Err(Failure::invalid(format!(
+            "extra_fds_len is {len}; at most {} descriptors can be passed on",
+            crate::runtime::MAX_EXTRA_FDS
+        )));
+    }
+    // SAFETY: the caller says `len` ints are readable at `ptr` (non-NULL, checked).
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec())
+}
 
 /// Types that are plain C data: every bit pattern a C caller can store is a valid value
 /// (integers, raw pointers, nullable function pointers).
@@ -240,6 +279,40 @@ mod tests {
         // SAFETY: NULL is allowed.
         let o = unsafe { read::<tong_create_options>(std::ptr::null()) }.unwrap();
         assert_eq!(o.stdin_fd, -1);
+    }
+
+    /// A caller compiled against 1.1 (struct ending at `init`) gets no extra fds, even
+    /// when the bytes after its struct are not zero.
+    #[test]
+    fn version_1_1_struct_has_no_extra_fds() {
+        let mut o = tong_create_options {
+            extra_fds: std::ptr::dangling(),
+            extra_fds_len: 3,
+            init: 1,
+            ..Default::default()
+        };
+        o.struct_size = offset_of!(tong_create_options, init) + size_of::<c_int>();
+        // SAFETY: a live struct, larger than its struct_size says.
+        let read = unsafe { read(&o) }.unwrap();
+        assert_eq!((read.init, read.extra_fds_len), (1, 0));
+        assert!(read.extra_fds.is_null());
+    }
+
+    #[test]
+    fn extra_fds_array_checks() {
+        // SAFETY: NULL with 0 is allowed; NULL with 2 is refused before any read.
+        unsafe {
+            assert!(read_fds(std::ptr::null(), 0).unwrap().is_empty());
+            let e = read_fds(std::ptr::null(), 2).unwrap_err();
+            assert!(e.message.contains("extra_fds is NULL"), "{}", e.message);
+        }
+        let fds = [5, 7];
+        // SAFETY: a live array of 2; a too-large length is refused before the read.
+        unsafe {
+            assert_eq!(read_fds(fds.as_ptr(), 2).unwrap(), vec![5, 7]);
+            let e = read_fds(fds.as_ptr(), 1001).unwrap_err();
+            assert!(e.message.contains("at most 1000"), "{}", e.message);
+        }
     }
 
     #[test]
