@@ -117,6 +117,9 @@ struct ExecArgs {
     /// Unix socket that receives the terminal's master (SCM_RIGHTS).
     #[arg(long)]
     console_socket: Option<PathBuf>,
+    /// Pass N more descriptors (3 up to 3+N-1) to the process.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: u32,
 }
 
 #[derive(Subcommand)]
@@ -271,6 +274,7 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
         }
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
         Command::Exec(args) => {
+            check_preserved(args.preserve_fds, 0, first_unopened_fd)?;
             let process = exec_process(&runtime, args)?;
             let opts = tong::ExecOptions {
                 detach: args.detach,
@@ -280,6 +284,8 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
                 // containerd's shim and conmon reap it and read its exit status: a
                 // process that exits before tong does must stay for them.
                 reap_detached: false,
+                // Each onto its own number: 3+i stays 3+i.
+                extra_fds: (3..3 + args.preserve_fds as i32).collect(),
                 ..tong::ExecOptions::default()
             };
             let code = runtime.exec(&args.id, &process, &opts)?;
@@ -327,16 +333,30 @@ fn listen_fds() -> u32 {
     }
 }
 
-fn create_options(args: &CreateArgs, first_unopened_fd: i32) -> Result<CreateOptions, Error> {
-    let listen_fds = listen_fds();
-    let passed = listen_fds + args.preserve_fds;
+/// Descriptors 3 up to 3 + listen_fds + preserve_fds - 1 must all be open.
+fn check_preserved(
+    preserve_fds: u32,
+    listen_fds: u32,
+    first_unopened_fd: i32,
+) -> Result<(), Error> {
+    let passed = listen_fds + preserve_fds;
     if passed > 0 && 3 + passed as i32 > first_unopened_fd {
+        let with = if listen_fds > 0 {
+            format!(" (with LISTEN_FDS={listen_fds})")
+        } else {
+            String::new()
+        };
         return Err(Error::invalid(format!(
-            "--preserve-fds {} (with LISTEN_FDS={listen_fds}): descriptor {first_unopened_fd} is not open, so descriptors 3 to {} cannot be passed on",
-            args.preserve_fds,
+            "--preserve-fds {preserve_fds}{with}: descriptor {first_unopened_fd} is not open, so descriptors 3 to {} cannot be passed on",
             2 + passed
         )));
     }
+    Ok(())
+}
+
+fn create_options(args: &CreateArgs, first_unopened_fd: i32) -> Result<CreateOptions, Error> {
+    let listen_fds = listen_fds();
+    check_preserved(args.preserve_fds, listen_fds, first_unopened_fd)?;
     let mut backends = BTreeMap::new();
     for choice in &args.backends {
         let (kind, name) = choice.split_once('=').ok_or_else(|| {

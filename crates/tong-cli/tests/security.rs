@@ -464,6 +464,59 @@ fn preserve_fds_passes_exactly_the_asked_descriptors() {
     );
 }
 
+#[test]
+fn exec_preserve_fds_passes_exactly_the_asked_descriptors() {
+    if !root_or_skip("exec_preserve_fds_passes_exactly_the_asked_descriptors") {
+        return;
+    }
+    let tong = Tong::new();
+    let bundle = Bundle::new(&config(&["sleep", "100"]));
+    let id = unique_id("exec-fds");
+    tong.run_detached(&bundle, &id);
+    let files = tempfile::tempdir().unwrap();
+    for name in ["fd3-file", "fd4-file", "fd5-file"] {
+        std::fs::write(files.path().join(name), name).unwrap();
+    }
+    let exec = |n: u32| {
+        let script = format!(
+            "cd {} && exec 3<fd3-file 4<fd4-file 5<fd5-file && exec {} --root {} exec --preserve-fds {n} {id} sh -c \"$0\"",
+            files.path().display(),
+            common::tong_bin().display(),
+            tong.root.path().display(),
+        );
+        captured(std::process::Command::new("sh").args(["-c", &script, LIST_FDS]))
+    };
+    let Ran {
+        ok,
+        stdout: out,
+        stderr: err,
+    } = exec(2);
+    assert!(ok, "{err}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2, 3, 4], "{out}");
+    assert!(out.contains("3 ") && out.contains("/fd3-file"), "{out}");
+    assert!(
+        out.contains("/fd4-file") && !out.contains("fd5-file"),
+        "{out}"
+    );
+    let Ran {
+        ok,
+        stdout: out,
+        stderr: err,
+    } = exec(0);
+    assert!(ok, "{err}");
+    assert_eq!(fd_numbers(&out), vec![0, 1, 2], "{out}");
+    let Ran {
+        ok, stderr: err, ..
+    } = exec(5);
+    assert!(!ok);
+    assert!(
+        err.contains("--preserve-fds 5") && err.contains("descriptor 6 is not open"),
+        "{err}"
+    );
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
 /// Through the library: a file and a pipe passed as `extra_fds` with their targets
 /// swapped over their own numbers (the pipe's write end becomes descriptor F, where the
 /// file is open in this process, and the file becomes W), the rest of the list a
