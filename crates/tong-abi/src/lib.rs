@@ -23,6 +23,7 @@ use std::ffi::{c_char, c_int, c_void};
 
 pub mod child;
 pub mod plugin;
+pub mod raw;
 pub mod wire;
 
 pub use child::ChildError;

@@ -262,7 +262,7 @@ pub(crate) fn run(
 ) -> std::result::Result<(), ()> {
     let name = point.name().as_bytes();
     let path = hook.path.to_bytes();
-    let pid = raw_fork();
+    let pid = tong_abi::raw::fork();
     if pid < 0 {
         err.os(&[b"fork for hook ", path]);
         return Err(());
@@ -357,7 +357,7 @@ fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) 
         }
         if !joins.is_empty() {
             // A joined pid namespace applies to children only: run the hook in one.
-            let pid = raw_fork();
+            let pid = tong_abi::raw::fork();
             if pid < 0 {
                 libc::_exit(EXIT_SETNS);
             }
@@ -392,23 +392,6 @@ fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) 
             }
         }
         libc::_exit(EXIT_EXEC)
-    }
-}
-
-/// fork(2) as a raw clone: glibc's fork runs atfork handlers and takes allocator locks,
-/// which a process between clone and exec (or a fork of a multi-threaded one) must not.
-pub(crate) fn raw_fork() -> libc::c_long {
-    // SAFETY: clone without CLONE_VM and with a NULL stack is fork; the child continues
-    // on a copy of this stack.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
     }
 }
 

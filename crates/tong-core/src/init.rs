@@ -25,7 +25,7 @@ pub fn requested_by(annotations: &std::collections::BTreeMap<String, String>) ->
 pub(crate) fn fork_init(err: &mut ChildError) -> Result<(), ()> {
     // SAFETY: orphans of the container are reparented to us even without a pid namespace.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let pid = crate::hooks::raw_fork();
+    let pid = tong_abi::raw::fork();
     if pid < 0 {
         err.os(&[b"fork of the container's init"]);
         return Err(());

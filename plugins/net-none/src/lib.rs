@@ -9,7 +9,7 @@
 //! forked helper joins it (which needs a single-threaded process, hence the fork), then
 //! the network namespace, and brings `lo` up there.
 
-use std::ffi::{c_int, c_long, CStr};
+use std::ffi::{c_int, CStr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -175,7 +175,7 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     }
     // SAFETY: pipe2 just returned these descriptors; they are ours alone.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let pid = raw_fork();
+    let pid = tong_abi::raw::fork();
     if pid == 0 {
         // SAFETY: we are the freshly forked child, with our own copies of the fds and ifreq.
         unsafe {
@@ -195,8 +195,8 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     }
     drop(wr);
     let mut report = [0u8; REPORT_LEN];
-    let got = read_full(&rd, &mut report);
-    reap(pid as libc::pid_t);
+    let got = tong_abi::raw::read_full(rd.as_raw_fd(), &mut report);
+    tong_abi::raw::reap(pid as libc::pid_t);
     let prefix = "bringing lo up from a helper in the container's user namespace: ";
     if got != REPORT_LEN {
         return Err(PluginError::failed(format!(
@@ -270,58 +270,6 @@ unsafe fn helper(userns: c_int, netns: c_int, ifreq: &mut libc::ifreq, wr: c_int
     unsafe {
         libc::write(wr, report.as_ptr().cast(), REPORT_LEN);
         libc::_exit(i32::from(step != 0))
-    }
-}
-
-/// clone(2) with fork semantics but without libc's fork handlers (which may take locks
-/// a multithreaded caller holds). Returns 0 in the child.
-fn raw_fork() -> c_long {
-    // SAFETY: with a null stack and no CLONE_VM the child gets a copy of our memory and
-    // returns 0 here, like fork; the tid pointers are unused without CLONE_*TID flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as u64,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<c_int>(),
-            std::ptr::null_mut::<c_int>(),
-            0usize,
-        )
-    }
-}
-
-/// Reads until `buf` is full or EOF; returns the bytes read.
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: reads into the unfilled tail of a live buffer.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf[got..].as_mut_ptr().cast(),
-                buf.len() - got,
-            )
-        };
-        if n < 0 && ChildError::last_errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    got
-}
-
-/// Waits for our child `pid`; ECHILD (a caller reaping all children got it) is fine.
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on one specific child, status into a local.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r >= 0 || ChildError::last_errno() != libc::EINTR {
-            return;
-        }
     }
 }
 

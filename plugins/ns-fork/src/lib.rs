@@ -32,10 +32,10 @@
 //! cgroup before it sends GO. Between the fork and `child_main` no code allocates or
 //! takes a lock: only raw system calls and the fixed-size [`ChildError`].
 
-use std::ffi::{c_int, c_long, CStr};
+use std::ffi::{c_int, CStr};
 
 use tong_abi::plugin::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
-use tong_abi::{ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
+use tong_abi::{raw, ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
 
 /// `CLONE_NEWTIME`, like `CLONE_NEWPID`, applies to children only.
 const CLONE_NEWTIME: c_int = 0x80;
@@ -89,7 +89,7 @@ impl NamespacePlugin for Fork {
             return Err(PluginError::os("pipe2", std::io::Error::last_os_error()));
         }
         let [rd, wr] = fds;
-        let first = raw_clone(libc::SIGCHLD as u64);
+        let first = raw::clone(libc::SIGCHLD as u64);
         if first == 0 {
             // SAFETY: we are the freshly forked child, with our own copy of `req`.
             unsafe { first_child(req, joins, create, second_fork, rd, wr) }
@@ -103,14 +103,14 @@ impl NamespacePlugin for Fork {
         let first = first as c_int;
         close(wr);
         let mut report = [0u8; REPORT_LEN];
-        let got = read_full(rd, &mut report);
+        let got = raw::read_full(rd, &mut report);
         close(rd);
         let pid = c_int::from_ne_bytes(report[..PID_LEN].try_into().unwrap_or_default());
         let ok = got >= PID_LEN && pid > 0;
         if second_fork || !ok {
             // The intermediate (or a first child that failed) exits right after its
             // report: reap it so no zombie is left behind.
-            reap(first);
+            raw::reap(first);
         }
         if !ok {
             let message = if got == REPORT_LEN {
@@ -135,76 +135,15 @@ impl NamespacePlugin for Fork {
     }
 }
 
-/// clone(2) without a new stack or CLONE_VM: fork semantics, without libc's fork
-/// handlers. Returns 0 in the child.
-fn raw_clone(flags: u64) -> c_long {
-    // SAFETY: with a null stack and no CLONE_VM the child gets a copy of our memory and
-    // returns 0 here, like fork; the tid pointers are unused without CLONE_*TID flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<c_int>(),
-            std::ptr::null_mut::<c_int>(),
-            0usize,
-        )
-    }
-}
-
 fn close(fd: c_int) {
     // SAFETY: closing a descriptor this module opened and owns.
     unsafe { libc::close(fd) };
 }
 
-/// Reads until `buf` is full or EOF; returns the bytes read.
-fn read_full(fd: c_int, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: reads into the unfilled tail of a live buffer.
-        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        if n < 0 && ChildError::last_errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    got
-}
-
-/// Waits for our child `pid`; ECHILD (someone else reaped it) is fine.
-fn reap(pid: c_int) {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on one specific child, status into a local.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r >= 0 || ChildError::last_errno() != libc::EINTR {
-            return;
-        }
-    }
-}
-
-/// Writes all of `data`; used by the children, so no allocation.
-fn write_all(fd: c_int, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writes from a live slice.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 && ChildError::last_errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
-        data = &data[n as usize..];
-    }
-}
-
 /// Reports failure to the parent and exits. Never returns.
 fn fail(wr: c_int, err: &ChildError) -> ! {
-    write_all(wr, &(-1 as c_int).to_ne_bytes());
-    write_all(wr, err.as_bytes());
+    raw::write_all(wr, &(-1 as c_int).to_ne_bytes());
+    raw::write_all(wr, err.as_bytes());
     // SAFETY: leaving the child without running any of the parent's cleanup.
     unsafe { libc::_exit(1) }
 }
@@ -247,7 +186,7 @@ unsafe fn first_child(
     if second_fork {
         // CLONE_PARENT: the container process becomes the caller's child, and inherits
         // our exit signal (SIGCHLD).
-        let pid = raw_clone(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
+        let pid = raw::clone(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
         if pid == 0 {
             close(wr);
             // SAFETY: we are the container process, in all our namespaces.
@@ -257,13 +196,13 @@ unsafe fn first_child(
             err.os(&[b"clone(CLONE_PARENT) of the process for the new pid namespace"]);
             fail(wr, &err);
         }
-        write_all(wr, &(pid as c_int).to_ne_bytes());
+        raw::write_all(wr, &(pid as c_int).to_ne_bytes());
         // SAFETY: the intermediate's work is done; the parent reaps it.
         unsafe { libc::_exit(0) }
     }
     // SAFETY: getpid has no preconditions; our pid namespace did not change.
     let me = unsafe { libc::getpid() };
-    write_all(wr, &me.to_ne_bytes());
+    raw::write_all(wr, &me.to_ne_bytes());
     close(wr);
     // SAFETY: we are the container process, in all our namespaces.
     unsafe { run_child_main(req) }

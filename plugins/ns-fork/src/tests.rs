@@ -55,8 +55,8 @@ unsafe extern "C" fn test_main(arg: *mut c_void) -> c_int {
     }
     // SAFETY: getpid/getuid have no preconditions.
     let ids = unsafe { [libc::getpid(), libc::getuid() as c_int] };
-    super::write_all(ctx.report_fd, &ids[0].to_ne_bytes());
-    super::write_all(ctx.report_fd, &ids[1].to_ne_bytes());
+    tong_abi::raw::write_all(ctx.report_fd, &ids[0].to_ne_bytes());
+    tong_abi::raw::write_all(ctx.report_fd, &ids[1].to_ne_bytes());
     7
 }
 
@@ -110,7 +110,7 @@ fn my_children() -> Vec<i32> {
 fn read_ids(fd: &OwnedFd) -> (i32, i32) {
     let mut buf = [0u8; 8];
     assert_eq!(
-        super::read_full(fd.as_raw_fd(), &mut buf),
+        tong_abi::raw::read_full(fd.as_raw_fd(), &mut buf),
         8,
         "child report"
     );
@@ -216,7 +216,7 @@ fn pid_namespace_grandchild_is_our_child() {
         let mine = ns_inode(unsafe { libc::getpid() }, ns);
         assert_ne!(theirs, mine, "{ns} namespace is new");
     }
-    super::write_all(go_wr.as_raw_fd(), b"g");
+    tong_abi::raw::write_all(go_wr.as_raw_fd(), b"g");
     let (pid, uid) = read_ids(&rd);
     assert_eq!(pid, 1, "pid 1 of its pid namespace");
     assert_eq!(uid, 0);
@@ -246,7 +246,7 @@ fn user_namespace_maps_written_after_spawn() {
     std::fs::write(format!("/proc/{}/uid_map", res.pid), "0 1000 1\n").unwrap();
     std::fs::write(format!("/proc/{}/setgroups", res.pid), "deny").unwrap();
     std::fs::write(format!("/proc/{}/gid_map", res.pid), "0 1000 1\n").unwrap();
-    super::write_all(go_wr.as_raw_fd(), b"g");
+    tong_abi::raw::write_all(go_wr.as_raw_fd(), b"g");
     let (pid, uid) = read_ids(&rd);
     assert_eq!((pid, uid), (1, 0), "pid 1 and root inside");
     let status = std::fs::read_to_string(format!("/proc/{}/status", res.pid)).unwrap();
