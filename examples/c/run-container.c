@@ -99,7 +99,13 @@ out:
         tong_container_delete(c, TONG_DELETE_FORCE, NULL);
     tong_container_free(c);
     tong_runtime_free(rt);
-    if (argc == 2)
-        rmdir(tmp_root);
+    if (argc == 2) {
+        /* The runtime keeps its plugin priority cache in its root. */
+        char cache[sizeof tmp_root + 32];
+        snprintf(cache, sizeof cache, "%s/.plugin-cache.json", tmp_root);
+        unlink(cache);
+        if (rmdir(tmp_root) != 0)
+            perror(tmp_root);
+    }
     return status;
 }
