@@ -22,6 +22,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
+use tong_abi::raw::write_all;
 use tong_abi::{ChildError, Status, STATUS_OK};
 
 /// Parent → child: setup on the host side is done.
@@ -404,20 +405,6 @@ fn check(ret: c_int, err: &mut ChildError, what: &[&[u8]]) -> Result<(), ()> {
         Err(())
     } else {
         Ok(())
-    }
-}
-
-fn write_all(fd: c_int, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writes from a live slice.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 && ChildError::last_errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
-        data = &data[n as usize..];
     }
 }
 

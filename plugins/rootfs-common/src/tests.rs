@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::{json, Value};
+use tong_abi::raw::write_all;
 use tong_abi::wire::RootfsRequest;
 use tong_abi::ChildError;
 
@@ -92,18 +93,6 @@ impl Drop for TestDir {
         if self.host_mounts().is_empty() {
             let _ = std::fs::remove_dir_all(&self.base);
         }
-    }
-}
-
-/// Writes all of `data` to `fd`; best effort (the reader asserts on what arrives).
-fn write_all(fd: c_int, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: data is a live buffer of data.len() bytes.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            return;
-        }
-        data = &data[n as usize..];
     }
 }
 
