@@ -83,6 +83,24 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 	return rt, root
 }
 
+// startedSleeper creates and starts a container that sleeps; it is deleted (forced) and
+// closed when the test ends.
+func startedSleeper(t *testing.T, rt *Runtime, id string) *Container {
+	t.Helper()
+	c, err := rt.Create(id, bundle(t, "sleep", "1000"), &CreateOptions{Stdout: devNull(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Delete(true)
+		c.Close()
+	})
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func devNull(t *testing.T) *os.File {
 	t.Helper()
 	f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -189,14 +207,7 @@ func TestRunAndKill(t *testing.T) {
 	if err != nil || code != 9 {
 		t.Errorf("run: %d %v", code, err)
 	}
-	c, err := rt.Create(uniqueID("go-kill"), bundle(t, "sleep", "1000"), &CreateOptions{Stdout: null})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startedSleeper(t, rt, uniqueID("go-kill"))
 	if err := c.Delete(false); !errors.Is(err, ErrInvalidState) {
 		t.Errorf("delete of a running container: %v", err)
 	}
@@ -404,15 +415,7 @@ func TestExecAndUpdate(t *testing.T) {
 	rt, _ := newRuntime(t)
 	null := devNull(t)
 	id := uniqueID("go-exec")
-	c, err := rt.Create(id, bundle(t, "sleep", "1000"), &CreateOptions{Stdout: null})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer c.Delete(true)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startedSleeper(t, rt, id)
 	outR, outW, _ := os.Pipe()
 	code, err := c.Exec(&Process{Args: []string{"sh", "-c", "echo $(hostname) $(cat /proc/1/comm); exit 4"}, Env: []string{"PATH=/bin"}},
 		&ExecOptions{Stdout: outW})
@@ -528,15 +531,7 @@ func TestExtraFiles(t *testing.T) {
 		t.Errorf("a nil ExtraFiles entry: %v", err)
 	}
 
-	c, err := rt.Create(uniqueID("go-fds-exec"), bundle(t, "sleep", "1000"), &CreateOptions{Stdout: devNull(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer c.Delete(true)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startedSleeper(t, rt, uniqueID("go-fds-exec"))
 	outR, outW, _ = os.Pipe()
 	code, err = c.Exec(&Process{Args: []string{"sh", "-c", "echo on fd 3 >&3"}, Env: []string{"PATH=/bin"}},
 		&ExecOptions{ExtraFiles: []*os.File{outW}})
