@@ -1,11 +1,14 @@
 //! Helpers shared by the cgroup-v1 and cgroup-v2 plugins: where the hierarchies are
 //! mounted ([`mounts`]), which directory a container gets ([`path`]), and creating,
-//! inspecting and removing cgroup directories ([`dir`]).
+//! inspecting and removing cgroup directories ([`dir`]), and device access rules
+//! ([`devices`]; on cgroup2 enforced by an eBPF program, [`bpf`]).
 //!
 //! Errors are [`PluginError`]s without a plugin prefix; each plugin adds its own
 //! (`cgroup-v1: ...`) at its boundary.
 
+pub mod bpf;
 pub mod controllers;
+pub mod devices;
 pub mod dir;
 pub mod mounts;
 pub mod path;

@@ -10,9 +10,10 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use tong_abi::plugin::{CgroupPlugin, PluginInfo};
 use tong_abi::wire::{CgroupRequest, CgroupStats, CpuStats, MemoryStats, PidsStats};
+use tong_cgroup_common::devices::Policy;
 use tong_cgroup_common::dir::{self, keyed, prefixed, read_opt, read_u64, CgroupDir};
 use tong_cgroup_common::mounts::{self, CgroupMount};
-use tong_cgroup_common::{controllers, path, PluginError, PluginResult};
+use tong_cgroup_common::{bpf, controllers, path, PluginError, PluginResult};
 
 use crate::translate::{self, Write, UNIFIED};
 
@@ -131,6 +132,49 @@ fn apply(state: &State, writes: &[Write]) -> PluginResult<()> {
     Ok(())
 }
 
+/// Where device rules go: the v1 devices hierarchy, or, on a hybrid host without one,
+/// an eBPF filter on the cgroup2 directory. A container with no device control at all
+/// could open every device it can mknod: refused.
+fn device_cgroup(state: &State) -> PluginResult<&CgroupDir> {
+    state
+        .find("devices")
+        .or_else(|| state.find(UNIFIED))
+        .ok_or_else(|| {
+            PluginError::unsupported(
+                "the devices controller is not mounted as cgroup v1 and there is no cgroup2 hierarchy for a device filter: refusing a container with access to every device",
+            )
+        })
+}
+
+/// Makes `policy` the container's device rules. In v1 only the difference to what the
+/// cgroup holds is written (a deny-all first on a new cgroup), so a live update never
+/// leaves a running container without its devices; then the result is read back.
+fn apply_devices(state: &State, policy: &Policy) -> PluginResult<()> {
+    let cg = device_cgroup(state)?;
+    if cg.hierarchy == UNIFIED {
+        return bpf::set_device_filter(&cg.dir, policy);
+    }
+    let list = cg.file("devices.list");
+    let current = Policy::from_v1_list(&dir::read(&list)?)?;
+    for rule in current.transition(policy) {
+        let file = if rule.allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        dir::write(&cg.file(file), &rule.to_string())?;
+    }
+    // A deny-list's exceptions do not show in devices.list: only its mode is checked.
+    let now = Policy::from_v1_list(&dir::read(&list)?)?;
+    if now.default_allow != policy.default_allow || (!policy.default_allow && now != *policy) {
+        return Err(PluginError::failed(format!(
+            "{} does not hold the device rules just written",
+            list.display()
+        )));
+    }
+    Ok(())
+}
+
 /// An empty cpuset refuses tasks: give each level without cpus/mems its parent's.
 fn init_cpuset(cg: &CgroupDir) -> PluginResult<()> {
     let Ok(rel) = cg.dir.strip_prefix(&cg.mount) else {
@@ -157,6 +201,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
         None => LinuxResources::default(),
     };
     let writes = translate::translate(&res)?;
+    let devices = Policy::for_container(res.devices().as_deref())?;
     let rel = path::container_path(&req.id, req.cgroups_path.as_deref())?;
     let (v1, v2) = hierarchies()?;
 
@@ -176,6 +221,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
             .collect(),
     };
     check(&planned, &writes)?;
+    device_cgroup(&planned)?;
     // delete --force of a container whose record is damaged adopts its cgroup, busy or not.
     let adopt = req.adopt;
 
@@ -200,7 +246,8 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
         if let Some(cs) = state.find("cpuset") {
             init_cpuset(cs)?;
         }
-        apply(&state, &writes)
+        apply(&state, &writes)?;
+        apply_devices(&state, &devices)
     })();
     if let Err(e) = done {
         // Never remove a cgroup that was there before us.
@@ -418,7 +465,16 @@ impl CgroupPlugin for CgroupV1 {
                 let state = parse_state(state)?;
                 let res: LinuxResources = serde_json::from_slice(resources)
                     .map_err(|e| PluginError::invalid(format!("invalid linux.resources: {e}")))?;
-                apply(&state, &translate::translate(&res)?)
+                let writes = translate::translate(&res)?;
+                // Without `devices` the rules stay; with it (even empty) they are
+                // replaced: deny all, the given rules, the defaults.
+                let devices = res
+                    .devices()
+                    .as_deref()
+                    .map(|rules| Policy::for_container(Some(rules)))
+                    .transpose()?;
+                apply(&state, &writes)?;
+                devices.map_or(Ok(()), |policy| apply_devices(&state, &policy))
             })(),
         )
     }

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::json;
 use tong_abi::plugin::{CgroupPlugin, PluginInfo};
 use tong_abi::wire::CgroupStats;
+use tong_cgroup_common::devices::DEFAULTS;
 use tong_cgroup_common::dir::{keyed, read};
 use tong_cgroup_common::mounts;
 use tong_cgroup_common::testing::{self, ChildGuard, DestroyGuard};
@@ -127,13 +128,13 @@ fn real_v1_lifecycle() {
     assert_eq!(read(&cpu.join("cpu.shares")).unwrap(), "512");
     let devices = read(&dir_of(&state, "devices").join("devices.list")).unwrap();
     // Deny all, then c 1:3 and the devices every container gets (runc's list).
-    let want: Vec<&str> = ["c 1:3 rwm"]
+    let want: Vec<String> = ["c 1:3 rwm".to_owned()]
         .into_iter()
-        .chain(crate::translate::DEFAULT_DEVICE_RULES)
+        .chain(DEFAULTS.iter().map(ToString::to_string))
         .collect();
     let mut got: Vec<&str> = devices.lines().collect();
     got.sort_unstable();
-    let mut want_sorted = want.clone();
+    let mut want_sorted: Vec<&str> = want.iter().map(String::as_str).collect();
     want_sorted.sort_unstable();
     want_sorted.dedup();
     assert_eq!(got, want_sorted);

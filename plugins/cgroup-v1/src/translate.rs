@@ -1,9 +1,7 @@
 //! OCI `linux.resources` to cgroup v1 (controller, file, value) writes. Pure: no file is
 //! touched here.
 
-use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
-};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use tong_cgroup_common::{PluginError, PluginResult};
 
 /// The pseudo-controller of `unified` entries: the hybrid host's cgroup2 directory.
@@ -41,6 +39,7 @@ fn limit(field: &str, v: i64) -> PluginResult<i64> {
 
 /// The writes for `res`, in order. `kernel`, `kernelTCP` and realtime settings are
 /// ignored (obsolete, or needing CAP_SYS_RESOURCE games), as is `blockIO.leafWeight`.
+/// Device rules are not here: see `tong_cgroup_common::devices`.
 pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
     let mut out = Vec::new();
     if let Some(mem) = res.memory() {
@@ -71,17 +70,6 @@ pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
         let size = hugepage_size(h.page_size())?;
         let v = limit(&format!("hugepageLimits[{size}].limit"), h.limit())?;
         out.push(w("hugetlb", format!("hugetlb.{size}.limit_in_bytes"), v));
-    }
-    let rules = res.devices().as_deref().unwrap_or_default();
-    for rule in rules {
-        out.push(device(rule)?);
-    }
-    if !rules.is_empty() {
-        // Engines (podman) deny every device and count on the runtime to allow the
-        // devices every container gets, as runc and crun do.
-        for rule in DEFAULT_DEVICE_RULES {
-            out.push(w("devices", "devices.allow", rule));
-        }
     }
     if let Some(net) = res.network() {
         if let Some(class) = net.class_id() {
@@ -257,65 +245,6 @@ fn block_io(bio: &LinuxBlockIo, out: &mut Vec<Write>) -> PluginResult<()> {
     Ok(())
 }
 
-/// The devices runc and crun allow after the config's own rules: creating any node
-/// (`m`), /dev/null, random, full, tty, zero, urandom, console, the pts devices, ptmx
-/// and tun.
-pub const DEFAULT_DEVICE_RULES: [&str; 12] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:8 rwm",
-    "c 1:7 rwm",
-    "c 5:0 rwm",
-    "c 1:5 rwm",
-    "c 1:9 rwm",
-    "c 5:1 rwm",
-    "c 136:* rwm",
-    "c 5:2 rwm",
-    "c 10:200 rwm",
-];
-
-/// A device cgroup rule: `devices.allow` or `devices.deny` with `type major:minor access`.
-fn device(rule: &LinuxDeviceCgroup) -> PluginResult<Write> {
-    let typ = match rule.typ().unwrap_or_default() {
-        LinuxDeviceType::A => "a",
-        LinuxDeviceType::B => "b",
-        LinuxDeviceType::C => "c",
-        other => {
-            return Err(invalid(format!(
-                "device rule type {:?} is invalid for the device cgroup: use a, b or c",
-                other.as_str()
-            )))
-        }
-    };
-    let num = |n: Option<i64>, what: &str| match n {
-        None | Some(-1) => Ok("*".to_owned()),
-        Some(n) if n >= 0 => Ok(n.to_string()),
-        Some(n) => Err(invalid(format!("device rule {what} {n} is invalid"))),
-    };
-    let access = rule
-        .access()
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
-    if !access.chars().all(|c| "rwm".contains(c)) {
-        return Err(invalid(format!(
-            "device rule access {access:?} is invalid: use letters from \"rwm\""
-        )));
-    }
-    let value = format!(
-        "{typ} {}:{} {access}",
-        num(rule.major(), "major")?,
-        num(rule.minor(), "minor")?
-    );
-    let file = if rule.allow() {
-        "devices.allow"
-    } else {
-        "devices.deny"
-    };
-    Ok(w("devices", file, value))
-}
-
 /// Checks an OCI page size (`2MB`, `1GB`, `64KB`); the kernel spells it the same way.
 fn hugepage_size(size: &str) -> PluginResult<String> {
     let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -488,42 +417,22 @@ mod tests {
     }
 
     #[test]
-    fn translation_devices_network_unified() {
-        let got = tr(json!({"devices": [
-            {"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
-            {"allow": true, "type": "b", "major": 8}
-        ], "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
-           "unified": {"hugetlb.2MB.max": "max"}}))
+    fn translation_network_unified() {
+        let got = tr(
+            json!({"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3}],
+           "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
+           "unified": {"hugetlb.2MB.max": "max"}}),
+        )
         .unwrap();
-        let mut want = triples(&[
-            ("devices", "devices.deny", "a *:* rwm"),
-            ("devices", "devices.allow", "c 1:3 rw"),
-            ("devices", "devices.allow", "b 8:* rwm"),
-        ]);
-        want.extend(DEFAULT_DEVICE_RULES.map(|r| {
-            (
-                "devices".to_owned(),
-                "devices.allow".to_owned(),
-                r.to_owned(),
-            )
-        }));
-        want.extend(triples(&[
-            ("net_cls", "net_cls.classid", "1048577"),
-            ("net_prio", "net_prio.ifpriomap", "eth0 5"),
-            ("unified", "hugetlb.2MB.max", "max"),
-        ]));
-        assert_eq!(got, want);
-        // No device rules: nothing is written to the device cgroup.
-        assert!(tr(json!({"pids": {"limit": 3}}))
-            .unwrap()
-            .iter()
-            .all(|(controller, _, _)| controller != "devices"));
-        assert!(err(json!({"devices": [{"allow": true, "type": "p"}]})).contains("type \"p\""));
-        assert!(
-            err(json!({"devices": [{"allow": true, "access": "rwx"}]})).contains("access \"rwx\"")
+        // Device rules are applied apart (tong_cgroup_common::devices).
+        assert_eq!(
+            got,
+            triples(&[
+                ("net_cls", "net_cls.classid", "1048577"),
+                ("net_prio", "net_prio.ifpriomap", "eth0 5"),
+                ("unified", "hugetlb.2MB.max", "max"),
+            ])
         );
-        assert!(err(json!({"devices": [{"allow": true, "major": -5}]})).contains("major -5"));
         assert!(err(json!({"unified": {"a/b.c": "1"}})).contains("not a cgroup file name"));
     }
 

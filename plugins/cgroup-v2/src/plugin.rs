@@ -1,4 +1,5 @@
-//! The cgroup2 backend: one directory in the unified hierarchy per container.
+//! The cgroup2 backend: one directory in the unified hierarchy per container, with an
+//! eBPF device filter attached to it (`tong_cgroup_common::bpf`).
 
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
@@ -9,8 +10,9 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use tong_abi::plugin::{CgroupPlugin, PluginInfo};
 use tong_abi::wire::{CgroupRequest, CgroupStats, CpuStats, MemoryStats, PidsStats};
+use tong_cgroup_common::devices::Policy;
 use tong_cgroup_common::dir::{self, keyed, prefixed, read_opt, read_u64, CgroupDir};
-use tong_cgroup_common::{controllers, mounts, path, PluginError, PluginResult};
+use tong_cgroup_common::{bpf, controllers, mounts, path, PluginError, PluginResult};
 
 use crate::translate::{self, Write};
 
@@ -60,7 +62,9 @@ fn apply(cg: &CgroupDir, writes: &[Write]) -> PluginResult<()> {
 
 fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     let req: CgroupRequest = serde_json::from_slice(req)?;
-    let writes = translate::translate(&parse_resources(req.resources)?)?;
+    let res = parse_resources(req.resources)?;
+    let writes = translate::translate(&res)?;
+    let devices = Policy::for_container(res.devices().as_deref())?;
     let rel = path::container_path(&req.id, req.cgroups_path.as_deref())?;
     let mount = mount()?;
     // Refuse before any mkdir, so nothing is left behind.
@@ -73,7 +77,8 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
                 cg.dir.display()
             )));
         }
-        apply(&cg, &writes)
+        apply(&cg, &writes)?;
+        bpf::set_device_filter(&cg.dir, &devices)
     })();
     if let Err(e) = done {
         // Never remove a cgroup that was there before us.
@@ -256,7 +261,16 @@ impl CgroupPlugin for CgroupV2 {
                 let cg = parse_state(state)?.cgroup;
                 let res: LinuxResources = serde_json::from_slice(resources)
                     .map_err(|e| PluginError::invalid(format!("invalid linux.resources: {e}")))?;
-                apply(&cg, &translate::translate(&res)?)
+                let writes = translate::translate(&res)?;
+                // Without `devices` the filter stays; with it (even empty) it is
+                // replaced: deny all, the given rules, the defaults.
+                let devices = res
+                    .devices()
+                    .as_deref()
+                    .map(|rules| Policy::for_container(Some(rules)))
+                    .transpose()?;
+                apply(&cg, &writes)?;
+                devices.map_or(Ok(()), |policy| bpf::set_device_filter(&cg.dir, &policy))
             })(),
         )
     }

@@ -32,8 +32,8 @@ fn limit(field: &str, v: i64) -> PluginResult<String> {
     }
 }
 
-/// The files to write for `res`, in order. Device rules (`devices`) need eBPF on cgroup2
-/// and are not handled here; `swappiness`, `kernel`, `kernelTCP` and realtime settings
+/// The files to write for `res`, in order. Device rules (`devices`) are an eBPF program
+/// on cgroup2 (`tong_cgroup_common::bpf`), not files; `swappiness`, `kernel`, `kernelTCP` and realtime settings
 /// have no cgroup2 file and are ignored, as runc does.
 pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
     let mut out = Vec::new();
