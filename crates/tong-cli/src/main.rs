@@ -559,10 +559,28 @@ fn spec(bundle: &std::path::Path) -> Result<(), Error> {
         )));
     }
     // As `runc spec`: an interactive `sh` on a terminal, which a foreground `run`
-    // relays (a detached one needs --console-socket).
+    // relays (a detached one needs --console-socket); every device denied but the ones
+    // the runtime always allows; no inheritable capabilities (CVE-2022-29162).
     let mut spec = oci_spec::runtime::Spec::default();
+    spec.set_hostname(Some("tong".to_owned()));
     if let Some(process) = spec.process_mut() {
         process.set_terminal(Some(true));
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_inheritable(None);
+            process.set_capabilities(Some(caps));
+        }
+    }
+    let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if let Some(resources) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.resources_mut().as_mut())
+    {
+        resources.set_devices(Some(vec![deny_all]));
     }
     let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&path, text)

@@ -323,7 +323,32 @@ fn features_and_spec_follow_runc() {
     assert!(spec["ociVersion"].as_str().unwrap().starts_with("1."));
     assert_eq!(spec["root"]["path"], "rootfs");
     assert_eq!(spec["process"]["terminal"], true, "as runc spec");
+    assert_eq!(spec["hostname"], "tong");
+    assert!(spec["process"]["capabilities"]["inheritable"].is_null());
+    // Every device denied (the runtime adds its defaults), as runc spec writes it.
+    let deny_all = json!([{"allow": false, "access": "rwm"}]);
+    assert_eq!(spec["linux"]["resources"]["devices"], deny_all);
     assert!(tong
         .fails(&["spec", "--bundle", dir.path().to_str().unwrap()])
         .contains("already exists"));
+    // The same entries as the installed runc's.
+    let runc_dir = tempfile::tempdir().unwrap();
+    match std::process::Command::new("runc")
+        .arg("spec")
+        .current_dir(runc_dir.path())
+        .status()
+    {
+        Ok(s) if s.success() => {
+            let runc: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(runc_dir.path().join("config.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(runc["linux"]["resources"]["devices"], deny_all);
+            assert_eq!(
+                runc["process"]["capabilities"]["inheritable"],
+                spec["process"]["capabilities"]["inheritable"]
+            );
+        }
+        _ => println!("SKIP features_and_spec_follow_runc (runc part): runc spec did not run"),
+    }
 }
