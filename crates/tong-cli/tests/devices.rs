@@ -52,8 +52,18 @@ fn expect(seen: &BTreeMap<String, String>, open: &[&str], denied: &[&str]) {
     }
 }
 
+/// How a test starts its containers.
+#[derive(Clone, Copy)]
+struct Backend {
+    /// `--backend cgroup=NAME`.
+    name: &'static str,
+    /// Start tong where the v1 devices hierarchy is unmounted (a private mount
+    /// namespace), so the v1 plugin has to fall back to the cgroup2 filter.
+    hide_v1_devices: bool,
+}
+
 /// A running container with CAP_MKNOD (as Docker's default set has) and `resources`.
-fn start(tong: &Tong, backend: &str, resources: Value, test: &str) -> (Bundle, String) {
+fn start(tong: &Tong, backend: Backend, resources: Value, test: &str) -> (Bundle, String) {
     let mut cfg = config(&["sleep", "600"]);
     let caps = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"]);
     cfg["process"]["capabilities"] = json!({
@@ -62,15 +72,34 @@ fn start(tong: &Tong, backend: &str, resources: Value, test: &str) -> (Bundle, S
     cfg["linux"]["resources"] = resources;
     let bundle = Bundle::new(&cfg);
     let id = unique_id(test);
-    tong.ok(&[
+    let choice = format!("cgroup={}", backend.name);
+    let args = [
         "run",
         "-d",
         "--backend",
-        &format!("cgroup={backend}"),
+        &choice,
         "--bundle",
         bundle.path().to_str().unwrap(),
         &id,
-    ]);
+    ];
+    if !backend.hide_v1_devices {
+        tong.ok(&args);
+        return (bundle, id);
+    }
+    // Only create reads the mounts; later commands follow the recorded cgroups.
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("umount /sys/fs/cgroup/devices && exec \"$0\" \"$@\"")
+        .arg(common::tong_bin())
+        .arg("--root")
+        .arg(tong.root.path())
+        .args(args);
+    let out = common::run_with_files(&mut cmd);
+    assert!(
+        out.status.success(),
+        "run without the v1 devices hierarchy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (bundle, id)
 }
 
@@ -103,7 +132,7 @@ fn programs(unified: &Path, id: &str) -> Vec<u32> {
 
 /// The whole attack on one backend. `unified`: where the container's device programs
 /// are (v2), to check update and delete.
-fn attack(backend: &str, test: &str, unified: Option<&Path>) {
+fn attack(backend: Backend, test: &str, unified: Option<&Path>) {
     let tong = Tong::new();
 
     // An empty list (what `tong spec` used to write) still denies all but the defaults.
@@ -163,7 +192,11 @@ fn devices_are_denied_by_default_on_cgroup_v1() {
         println!("SKIP devices_are_denied_by_default_on_cgroup_v1: no v1 devices hierarchy");
         return;
     }
-    attack("v1", "devices-v1", None);
+    let v1 = Backend {
+        name: "v1",
+        hide_v1_devices: false,
+    };
+    attack(v1, "devices-v1", None);
 }
 
 #[test]
@@ -175,5 +208,31 @@ fn devices_are_denied_by_default_on_cgroup_v2() {
         println!("SKIP devices_are_denied_by_default_on_cgroup_v2: no cgroup2 mount");
         return;
     };
-    attack("v2", "devices-v2", Some(&unified));
+    let v2 = Backend {
+        name: "v2",
+        hide_v1_devices: false,
+    };
+    attack(v2, "devices-v2", Some(&unified));
+}
+
+/// On a hybrid host without a v1 devices hierarchy, the v1 backend puts the cgroup2
+/// filter on the container's cgroup2 directory.
+#[test]
+fn devices_are_denied_by_the_v1_backend_without_a_devices_hierarchy() {
+    let test = "devices_are_denied_by_the_v1_backend_without_a_devices_hierarchy";
+    if !root_or_skip(test) {
+        return;
+    }
+    let (Some(unified), true) = (
+        unified(),
+        std::path::Path::new("/sys/fs/cgroup/devices").is_dir(),
+    ) else {
+        println!("SKIP {test}: needs a hybrid host (v1 devices hierarchy and cgroup2)");
+        return;
+    };
+    let v1 = Backend {
+        name: "v1",
+        hide_v1_devices: true,
+    };
+    attack(v1, "devices-v1bpf", Some(&unified));
 }
