@@ -560,15 +560,11 @@ fn spec(bundle: &std::path::Path) -> Result<(), Error> {
     }
     // As `runc spec`: an interactive `sh` on a terminal, which a foreground `run`
     // relays (a detached one needs --console-socket); every device denied but the ones
-    // the runtime always allows; no inheritable capabilities (CVE-2022-29162).
+    // the runtime always allows.
     let mut spec = oci_spec::runtime::Spec::default();
     spec.set_hostname(Some("tong".to_owned()));
     if let Some(process) = spec.process_mut() {
         process.set_terminal(Some(true));
-        if let Some(mut caps) = process.capabilities().clone() {
-            caps.set_inheritable(None);
-            process.set_capabilities(Some(caps));
-        }
     }
     let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
         .allow(false)
