@@ -217,6 +217,14 @@ impl Policy {
         Ok(policy)
     }
 
+    /// The policy an update sets: `None` when it has no `devices` (the rules stay);
+    /// otherwise, even for an empty list, a whole new one as [`Policy::for_container`].
+    pub fn for_update(config: Option<&[LinuxDeviceCgroup]>) -> PluginResult<Option<Policy>> {
+        config
+            .map(|rules| Policy::for_container(Some(rules)))
+            .transpose()
+    }
+
     /// Applies one rule as the kernel applies a write to `devices.allow` or
     /// `devices.deny`. Type `a` resets everything to allow-all or deny-all.
     pub fn apply(&mut self, rule: &Rule) -> PluginResult<()> {

@@ -466,13 +466,7 @@ impl CgroupPlugin for CgroupV1 {
                 let res: LinuxResources = serde_json::from_slice(resources)
                     .map_err(|e| PluginError::invalid(format!("invalid linux.resources: {e}")))?;
                 let writes = translate::translate(&res)?;
-                // Without `devices` the rules stay; with it (even empty) they are
-                // replaced: deny all, the given rules, the defaults.
-                let devices = res
-                    .devices()
-                    .as_deref()
-                    .map(|rules| Policy::for_container(Some(rules)))
-                    .transpose()?;
+                let devices = Policy::for_update(res.devices().as_deref())?;
                 apply(&state, &writes)?;
                 devices.map_or(Ok(()), |policy| apply_devices(&state, &policy))
             })(),

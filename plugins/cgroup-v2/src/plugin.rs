@@ -262,13 +262,7 @@ impl CgroupPlugin for CgroupV2 {
                 let res: LinuxResources = serde_json::from_slice(resources)
                     .map_err(|e| PluginError::invalid(format!("invalid linux.resources: {e}")))?;
                 let writes = translate::translate(&res)?;
-                // Without `devices` the filter stays; with it (even empty) it is
-                // replaced: deny all, the given rules, the defaults.
-                let devices = res
-                    .devices()
-                    .as_deref()
-                    .map(|rules| Policy::for_container(Some(rules)))
-                    .transpose()?;
+                let devices = Policy::for_update(res.devices().as_deref())?;
                 apply(&cg, &writes)?;
                 devices.map_or(Ok(()), |policy| bpf::set_device_filter(&cg.dir, &policy))
             })(),
