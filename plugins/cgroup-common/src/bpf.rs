@@ -54,6 +54,7 @@ const ALU32_AND_K: u8 = 0x54; // w_dst &= imm
 const ALU32_RSH_K: u8 = 0x74; // w_dst >>= imm
 const ALU32_MOV_K: u8 = 0xb4; // w_dst = imm
 const ALU32_MOV_X: u8 = 0xbc; // w_dst = w_src
+const ALU64_MOV_X: u8 = 0xbf; // dst = src
 const JMP32_JNE_K: u8 = 0x56; // if w_dst != imm goto +off
 const JMP32_JNE_X: u8 = 0x5e; // if w_dst != w_src goto +off
 const JMP32_JEQ_K: u8 = 0x16; // if w_dst == imm goto +off
@@ -65,6 +66,7 @@ const R2: u8 = 2;
 const R3: u8 = 3;
 const R4: u8 = 4;
 const R5: u8 = 5;
+const R6: u8 = 6;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     // The bit-field order of dst_reg/src_reg follows the byte order.
@@ -81,58 +83,60 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     }
 }
 
-/// The program enforcing `policy`. Registers after the prologue (from `struct
-/// bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }` in r1):
-/// w2 device type, w3 requested access, w4 major, w5 minor.
+/// The program enforcing `policy`. r1 holds `struct bpf_cgroup_dev_ctx { u32
+/// access_type; u32 major; u32 minor; }`, kept in r6. Each exception's block loads
+/// what it tests (w2 device type, w3 requested access, w4 major, w5 minor) itself: no
+/// register lives from one block to the next, so the verifier meets one state at each
+/// block. (Loading the values once in a prologue made it follow every way into a block
+/// apart: runc's defaults took 0.23 ms to load instead of 0.13 ms.)
 pub fn program(policy: &Policy) -> Vec<Insn> {
-    let mut p = vec![
-        insn(LDX_MEM_W, R2, R1, 0, 0),
-        insn(ALU32_AND_K, R2, 0, 0, 0xffff),
-        insn(LDX_MEM_W, R3, R1, 0, 0),
-        insn(ALU32_RSH_K, R3, 0, 0, 16),
-        insn(LDX_MEM_W, R4, R1, 4, 0),
-        insn(LDX_MEM_W, R5, R1, 8, 0),
-    ];
+    let mut p = vec![insn(ALU64_MOV_X, R6, R1, 0, 0)];
     for rule in policy.rules() {
-        // Each test jumps to the next rule's block when it does not match: the
-        // jump's offset counts the instructions left in this block.
-        let mut tests: Vec<(u8, u8, u8, i32)> = Vec::new();
         let dev = match rule.kind {
             Kind::Block => DEV_BLOCK,
             Kind::Char => DEV_CHAR,
             Kind::All => unreachable!("a policy has no `a` exceptions"),
         };
-        tests.push((JMP32_JNE_K, R2, 0, dev));
-        let access = i32::from(rule.access.bits());
-        let access_test = if rule.allow {
-            // An allow exception must grant all of the requested access
-            // (request & access == request), as the kernel's v1 check does.
-            (rule.access != Access::ALL).then_some((JMP32_JNE_X, R1, R3, 0))
-        } else {
-            // A deny exception denies any request it shares an access with.
-            (rule.access != Access::ALL).then_some((JMP32_JEQ_K, R1, 0, 0))
-        };
+        let mut block = vec![
+            Plain(insn(LDX_MEM_W, R2, R6, 0, 0)),
+            Plain(insn(ALU32_AND_K, R2, 0, 0, 0xffff)),
+            Jump(insn(JMP32_JNE_K, R2, 0, 0, dev)),
+        ];
         if let Some(major) = rule.major {
-            tests.push((JMP32_JNE_K, R4, 0, major as i32));
+            block.push(Plain(insn(LDX_MEM_W, R4, R6, 4, 0)));
+            block.push(Jump(insn(JMP32_JNE_K, R4, 0, 0, major as i32)));
         }
         if let Some(minor) = rule.minor {
-            tests.push((JMP32_JNE_K, R5, 0, minor as i32));
+            block.push(Plain(insn(LDX_MEM_W, R5, R6, 8, 0)));
+            block.push(Jump(insn(JMP32_JNE_K, R5, 0, 0, minor as i32)));
         }
-        let mut block = Vec::new();
-        for (code, dst, src, imm) in tests {
-            block.push(Jump(insn(code, dst, src, 0, imm)));
-        }
-        if let Some((code, dst, src, imm)) = access_test {
+        if rule.access != Access::ALL {
+            block.push(Plain(insn(LDX_MEM_W, R3, R6, 0, 0)));
+            block.push(Plain(insn(ALU32_RSH_K, R3, 0, 0, 16)));
             block.push(Plain(insn(ALU32_MOV_X, R1, R3, 0, 0)));
-            block.push(Plain(insn(ALU32_AND_K, R1, 0, 0, access)));
-            block.push(Jump(insn(code, dst, src, 0, imm)));
+            block.push(Plain(insn(
+                ALU32_AND_K,
+                R1,
+                0,
+                0,
+                i32::from(rule.access.bits()),
+            )));
+            block.push(Jump(if rule.allow {
+                // An allow exception must grant all of the requested access
+                // (request & access == request), as the kernel's v1 check does.
+                insn(JMP32_JNE_X, R1, R3, 0, 0)
+            } else {
+                // A deny exception denies any request it shares an access with.
+                insn(JMP32_JEQ_K, R1, 0, 0, 0)
+            }));
         }
         block.push(Plain(insn(ALU32_MOV_K, R0, 0, 0, i32::from(rule.allow))));
         block.push(Plain(insn(EXIT, 0, 0, 0, 0)));
+        // A test that fails jumps to the next rule's block: the offset counts the
+        // instructions left in this one (at most 16, so it fits).
         let len = block.len();
         for (i, step) in block.into_iter().enumerate() {
             p.push(match step {
-                // Never more than 8 instructions per block: the offset fits.
                 Jump(mut j) => {
                     j.off = (len - i - 1) as i16;
                     j
@@ -372,9 +376,13 @@ mod tests {
 
     /// Runs `prog` as the kernel would, for one access (a small interpreter of the
     /// instructions [`program`] emits), so the logic is testable without root.
+    /// Stands for the context pointer in r1.
+    const CTX: u32 = 0xc0de;
+
     fn run(prog: &[Insn], dev: i32, access: u8, major: u32, minor: u32) -> u32 {
         let ctx = [((u32::from(access)) << 16) | dev as u32, major, minor];
         let mut r = [0u32; 11];
+        r[1] = CTX;
         let mut pc = 0usize;
         loop {
             let i = prog[pc];
@@ -391,13 +399,13 @@ mod tests {
             };
             match i.code {
                 LDX_MEM_W => {
-                    assert_eq!(src, 1);
+                    assert_eq!(r[src], CTX, "loads only from the context");
                     r[dst] = ctx[i.off as usize / 4];
                 }
                 ALU32_AND_K => r[dst] &= i.imm as u32,
                 ALU32_RSH_K => r[dst] >>= i.imm,
                 ALU32_MOV_K => r[dst] = i.imm as u32,
-                ALU32_MOV_X => r[dst] = r[src],
+                ALU32_MOV_X | ALU64_MOV_X => r[dst] = r[src],
                 JMP32_JNE_K => jump(r[dst] != i.imm as u32, &mut pc),
                 JMP32_JNE_X => jump(r[dst] != r[src], &mut pc),
                 JMP32_JEQ_K => jump(r[dst] == i.imm as u32, &mut pc),
@@ -442,5 +450,29 @@ mod tests {
         assert_eq!(run(&prog, DEV_CHAR, R, 10, 232), 1);
         // Any overlap with a denied access is denied, as the kernel's v1 check does.
         assert_eq!(run(&prog, DEV_CHAR, R | W, 10, 232), 0);
+    }
+
+    #[test]
+    fn real_kernel_accepts_every_program_shape() {
+        if !crate::testing::is_root() {
+            println!("SKIP real_kernel_accepts_every_program_shape: needs root for bpf(2)");
+            return;
+        }
+        for rules in [
+            serde_json::json!([]),
+            // Deny-list with partial accesses, wildcards of each kind.
+            serde_json::json!([
+                {"allow": true, "access": "rwm"},
+                {"allow": false, "type": "c", "major": 10, "minor": 232, "access": "w"},
+                {"allow": false, "type": "b", "major": 7, "access": "rm"},
+                {"allow": false, "type": "c", "minor": 4_000_000_000_u32, "access": "r"}
+            ]),
+            serde_json::json!([
+                {"allow": true, "type": "b", "access": "r"},
+                {"allow": true, "type": "c", "major": 4_294_967_295_u32, "minor": 0}
+            ]),
+        ] {
+            load(&program(&policy(rules))).unwrap();
+        }
     }
 }
