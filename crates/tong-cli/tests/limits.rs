@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{config, root_or_skip, run_with_files, unique_id, Bundle, Tong};
 use serde_json::json;
 
 #[test]
@@ -110,4 +113,97 @@ fn the_v2_backend_runs_containers_on_the_unified_hierarchy() {
     tong.ok(&["resume", &id]);
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A shell prologue for `unshare --mount --propagation private`: stacks a copy of `/` on
+/// itself and unmounts the cgroup2 mount its caller sees. The caller keeps its root in
+/// the old tree, so mountinfo still lists the stacked copy's cgroup2 mount, at a path
+/// the caller cannot reach.
+const STACKED_ROOT: &str = "mount --rbind / / && umount /sys/fs/cgroup/unified && exec \"$@\"";
+
+/// Runs `program args` after [`STACKED_ROOT`] in a private mount namespace.
+fn in_stacked_root(program: &Path, args: &[&str]) -> Output {
+    run_with_files(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .args([STACKED_ROOT, "-"])
+            .arg(program)
+            .args(args),
+    )
+}
+
+#[test]
+fn cgroup_mounts_hidden_under_a_stacked_root_are_not_taken() {
+    let test = "cgroup_mounts_hidden_under_a_stacked_root_are_not_taken";
+    if !root_or_skip(test) {
+        return;
+    }
+    let unified = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup/unified ") && l.contains(" - cgroup2 "));
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        println!("SKIP {test}: runc is not installed");
+        return;
+    };
+    if !unified {
+        println!("SKIP {test}: no hybrid cgroup2 mount at /sys/fs/cgroup/unified");
+        return;
+    }
+    let mut cfg = config(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup",
+    ]);
+    cfg["mounts"].as_array_mut().unwrap().push(json!(
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}
+    ));
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 20}});
+    let bundle = Bundle::new(&cfg);
+    let bundle_path = bundle.path().to_str().unwrap();
+
+    let tong = Tong::new();
+    let id = unique_id("stacked-root");
+    let root = tong.root.path().to_str().unwrap();
+    let ours = in_stacked_root(
+        &common::tong_bin(),
+        &["--root", root, "run", "--bundle", bundle_path, &id],
+    );
+    let runc_root = tempfile::tempdir().unwrap();
+    let runc_id = unique_id("stacked-root-runc");
+    let theirs = in_stacked_root(
+        runc,
+        &[
+            "--root",
+            runc_root.path().to_str().unwrap(),
+            "run",
+            "--bundle",
+            bundle_path,
+            &runc_id,
+        ],
+    );
+    let show = |o: &Output| {
+        format!(
+            "{}: {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(theirs.status.success(), "runc: {}", show(&theirs));
+    assert!(ours.status.success(), "tong: {}", show(&ours));
+    assert_eq!(
+        ours.stdout,
+        theirs.stdout,
+        "tong: {}\nrunc: {}",
+        show(&ours),
+        show(&theirs)
+    );
+    assert!(String::from_utf8_lossy(&ours.stdout).starts_with("67108864\n20\n"));
+    tong.assert_clean(&id, Some(&bundle), None);
+    common::assert_no_cgroup(&runc_id);
 }
