@@ -257,7 +257,11 @@ pub fn write_or_warn(path: &Path, value: &str, field: &str) -> PluginResult<()> 
             ))
         }
         // Linux 6.x accepts memory.kmem.limit_in_bytes and keeps it unlimited.
-        Ok(()) if value != "-1" && read_opt(path).as_deref() == Some(V1_UNLIMITED) => {
+        Ok(())
+            if value != "-1"
+                && value != V1_UNLIMITED
+                && read_opt(path).as_deref() == Some(V1_UNLIMITED) =>
+        {
             not_applied(format!("the kernel accepts {file} but ignores it"));
         }
         Ok(()) => {}
