@@ -399,3 +399,35 @@ fn the_v2_backend_warns_about_each_field_cgroup2_lacks() {
     tong.ok(&["delete", "--force", &id]);
     tong.assert_clean(&id, Some(&bundle), None);
 }
+
+#[test]
+fn update_writes_kernel_tcp_and_realtime_on_v1() {
+    let test = "update_writes_kernel_tcp_and_realtime_on_v1";
+    if !root_or_skip(test) {
+        return;
+    }
+    let tcp = Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes");
+    let rt = Path::new("/sys/fs/cgroup/cpu/cpu.rt_period_us");
+    if !tcp.exists() || !rt.exists() {
+        println!("SKIP {test}: this kernel has no memory.kmem.tcp or cpu.rt files");
+        return;
+    }
+    let tong = Tong::new();
+    let mut cfg = config(&["sleep", "30"]);
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}});
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("update-tcp");
+    tong.run_detached(&bundle, &id);
+    let file = bundle.path().join("resources.json");
+    let resources = json!({"memory": {"kernelTCP": 8_388_608},
+        "cpu": {"realtimePeriod": 400_000, "realtimeRuntime": 2000}});
+    std::fs::write(&file, resources.to_string()).unwrap();
+    tong.ok(&["update", "--resources", file.to_str().unwrap(), &id]);
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).unwrap();
+    let tcp_now = read(&format!("memory/{id}/memory.kmem.tcp.limit_in_bytes"));
+    assert_eq!(tcp_now.trim(), "8388608");
+    assert_eq!(read(&format!("cpu/{id}/cpu.rt_period_us")).trim(), "400000");
+    assert_eq!(read(&format!("cpu/{id}/cpu.rt_runtime_us")).trim(), "2000");
+    tong.ok(&["delete", "--force", &id]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}
