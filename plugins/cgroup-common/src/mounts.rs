@@ -1,7 +1,7 @@
 //! Cgroup mount discovery from `/proc/self/mountinfo` (never hard-coded paths).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::{PluginError, PluginResult};
 
@@ -63,14 +63,21 @@ fn unescape(field: &str) -> String {
 }
 
 /// One mountinfo line: what the visibility walk needs, and the cgroup mount if it is one.
-struct Entry {
+struct Entry<'a> {
     id: u64,
     parent: u64,
-    mount_point: PathBuf,
+    /// As mountinfo spells it (escaped): enough to compare, and no allocation.
+    mount_point: &'a str,
     cgroup: Option<CgroupMount>,
 }
 
-fn parse_line(line: &str) -> Option<Entry> {
+/// Whether `path` is `dir` or below it.
+fn under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || dir.ends_with('/'))
+}
+
+fn parse_line(line: &str) -> Option<Entry<'_>> {
     // id parent maj:min root mount-point mount-opts [optional...] - fstype source super-opts
     let (left, right) = line.split_once(" - ")?;
     let left: Vec<&str> = left.split(' ').collect();
@@ -78,10 +85,10 @@ fn parse_line(line: &str) -> Option<Entry> {
     if left.len() < 6 || right.len() < 3 {
         return None;
     }
-    let mount_point = PathBuf::from(unescape(left[4]));
+    let mount_point = left[4];
     let fstype = right[0];
     let cgroup = (fstype == "cgroup" || fstype == "cgroup2").then(|| CgroupMount {
-        mount_point: mount_point.clone(),
+        mount_point: PathBuf::from(unescape(mount_point)),
         root: unescape(left[3]),
         fstype: fstype.to_owned(),
         controllers: if fstype == "cgroup" {
@@ -134,7 +141,7 @@ fn visible(entries: &[Entry], root: Option<u64>) -> Vec<bool> {
     let root = root.or_else(|| {
         let slash = entries
             .iter()
-            .position(|e| e.mount_point == Path::new("/") && unlisted_parent(&e));
+            .position(|e| e.mount_point == "/" && unlisted_parent(&e));
         match slash {
             Some(i) => Some(entries[top_of(i)].id),
             None => entries.iter().find(unlisted_parent).map(|e| e.parent),
@@ -148,7 +155,7 @@ fn visible(entries: &[Entry], root: Option<u64>) -> Vec<bool> {
         seen[i] = true;
     }
     // Walk down from the root, entering on each point only what a lookup reaches.
-    let mut todo = vec![(root, PathBuf::from("/"))];
+    let mut todo = vec![(root, "/")];
     while let Some((parent, parent_point)) = todo.pop() {
         let kids: Vec<usize> = children
             .get(&parent)
@@ -162,13 +169,13 @@ fn visible(entries: &[Entry], root: Option<u64>) -> Vec<bool> {
             let point = &entries[c].mount_point;
             if kids[n + 1..]
                 .iter()
-                .any(|&s| point.starts_with(&entries[s].mount_point))
+                .any(|&s| under(point, entries[s].mount_point))
             {
                 continue;
             }
             let top = top_of(c);
             seen[top] = true;
-            todo.push((entries[top].id, entries[top].mount_point.clone()));
+            todo.push((entries[top].id, entries[top].mount_point));
         }
     }
     seen
@@ -400,6 +407,8 @@ mod tests {
 
     #[test]
     fn translation_mount_over_a_parent_directory_hides_what_is_below() {
+        assert!(under("/sys/fs", "/sys") && under("/sys", "/sys") && under("/x", "/"));
+        assert!(!under("/sysfs", "/sys") && !under("/", "/sys"));
         // A later tmpfs on /sys/fs (a sibling of /sys/fs/cgroup under /sys) hides it all.
         let text = format!("{STACKED}{OLD_UNIFIED}90 50 0:40 / /sys/fs rw - tmpfs tmpfs rw\n");
         assert!(taken(&text, Some(47)).is_empty());
