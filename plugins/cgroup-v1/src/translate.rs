@@ -51,8 +51,8 @@ fn limit(field: &str, v: i64) -> PluginResult<i64> {
     Ok(v)
 }
 
-/// The writes for `res`, in order. Every field has one (docs/resources.md); the device
-/// rules are left to the kernel's checks as runc does, and `memory.checkBeforeUpdate`
+/// The writes for `res`, in order: one for every field set (docs/resources.md has the
+/// table), the `soft` ones warning where the kernel lacks them. `memory.checkBeforeUpdate`
 /// needs none: the v1 kernel refuses a limit below the usage it cannot reclaim.
 pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
     let mut out = Vec::new();
