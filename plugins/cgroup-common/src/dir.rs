@@ -215,15 +215,58 @@ fn rmdir_retry(dir: &Path) -> PluginResult<()> {
     }
 }
 
-/// Writes `value` to a cgroup file; the error names both.
-pub fn write(path: &Path, value: &str) -> PluginResult<()> {
+fn write_raw(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     // No O_CREAT: a missing cgroup file is an error, not a file to make.
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
+}
+
+/// Writes `value` to a cgroup file; the error names both.
+pub fn write(path: &Path, value: &str) -> PluginResult<()> {
+    write_raw(path, value)
         .map_err(|e| PluginError::os(format!("write {value} to {}", path.display()), e))
+}
+
+/// What v1 memory files read when unlimited (PAGE_COUNTER_MAX pages).
+const V1_UNLIMITED: &str = "9223372036854771712";
+
+/// Writes a setting that some kernels lack, refuse or ignore (`memory.kmem.*`,
+/// `memory.use_hierarchy`): each of those is a warning naming the OCI `field`
+/// (`linux.resources.<field>`), as crun does, instead of failing the container.
+pub fn write_or_warn(path: &Path, value: &str, field: &str) -> PluginResult<()> {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    let not_applied = |why: String| {
+        crate::warn(&format!(
+            "linux.resources.{field} = {value} is not applied: {why}"
+        ));
+    };
+    match write_raw(path, value) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            not_applied(format!("this kernel has no {file}"));
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+            not_applied(format!("the kernel refuses it for {file} ({e})"));
+        }
+        Err(e) => {
+            return Err(PluginError::os(
+                format!("write {value} to {}", path.display()),
+                e,
+            ))
+        }
+        // Linux 6.x accepts memory.kmem.limit_in_bytes and keeps it unlimited.
+        Ok(())
+            if value != "-1"
+                && value != V1_UNLIMITED
+                && read_opt(path).as_deref() == Some(V1_UNLIMITED) =>
+        {
+            not_applied(format!("the kernel accepts {file} but ignores it"));
+        }
+        Ok(()) => {}
+    }
+    Ok(())
 }
 
 /// Reads a cgroup file, trimmed.

@@ -15,3 +15,18 @@ pub mod path;
 pub mod testing;
 
 pub use tong_abi::plugin::{PluginError, PluginResult};
+
+/// Says on stderr that a setting was not applied, without failing: a library caller's
+/// stderr may be a closed pipe, where `eprintln!` would panic.
+pub fn warn(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
+}
+
+/// Warns about each `linux.resources` field in `fields` that this backend has no way to
+/// apply (`why` says which backend).
+pub fn warn_not_applied(fields: &[&str], why: &str) {
+    for field in fields {
+        warn(&format!("linux.resources.{field} is not applied: {why}"));
+    }
+}

@@ -1,5 +1,6 @@
 //! Cgroup mount discovery from `/proc/self/mountinfo` (never hard-coded paths).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::{PluginError, PluginResult};
@@ -61,24 +62,36 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses mountinfo text, keeping cgroup and cgroup2 mounts in file order.
-pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
-    let mut mounts = Vec::new();
-    for line in text.lines() {
-        // id parent maj:min root mount-point mount-opts [optional...] - fstype source super-opts
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 6 || right.len() < 3 {
-            continue;
-        }
-        let fstype = right[0];
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let controllers = if fstype == "cgroup" {
+/// One mountinfo line: what the visibility walk needs, and the cgroup mount if it is one.
+struct Entry<'a> {
+    id: u64,
+    parent: u64,
+    /// As mountinfo spells it (escaped): enough to compare, and no allocation.
+    mount_point: &'a str,
+    cgroup: Option<CgroupMount>,
+}
+
+/// Whether `path` is `dir` or below it.
+fn under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || dir.ends_with('/'))
+}
+
+fn parse_line(line: &str) -> Option<Entry<'_>> {
+    // id parent maj:min root mount-point mount-opts [optional...] - fstype source super-opts
+    let (left, right) = line.split_once(" - ")?;
+    let left: Vec<&str> = left.split(' ').collect();
+    let right: Vec<&str> = right.split(' ').collect();
+    if left.len() < 6 || right.len() < 3 {
+        return None;
+    }
+    let mount_point = left[4];
+    let fstype = right[0];
+    let cgroup = (fstype == "cgroup" || fstype == "cgroup2").then(|| CgroupMount {
+        mount_point: PathBuf::from(unescape(mount_point)),
+        root: unescape(left[3]),
+        fstype: fstype.to_owned(),
+        controllers: if fstype == "cgroup" {
             right[2]
                 .split(',')
                 .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
@@ -86,23 +99,122 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
                 .collect()
         } else {
             Vec::new()
-        };
-        mounts.push(CgroupMount {
-            mount_point: PathBuf::from(unescape(left[4])),
-            root: unescape(left[3]),
-            fstype: fstype.to_owned(),
-            controllers,
-            read_only: left[5].split(',').any(|o| o == "ro"),
-        });
-    }
-    mounts
+        },
+        read_only: left[5].split(',').any(|o| o == "ro"),
+    });
+    Some(Entry {
+        id: left[0].parse().ok()?,
+        parent: left[1].parse().ok()?,
+        mount_point,
+        cgroup,
+    })
 }
 
-/// The cgroup mounts of this process's mount namespace.
+/// Which entries a path lookup from the process's root can reach. mountinfo also lists
+/// hidden mounts: one covered by a later mount on the same point (its child with the
+/// same mount point), one under a directory that a later sibling covers, and everything
+/// below those. `root` is the id of the mount holding the process's root directory;
+/// lookups never descend into mounts stacked on it (`mount --rbind / /` leaves its
+/// caller in the old tree), and it may be unlisted (a chroot below a mount point).
+/// Without it, the last mount stacked on the namespace's `/` is taken (where setns(2)
+/// puts a process).
+fn visible(entries: &[Entry], root: Option<u64>) -> Vec<bool> {
+    let index: HashMap<u64, usize> = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+    let mut children: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.parent != e.id {
+            children.entry(e.parent).or_default().push(i);
+        }
+    }
+    // The last mount stacked on `i`'s own mount point, or `i`.
+    let top_of = |mut i: usize| {
+        while let Some(&above) = children.get(&entries[i].id).and_then(|kids| {
+            kids.iter()
+                .rev()
+                .find(|&&c| entries[c].mount_point == entries[i].mount_point)
+        }) {
+            i = above;
+        }
+        i
+    };
+    let unlisted_parent = |e: &&Entry| !index.contains_key(&e.parent);
+    let root = root.or_else(|| {
+        let slash = entries
+            .iter()
+            .position(|e| e.mount_point == "/" && unlisted_parent(&e));
+        match slash {
+            Some(i) => Some(entries[top_of(i)].id),
+            None => entries.iter().find(unlisted_parent).map(|e| e.parent),
+        }
+    });
+    let mut seen = vec![false; entries.len()];
+    let Some(root) = root else {
+        return seen;
+    };
+    if let Some(&i) = index.get(&root) {
+        seen[i] = true;
+    }
+    // Walk down from the root, entering on each point only what a lookup reaches.
+    let mut todo = vec![(root, "/")];
+    while let Some((parent, parent_point)) = todo.pop() {
+        let kids: Vec<usize> = children
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .copied()
+            // Mounts stacked on the parent's own point are not below it.
+            .filter(|&c| entries[c].mount_point != parent_point)
+            .collect();
+        for (n, &c) in kids.iter().enumerate() {
+            let point = &entries[c].mount_point;
+            if kids[n + 1..]
+                .iter()
+                .any(|&s| under(point, entries[s].mount_point))
+            {
+                continue;
+            }
+            let top = top_of(c);
+            seen[top] = true;
+            todo.push((entries[top].id, entries[top].mount_point));
+        }
+    }
+    seen
+}
+
+/// The cgroup and cgroup2 mounts in mountinfo `text` that a lookup from the process's
+/// root (the mount with id `root`; see [`visible`]) reaches, in file order.
+pub fn parse_mountinfo(text: &str, root: Option<u64>) -> Vec<CgroupMount> {
+    let entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
+    let seen = visible(&entries, root);
+    entries
+        .into_iter()
+        .zip(seen)
+        .filter_map(|(e, seen)| e.cgroup.filter(|_| seen))
+        .collect()
+}
+
+/// The id of the mount holding this process's root directory (`None` before Linux 5.8).
+fn root_mount_id() -> Option<u64> {
+    // SAFETY: statx is plain data; an all-zero value is valid and the kernel fills it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the path is a NUL-terminated literal and `st` outlives the call.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    (rc == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+}
+
+/// The cgroup mounts this process can reach in its mount namespace.
 pub fn read_mounts() -> PluginResult<Vec<CgroupMount>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| PluginError::os("read /proc/self/mountinfo", e))?;
-    Ok(parse_mountinfo(&text))
+    Ok(parse_mountinfo(&text, root_mount_id()))
 }
 
 /// The v1 hierarchies, one mount each (the first seen when a hierarchy is mounted twice).
@@ -174,7 +286,7 @@ mod tests {
 
     #[test]
     fn translation_parses_v1_hierarchies() {
-        let mounts = parse_mountinfo(HYBRID);
+        let mounts = parse_mountinfo(HYBRID, None);
         let v1 = v1_hierarchies(&mounts);
         let names: Vec<String> = v1.iter().map(|m| m.controllers.join(",")).collect();
         assert_eq!(names, ["cpu,cpuacct", "cpuset", "memory", "name=systemd"]);
@@ -192,10 +304,140 @@ mod tests {
 
     #[test]
     fn translation_finds_cgroup2() {
-        let mounts = parse_mountinfo(HYBRID);
+        let mounts = parse_mountinfo(HYBRID, None);
         let v2 = cgroup2_mount(&mounts).unwrap();
         assert_eq!(v2.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
         assert!(!v2.read_only);
-        assert!(cgroup2_mount(&parse_mountinfo("31 23 0:28 / /x rw - tmpfs tmpfs rw")).is_none());
+        assert!(cgroup2_mount(&parse_mountinfo(
+            "31 23 0:28 / /x rw - tmpfs tmpfs rw",
+            None
+        ))
+        .is_none());
+    }
+
+    /// This host's namespace after `mount --rbind / /`: every mount twice, the copy
+    /// stacked on `/` (68) holding the second. The unified lines are added per test.
+    const STACKED: &str = "\
+47 46 254:0 / / rw,relatime - ext4 /dev/vda rw
+49 47 0:21 / /proc rw,relatime - proc proc rw
+50 47 0:22 / /sys rw,relatime - sysfs sysfs rw
+51 50 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+52 51 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+55 51 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+59 51 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+62 47 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw
+65 62 0:24 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000
+66 65 0:26 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000
+68 47 254:0 / / rw,relatime - ext4 /dev/vda rw
+70 68 0:21 / /proc rw,relatime - proc proc rw
+71 68 0:22 / /sys rw,relatime - sysfs sysfs rw
+72 71 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+73 72 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+76 72 0:32 / /sys/fs/cgroup/memory ro,relatime - cgroup cgroup rw,memory
+80 72 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+";
+    const OLD_UNIFIED: &str =
+        "61 51 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    const NEW_UNIFIED: &str =
+        "82 72 0:38 / /sys/fs/cgroup/unified ro,relatime - cgroup2 cgroup2 rw\n";
+
+    /// (controllers or "cgroup2", read-only) of what is taken: the stacked copy is the
+    /// one mounted read-only in the fixture.
+    fn taken(text: &str, root: Option<u64>) -> Vec<(String, bool)> {
+        let mounts = parse_mountinfo(text, root);
+        assert_eq!(
+            v1_hierarchies(&mounts).len(),
+            mounts.iter().filter(|m| m.fstype == "cgroup").count(),
+            "each hierarchy once: {mounts:?}"
+        );
+        mounts
+            .iter()
+            .map(|m| {
+                let name = if m.fstype == "cgroup2" {
+                    "cgroup2".to_owned()
+                } else {
+                    m.controllers.join(",")
+                };
+                (name, m.read_only)
+            })
+            .collect()
+    }
+
+    fn names(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+        list.iter().map(|(n, ro)| ((*n).to_owned(), *ro)).collect()
+    }
+
+    #[test]
+    fn translation_stacked_root_takes_the_tree_the_process_sees() {
+        let both = format!("{STACKED}{OLD_UNIFIED}{NEW_UNIFIED}");
+        // The caller of `mount --rbind / /` keeps its root in the old tree (47).
+        assert_eq!(
+            taken(&both, Some(47)),
+            names(&[
+                ("cpu", false),
+                ("memory", false),
+                ("pids", false),
+                ("cgroup2", false)
+            ])
+        );
+        // A process that entered the namespace later sits on the stacked copy (68),
+        // which is also the default without a root id.
+        let stacked = names(&[
+            ("cpu", false),
+            ("memory", true),
+            ("pids", false),
+            ("cgroup2", true),
+        ]);
+        assert_eq!(taken(&both, Some(68)), stacked);
+        assert_eq!(taken(&both, None), stacked);
+    }
+
+    #[test]
+    fn translation_unmounted_visible_unified_is_not_taken_from_the_hidden_copy() {
+        // The caller unmounted its own unified (61): the stacked copy's is out of reach.
+        let text = format!("{STACKED}{NEW_UNIFIED}");
+        assert!(cgroup2_mount(&parse_mountinfo(&text, Some(47))).is_none());
+        assert!(cgroup2_mount(&parse_mountinfo(&text, Some(68))).is_some());
+        // A process on the stacked copy unmounted its unified (82): the old is hidden.
+        let text = format!("{STACKED}{OLD_UNIFIED}");
+        assert!(cgroup2_mount(&parse_mountinfo(&text, Some(68))).is_none());
+        assert!(cgroup2_mount(&parse_mountinfo(&text, None)).is_none());
+        assert!(cgroup2_mount(&parse_mountinfo(&text, Some(47))).is_some());
+    }
+
+    #[test]
+    fn translation_mount_over_a_parent_directory_hides_what_is_below() {
+        assert!(under("/sys/fs", "/sys") && under("/sys", "/sys") && under("/x", "/"));
+        assert!(!under("/sysfs", "/sys") && !under("/", "/sys"));
+        // A later tmpfs on /sys/fs (a sibling of /sys/fs/cgroup under /sys) hides it all.
+        let text = format!("{STACKED}{OLD_UNIFIED}90 50 0:40 / /sys/fs rw - tmpfs tmpfs rw\n");
+        assert!(taken(&text, Some(47)).is_empty());
+        // One mounted before /sys/fs/cgroup is under it, not over it.
+        let text = STACKED.replacen(
+            "51 50 0:28",
+            "90 50 0:40 / /sys/fs rw - tmpfs tmpfs rw\n51 90 0:28",
+            1,
+        );
+        assert_eq!(taken(&text, Some(47)).len(), 3);
+    }
+
+    #[test]
+    fn translation_listed_order_and_unlisted_root() {
+        // This host: / (27) listed after its children, its own parent (1) unlisted.
+        let host = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let want = names(&[("memory", false), ("cgroup2", false)]);
+        assert_eq!(taken(host, Some(27)), want);
+        assert_eq!(taken(host, None), want);
+        // In a chroot below a mount point, the root's mount is not listed.
+        let chroot = host.replace("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n", "");
+        assert_eq!(taken(&chroot, Some(27)), want);
+        assert_eq!(taken(&chroot, None), want);
     }
 }

@@ -127,7 +127,10 @@ fn apply(state: &State, writes: &[Write]) -> PluginResult<()> {
         if wr.controller == "blkio" && wr.file.starts_with("blkio.weight") && !file.exists() {
             file.set_file_name(wr.file.replace("blkio.", "blkio.bfq."));
         }
-        dir::write(&file, &value)?;
+        match wr.soft {
+            Some(field) => dir::write_or_warn(&file, &value, field)?,
+            None => dir::write(&file, &value)?,
+        }
     }
     Ok(())
 }

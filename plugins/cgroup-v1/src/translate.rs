@@ -13,6 +13,9 @@ pub struct Write {
     pub controller: &'static str,
     pub file: String,
     pub value: String,
+    /// The OCI field (`memory.kernelTCP`) of a file some kernels lack, refuse or
+    /// ignore: then a warning naming it, not an error.
+    pub soft: Option<&'static str>,
 }
 
 fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) -> Write {
@@ -20,6 +23,15 @@ fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) ->
         controller,
         file: file.into(),
         value: value.to_string(),
+        soft: None,
+    }
+}
+
+/// A [`Write`] that only warns, naming `field`, where the kernel lacks or refuses it.
+fn memory_soft(file: &str, value: impl ToString, field: &'static str) -> Write {
+    Write {
+        soft: Some(field),
+        ..w("memory", file, value)
     }
 }
 
@@ -37,9 +49,9 @@ fn limit(field: &str, v: i64) -> PluginResult<i64> {
     Ok(v)
 }
 
-/// The writes for `res`, in order. `kernel`, `kernelTCP` and realtime settings are
-/// ignored (obsolete, or needing CAP_SYS_RESOURCE games), as is `blockIO.leafWeight`.
-/// Device rules are not here: see `tong_cgroup_common::devices`.
+/// The writes for `res`, in order: one for every field set (docs/resources.md has the
+/// table; device rules are in `tong_cgroup_common::devices`), the `soft` ones warning where the kernel lacks them. `memory.checkBeforeUpdate`
+/// needs none: the v1 kernel refuses a limit below the usage it cannot reclaim.
 pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
     let mut out = Vec::new();
     if let Some(mem) = res.memory() {
@@ -81,6 +93,27 @@ pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
                 "net_prio.ifpriomap",
                 format!("{} {}", p.name(), p.priority()),
             ));
+        }
+    }
+    if let Some(rdma) = res.rdma() {
+        let mut devices: Vec<_> = rdma.iter().collect();
+        devices.sort_by_key(|(name, _)| *name);
+        for (device, lim) in devices {
+            // Only the limits given; the kernel keeps the others.
+            let limits: Vec<String> = [
+                ("hca_handle", lim.hca_handles()),
+                ("hca_object", lim.hca_objects()),
+            ]
+            .into_iter()
+            .filter_map(|(key, n)| n.map(|n| format!("{key}={n}")))
+            .collect();
+            if !limits.is_empty() {
+                out.push(w(
+                    "rdma",
+                    "rdma.max",
+                    format!("{device} {}", limits.join(" ")),
+                ));
+            }
         }
     }
     if let Some(unified) = res.unified() {
@@ -134,6 +167,29 @@ fn memory(mem: &LinuxMemory, out: &mut Vec<Write>) -> PluginResult<()> {
     if mem.disable_oom_killer() == Some(true) {
         out.push(w("memory", "memory.oom_control", 1));
     }
+    if let Some(k) = mem.kernel().filter(|&k| k != 0) {
+        let v = limit("memory.kernel", k)?;
+        out.push(memory_soft(
+            "memory.kmem.limit_in_bytes",
+            v,
+            "memory.kernel",
+        ));
+    }
+    if let Some(k) = mem.kernel_tcp().filter(|&k| k != 0) {
+        let v = limit("memory.kernelTCP", k)?;
+        out.push(memory_soft(
+            "memory.kmem.tcp.limit_in_bytes",
+            v,
+            "memory.kernelTCP",
+        ));
+    }
+    if let Some(h) = mem.use_hierarchy() {
+        out.push(memory_soft(
+            "memory.use_hierarchy",
+            u8::from(h),
+            "memory.useHierarchy",
+        ));
+    }
     Ok(())
 }
 
@@ -185,6 +241,13 @@ fn cpu(cpu: &LinuxCpu, out: &mut Vec<Write>) -> PluginResult<()> {
     if let Some(burst) = cpu.burst() {
         out.push(w("cpu", "cpu.cfs_burst_us", burst));
     }
+    // Period first: the runtime must fit in it (runc's order).
+    if let Some(rt_period) = cpu.realtime_period().filter(|&p| p != 0) {
+        out.push(w("cpu", "cpu.rt_period_us", rt_period));
+    }
+    if let Some(rt_runtime) = cpu.realtime_runtime().filter(|&r| r != 0) {
+        out.push(w("cpu", "cpu.rt_runtime_us", rt_runtime));
+    }
     if let Some(idle) = cpu.idle() {
         out.push(w("cpu", "cpu.idle", idle));
     }
@@ -198,21 +261,31 @@ fn cpu(cpu: &LinuxCpu, out: &mut Vec<Write>) -> PluginResult<()> {
 }
 
 fn block_io(bio: &LinuxBlockIo, out: &mut Vec<Write>) -> PluginResult<()> {
-    if let Some(weight) = bio.weight().filter(|&x| x != 0) {
-        if !(10..=1000).contains(&weight) {
-            return Err(invalid(format!(
-                "blockIO.weight = {weight} is invalid: it must be between 10 and 1000"
-            )));
+    for (field, file, weight) in [
+        ("blockIO.weight", "blkio.weight", bio.weight()),
+        ("blockIO.leafWeight", "blkio.leaf_weight", bio.leaf_weight()),
+    ] {
+        if let Some(weight) = weight.filter(|&x| x != 0) {
+            if !(10..=1000).contains(&weight) {
+                return Err(invalid(format!(
+                    "{field} = {weight} is invalid: it must be between 10 and 1000"
+                )));
+            }
+            out.push(w("blkio", file, weight));
         }
-        out.push(w("blkio", "blkio.weight", weight));
     }
     for d in bio.weight_device().iter().flatten() {
-        if let Some(weight) = d.weight() {
-            out.push(w(
-                "blkio",
-                "blkio.weight_device",
-                format!("{}:{} {weight}", d.major(), d.minor()),
-            ));
+        for (file, weight) in [
+            ("blkio.weight_device", d.weight()),
+            ("blkio.leaf_weight_device", d.leaf_weight()),
+        ] {
+            if let Some(weight) = weight {
+                out.push(w(
+                    "blkio",
+                    file,
+                    format!("{}:{} {weight}", d.major(), d.minor()),
+                ));
+            }
         }
     }
     let throttles = [
@@ -291,7 +364,8 @@ mod tests {
     fn translation_memory() {
         let got = tr(
             json!({"memory": {"limit": 104857600, "reservation": 52428800, "swap": 209715200,
-            "kernel": 1000, "kernelTCP": 1000, "swappiness": 10, "disableOOMKiller": true}}),
+            "kernel": 1000, "kernelTCP": 2000, "swappiness": 10, "disableOOMKiller": true,
+            "useHierarchy": true, "checkBeforeUpdate": true}}),
         )
         .unwrap();
         assert_eq!(
@@ -302,7 +376,25 @@ mod tests {
                 ("memory", "memory.soft_limit_in_bytes", "52428800"),
                 ("memory", "memory.swappiness", "10"),
                 ("memory", "memory.oom_control", "1"),
+                ("memory", "memory.kmem.limit_in_bytes", "1000"),
+                ("memory", "memory.kmem.tcp.limit_in_bytes", "2000"),
+                ("memory", "memory.use_hierarchy", "1"),
             ])
+        );
+        // The kmem files and use_hierarchy only warn where the kernel lacks them.
+        let res = serde_json::from_value(
+            json!({"memory": {"limit": 4096, "kernel": 1, "kernelTCP": 2, "useHierarchy": false}}),
+        )
+        .unwrap();
+        let soft: Vec<_> = translate(&res).unwrap().iter().map(|w| w.soft).collect();
+        assert_eq!(
+            soft,
+            [
+                None,
+                Some("memory.kernel"),
+                Some("memory.kernelTCP"),
+                Some("memory.useHierarchy")
+            ]
         );
         assert_eq!(
             tr(json!({"memory": {"limit": -1}})).unwrap(),
@@ -364,6 +456,8 @@ mod tests {
                 ("cpu", "cpu.cfs_period_us", "100000"),
                 ("cpu", "cpu.cfs_quota_us", "50000"),
                 ("cpu", "cpu.cfs_burst_us", "1000"),
+                ("cpu", "cpu.rt_period_us", "10"),
+                ("cpu", "cpu.rt_runtime_us", "5"),
                 ("cpu", "cpu.idle", "0"),
                 ("cpuset", "cpuset.cpus", "0-1"),
                 ("cpuset", "cpuset.mems", "0"),
@@ -391,18 +485,29 @@ mod tests {
         assert!(tr(json!({"pids": {"limit": 0}})).unwrap().is_empty());
         assert!(err(json!({"pids": {"limit": -2}})).contains("pids.limit = -2"));
         assert_eq!(
-            tr(json!({"blockIO": {"weight": 500, "leafWeight": 300, "weightDevice": [{"major": 8, "minor": 0, "weight": 700}],
+            tr(json!({"blockIO": {"weight": 500, "leafWeight": 300, "weightDevice": [{"major": 8, "minor": 0, "weight": 700, "leafWeight": 200}],
                 "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
                 "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}]}}))
             .unwrap(),
             triples(&[
                 ("blkio", "blkio.weight", "500"),
+                ("blkio", "blkio.leaf_weight", "300"),
                 ("blkio", "blkio.weight_device", "8:0 700"),
+                ("blkio", "blkio.leaf_weight_device", "8:0 200"),
                 ("blkio", "blkio.throttle.read_bps_device", "8:0 1048576"),
                 ("blkio", "blkio.throttle.write_iops_device", "8:16 100"),
             ])
         );
         assert!(err(json!({"blockIO": {"weight": 1001}})).contains("blockIO.weight = 1001"));
+        assert!(err(json!({"blockIO": {"leafWeight": 5}})).contains("blockIO.leafWeight = 5"));
+        assert_eq!(
+            tr(json!({"rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}, "none": {}}}))
+                .unwrap(),
+            triples(&[
+                ("rdma", "rdma.max", "mlx4_0 hca_handle=2 hca_object=2000"),
+                ("rdma", "rdma.max", "mlx5_1 hca_handle=3"),
+            ])
+        );
         assert_eq!(
             tr(json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}, {"pageSize": "1GB", "limit": -1}]})).unwrap(),
             triples(&[

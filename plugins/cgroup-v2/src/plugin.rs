@@ -6,13 +6,15 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::unistd::{access, AccessFlags};
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxMemory, LinuxResources};
 use serde::{Deserialize, Serialize};
 use tong_abi::plugin::{CgroupPlugin, PluginInfo};
 use tong_abi::wire::{CgroupRequest, CgroupStats, CpuStats, MemoryStats, PidsStats};
 use tong_cgroup_common::devices::Policy;
 use tong_cgroup_common::dir::{self, keyed, prefixed, read_opt, read_u64, CgroupDir};
-use tong_cgroup_common::{bpf, controllers, mounts, path, PluginError, PluginResult};
+use tong_cgroup_common::{
+    bpf, controllers, mounts, path, warn_not_applied, PluginError, PluginResult,
+};
 
 use crate::translate::{self, Write};
 
@@ -49,6 +51,27 @@ fn mount() -> PluginResult<mounts::CgroupMount> {
     })
 }
 
+/// Why [`translate::not_applied`]'s fields are warned about.
+const NOT_IN_CGROUP2: &str = "cgroup v2 has no such setting";
+
+/// `memory.checkBeforeUpdate`: refuses a new memory.max below what the container uses
+/// now (runc's check); the kernel would instead reclaim, or OOM-kill, to get there.
+fn check_memory_usage(cg: &CgroupDir, writes: &[Write]) -> PluginResult<()> {
+    let new = writes
+        .iter()
+        .find(|w| w.file == "memory.max")
+        .and_then(|w| w.value.parse::<u64>().ok());
+    let used = read_u64(&cg.file("memory.current"));
+    if let (Some(new), Some(used)) = (new, used) {
+        if new < used {
+            return Err(PluginError::invalid(format!(
+                "memory.limit = {new} is below the container's current usage of {used} bytes (memory.checkBeforeUpdate)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Delegates the controllers `writes` need down to `cg`, then writes them.
 fn apply(cg: &CgroupDir, writes: &[Write]) -> PluginResult<()> {
     let needed = translate::controllers(writes);
@@ -65,6 +88,7 @@ fn create(req: &[u8]) -> PluginResult<Vec<u8>> {
     let res = parse_resources(req.resources)?;
     let writes = translate::translate(&res)?;
     let devices = Policy::for_container(res.devices().as_deref())?;
+    warn_not_applied(&translate::not_applied(&res), NOT_IN_CGROUP2);
     let rel = path::container_path(&req.id, req.cgroups_path.as_deref())?;
     let mount = mount()?;
     // Refuse before any mkdir, so nothing is left behind.
@@ -263,6 +287,15 @@ impl CgroupPlugin for CgroupV2 {
                     .map_err(|e| PluginError::invalid(format!("invalid linux.resources: {e}")))?;
                 let writes = translate::translate(&res)?;
                 let devices = Policy::for_update(res.devices().as_deref())?;
+                warn_not_applied(&translate::not_applied(&res), NOT_IN_CGROUP2);
+                if res
+                    .memory()
+                    .as_ref()
+                    .and_then(LinuxMemory::check_before_update)
+                    == Some(true)
+                {
+                    check_memory_usage(&cg, &writes)?;
+                }
                 apply(&cg, &writes)?;
                 devices.map_or(Ok(()), |policy| bpf::set_device_filter(&cg.dir, &policy))
             })(),
@@ -289,5 +322,40 @@ impl CgroupPlugin for CgroupV2 {
 
     fn destroy(state: &[u8]) -> PluginResult<()> {
         prefixed(PREFIX, destroy(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation_check_before_update_compares_with_memory_current() {
+        let tmp = std::env::temp_dir().join(format!("tong-v2-check-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("memory.current"), "5000\n").unwrap();
+        let cg = CgroupDir {
+            hierarchy: "unified".to_owned(),
+            mount: tmp.clone(),
+            dir: tmp.clone(),
+            prune: Vec::new(),
+        };
+        let max = |v: &str| {
+            vec![Write {
+                file: "memory.max".to_owned(),
+                value: v.to_owned(),
+            }]
+        };
+        let err = check_memory_usage(&cg, &max("4096")).unwrap_err();
+        assert!(
+            err.message
+                .contains("below the container's current usage of 5000"),
+            "{}",
+            err.message
+        );
+        assert!(check_memory_usage(&cg, &max("5000")).is_ok());
+        assert!(check_memory_usage(&cg, &max("max")).is_ok());
+        assert!(check_memory_usage(&cg, &[]).is_ok());
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -33,8 +33,8 @@ fn limit(field: &str, v: i64) -> PluginResult<String> {
 }
 
 /// The files to write for `res`, in order. Device rules (`devices`) are an eBPF program
-/// on cgroup2 (`tong_cgroup_common::bpf`), not files; `swappiness`, `kernel`, `kernelTCP` and realtime settings
-/// have no cgroup2 file and are ignored, as runc does.
+/// on cgroup2 (`tong_cgroup_common::bpf`), not files; the fields cgroup2 has no file for
+/// are listed by [`not_applied`] (the plugin warns about each).
 pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
     let mut out = Vec::new();
     if let Some(mem) = res.memory() {
@@ -57,6 +57,23 @@ pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
         let value = limit(&format!("hugepageLimits[{size}].limit"), h.limit())?;
         out.push(w(format!("hugetlb.{size}.max"), value));
     }
+    if let Some(rdma) = res.rdma() {
+        let mut devices: Vec<_> = rdma.iter().collect();
+        devices.sort_by_key(|(name, _)| *name);
+        for (device, lim) in devices {
+            let max = |n: Option<u32>| n.map_or_else(|| "max".to_owned(), |n| n.to_string());
+            if lim.hca_handles().is_some() || lim.hca_objects().is_some() {
+                out.push(w(
+                    "rdma.max",
+                    format!(
+                        "{device} hca_handle={} hca_object={}",
+                        max(lim.hca_handles()),
+                        max(lim.hca_objects())
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(unified) = res.unified() {
         // Sorted so the order of writes does not depend on hashing.
         let mut entries: Vec<_> = unified.iter().collect();
@@ -71,6 +88,57 @@ pub fn translate(res: &LinuxResources) -> PluginResult<Vec<Write>> {
         }
     }
     Ok(out)
+}
+
+/// The fields of `res` set to something cgroup2 has no file for (as `linux.resources.`
+/// suffixes). `useHierarchy: true` and `disableOOMKiller: false` are what cgroup2
+/// always does, so they are not listed.
+pub fn not_applied(res: &LinuxResources) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut note = |set: bool, field| {
+        if set {
+            out.push(field);
+        }
+    };
+    if let Some(mem) = res.memory() {
+        note(mem.kernel().is_some_and(|k| k != 0), "memory.kernel");
+        note(mem.kernel_tcp().is_some_and(|k| k != 0), "memory.kernelTCP");
+        note(mem.swappiness().is_some(), "memory.swappiness");
+        note(
+            mem.disable_oom_killer() == Some(true),
+            "memory.disableOOMKiller",
+        );
+        note(mem.use_hierarchy() == Some(false), "memory.useHierarchy");
+    }
+    if let Some(cpu) = res.cpu() {
+        note(
+            cpu.realtime_runtime().is_some_and(|r| r != 0),
+            "cpu.realtimeRuntime",
+        );
+        note(
+            cpu.realtime_period().is_some_and(|p| p != 0),
+            "cpu.realtimePeriod",
+        );
+    }
+    if let Some(bio) = res.block_io() {
+        let device_leaf = bio
+            .weight_device()
+            .iter()
+            .flatten()
+            .any(|d| d.leaf_weight().is_some());
+        note(
+            bio.leaf_weight().is_some_and(|w| w != 0) || device_leaf,
+            "blockIO.leafWeight",
+        );
+    }
+    if let Some(net) = res.network() {
+        note(net.class_id().is_some(), "network.classID");
+        note(
+            net.priorities().as_ref().is_some_and(|p| !p.is_empty()),
+            "network.priorities",
+        );
+    }
+    out
 }
 
 fn memory(mem: &LinuxMemory, out: &mut Vec<Write>) -> PluginResult<()> {
@@ -392,7 +460,48 @@ mod tests {
             pairs(&[("cgroup.freeze", "0"), ("memory.high", "1000000")])
         );
         assert!(err(json!({"unified": {"../x.y": "1"}})).contains("not a cgroup file name"));
+        assert_eq!(
+            tr(json!({"rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}, "none": {}}}))
+                .unwrap(),
+            pairs(&[
+                ("rdma.max", "mlx4_0 hca_handle=2 hca_object=2000"),
+                ("rdma.max", "mlx5_1 hca_handle=3 hca_object=max"),
+            ])
+        );
         assert!(err(json!({"unified": {"nodot": "1"}})).contains("not a cgroup file name"));
+    }
+
+    #[test]
+    fn translation_lists_what_cgroup2_cannot_apply() {
+        let res = |v| serde_json::from_value::<LinuxResources>(v).unwrap();
+        let all = res(json!({
+            "memory": {"limit": 4096, "kernel": 1, "kernelTCP": 2, "swappiness": 0,
+                "disableOOMKiller": true, "useHierarchy": false, "checkBeforeUpdate": true},
+            "cpu": {"shares": 2, "realtimeRuntime": 5, "realtimePeriod": 10},
+            "blockIO": {"weight": 10, "weightDevice": [{"major": 8, "minor": 0, "leafWeight": 20}]},
+            "network": {"classID": 1, "priorities": [{"name": "lo", "priority": 1}]}
+        }));
+        assert_eq!(
+            not_applied(&all),
+            [
+                "memory.kernel",
+                "memory.kernelTCP",
+                "memory.swappiness",
+                "memory.disableOOMKiller",
+                "memory.useHierarchy",
+                "cpu.realtimeRuntime",
+                "cpu.realtimePeriod",
+                "blockIO.leafWeight",
+                "network.classID",
+                "network.priorities",
+            ]
+        );
+        // What cgroup2 always does, or unset, is nothing to warn about.
+        let fine = res(
+            json!({"memory": {"limit": 4096, "useHierarchy": true, "disableOOMKiller": false},
+            "cpu": {"shares": 2}, "network": {"priorities": []}}),
+        );
+        assert!(not_applied(&fine).is_empty());
     }
 
     #[test]
