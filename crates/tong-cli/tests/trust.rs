@@ -61,14 +61,14 @@ fn spawn_as_attacker(program: &Path, args: &[&Path]) -> std::process::Child {
     cmd.spawn().unwrap()
 }
 
-const EVIL_PLUGIN: &str = r#"
+const EVIL_PLUGIN: &str = r"
 #include <fcntl.h>
 #include <unistd.h>
 __attribute__((constructor)) static void pwn(void) {
     int fd = open(MARKER, O_WRONLY | O_CREAT, 0644);
     if (fd >= 0) close(fd);
 }
-"#;
+";
 
 const SWAPPER: &str = r#"
 #define _GNU_SOURCE

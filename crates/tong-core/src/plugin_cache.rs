@@ -50,11 +50,11 @@ fn private(meta: &std::fs::Metadata, others_mask: u32) -> bool {
 /// the caller's, 0700. Made (0700) when missing and its parent exists.
 fn usable_dir(dir: &Path) -> bool {
     if let Err(e) = std::fs::symlink_metadata(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound
-            || std::fs::DirBuilder::new().mode(0o700).create(dir).is_err()
-        {
+        if e.kind() != std::io::ErrorKind::NotFound {
             return false;
         }
+        // Another process may make it at the same time: checked below either way.
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
     }
     std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && private(&m, 0o077))
 }
