@@ -100,10 +100,7 @@ out:
     tong_container_free(c);
     tong_runtime_free(rt);
     if (argc == 2) {
-        /* The runtime keeps its plugin priority cache in its root. */
-        char cache[sizeof tmp_root + 32];
-        snprintf(cache, sizeof cache, "%s/.plugin-cache.json", tmp_root);
-        unlink(cache);
+        /* The last delete leaves the root empty, as runc does. */
         if (rmdir(tmp_root) != 0)
             perror(tmp_root);
     }

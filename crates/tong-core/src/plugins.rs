@@ -7,8 +7,9 @@
 //! `libtong_plugin_<kind>_<name>.so`; the first file found for a kind and name wins.
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void, CStr};
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -81,11 +82,11 @@ impl PluginHost {
         }
     }
 
-    /// Keeps the priority cache in `dir` (the state root), so later processes load only
-    /// the plugins they pick.
+    /// Keeps the priority cache in `dir` (see [`crate::plugin_cache::default_dir`]), so
+    /// later processes load only the plugins they pick; `None` keeps it in memory.
     #[must_use]
-    pub fn with_priority_cache(mut self, dir: &Path) -> PluginHost {
-        self.priorities = Arc::new(PriorityCache::new(Some(dir)));
+    pub fn with_priority_cache(mut self, dir: Option<&Path>) -> PluginHost {
+        self.priorities = Arc::new(PriorityCache::new(dir));
         self
     }
 
@@ -294,29 +295,114 @@ pub fn parse_file_name(file: &str) -> Option<(PluginKind, String)> {
     (!name.is_empty()).then(|| (kind, name.to_string()))
 }
 
-/// Refuses files and directories others could have changed: a plugin runs as root.
-pub fn check_trust(path: &Path) -> Result<()> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    for (what, p) in [("plugin directory", dir), ("plugin", path)] {
-        let meta = std::fs::metadata(p)
-            .map_err(|e| Error::Plugin(format!("{what} {}: {e}", p.display())))?;
-        if meta.mode() & 0o022 != 0 {
-            return Err(Error::Plugin(format!(
-                "refusing {what} {}: it is writable by group or others (mode {:o})",
-                p.display(),
-                meta.mode() & 0o7777
-            )));
-        }
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(Error::Plugin(format!(
-                "refusing {what} {}: it is owned by uid {}, neither root nor the caller",
-                p.display(),
-                meta.uid()
-            )));
-        }
+/// Why a directory on the way to a plugin, or the plugin itself, is not to be trusted, or
+/// `None`. Anything others could change would run as the caller (often root), so every
+/// step must be owned by root or the caller and not writable by group or others, as a
+/// setuid program checks its paths. One exception for ancestors: a root-owned sticky
+/// directory (`/tmp`, `/dev/shm`) lets only an entry's owner rename or remove the entry,
+/// and the entry below it is checked in turn; the plugin's own directory has no exception.
+fn distrust(st: &libc::stat, euid: u32, sticky_allowed: bool) -> Option<String> {
+    if st.st_uid != 0 && st.st_uid != euid {
+        return Some(format!(
+            "it is owned by uid {}, neither root nor the caller",
+            st.st_uid
+        ));
     }
-    Ok(())
+    let mode = st.st_mode & 0o7777;
+    let sticky_root_dir = sticky_allowed && st.st_uid == 0 && mode & libc::S_ISVTX != 0;
+    if mode & 0o022 != 0 && !sticky_root_dir {
+        return Some(format!("it is writable by group or others (mode {mode:o})"));
+    }
+    None
+}
+
+fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills the struct we own from a descriptor we own.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so the struct is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn openat(dir: Option<&OwnedFd>, name: &Path, flags: c_int) -> std::io::Result<OwnedFd> {
+    let name = CString::new(name.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+    // SAFETY: a NUL-terminated name and a directory descriptor we own (or AT_FDCWD).
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the plugin at the absolute `path` for loading, checking every directory from `/`
+/// down and then the file itself. Each step is opened relative to the one checked before
+/// it, without following symbolic links, so the chain checked is the chain used: a
+/// directory swapped after its check is never walked, and the file loaded (through
+/// `/proc/self/fd`) is the one whose owner and mode were read.
+pub fn open_trusted(path: &Path) -> Result<OwnedFd> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let refuse = |what: &str, p: &Path, why: String| {
+        Error::Plugin(format!("refusing {what} {}: {why}", p.display()))
+    };
+    let io_error = |what: &str, p: &Path, e: std::io::Error| {
+        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+            refuse(what, p, "it is a symbolic link or not a directory".into())
+        } else {
+            Error::Plugin(format!("{what} {}: {e}", p.display()))
+        }
+    };
+    let (Some(file_name), Some(parent)) = (path.file_name(), path.parent()) else {
+        return Err(Error::Plugin(format!(
+            "plugin path {} is not a file path",
+            path.display()
+        )));
+    };
+    if !path.is_absolute() {
+        return Err(Error::Plugin(format!(
+            "plugin path {} is not absolute",
+            path.display()
+        )));
+    }
+    let dirs: Vec<&Path> = parent.ancestors().collect();
+    let mut dir: Option<OwnedFd> = None;
+    // From `/` down to the plugin's own directory.
+    for (depth, dir_path) in dirs.iter().rev().enumerate() {
+        let name = dir_path.file_name().map_or(Path::new("/"), Path::new);
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let next = openat(dir.as_ref(), name, flags)
+            .map_err(|e| io_error("plugin directory", dir_path, e))?;
+        let st = fstat(&next).map_err(|e| io_error("plugin directory", dir_path, e))?;
+        let own_dir = depth + 1 == dirs.len();
+        if let Some(why) = distrust(&st, euid, !own_dir) {
+            return Err(refuse("plugin directory", dir_path, why));
+        }
+        dir = Some(next);
+    }
+    let file = openat(
+        dir.as_ref(),
+        Path::new(file_name),
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    )
+    .map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refuse("plugin", path, "it is a symbolic link".into())
+        } else {
+            Error::Plugin(format!("plugin {}: {e}", path.display()))
+        }
+    })?;
+    let st = fstat(&file).map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(refuse("plugin", path, "it is not a regular file".into()));
+    }
+    if let Some(why) = distrust(&st, euid, false) {
+        return Err(refuse("plugin", path, why));
+    }
+    Ok(file)
 }
 
 /// Loaded plugins by path: a library is opened once and never closed.
@@ -335,11 +421,17 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     if let Some(p) = loaded.get(&path) {
         return Ok(p);
     }
-    check_trust(&path)?;
-    // SAFETY: loading a library runs its initialisers; the file passed the trust check
-    // (owned by root or us, not writable by others), which is the most a host can check.
-    let lib = unsafe { libloading::Library::new(&path) }
+    let file = open_trusted(&path)?;
+    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    // SAFETY: loading a library runs its initialisers; the open file passed the trust
+    // checks (it and every directory above it owned by root or us, not writable by
+    // others), which is the most a host can check.
+    let lib = unsafe { libloading::Library::new(&by_fd) }
         .map_err(|e| Error::Plugin(format!("cannot load plugin {}: {e}", path.display())))?;
+    // The descriptor stays open for the life of the process, as the library does: the
+    // dynamic linker knows the library by the name `/proc/self/fd/N` and would hand it
+    // back for a later plugin opened at a reused N.
+    let _ = file.into_raw_fd();
     // Never unloaded (never dropped, so never dlclose'd): descriptors and function
     // tables point into the library. Not boxed and leaked: leak checkers would report it.
     let lib = std::mem::ManuallyDrop::new(lib);

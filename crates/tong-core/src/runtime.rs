@@ -181,7 +181,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, plugins: PluginHost) -> Runtime {
         let store = StateStore::new(root);
-        let plugins = plugins.with_priority_cache(store.root());
+        let plugins = plugins.with_priority_cache(crate::plugin_cache::default_dir().as_deref());
         Runtime { store, plugins }
     }
 

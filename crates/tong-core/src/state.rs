@@ -107,6 +107,13 @@ impl StateStore {
         &self.root
     }
 
+    /// Refuses a root someone other than the caller could write (see [`check_private`]).
+    fn check_root(&self) -> Result<()> {
+        let meta = std::fs::metadata(&self.root)
+            .context(|| format!("cannot read state root {}", self.root.display()))?;
+        check_private("state root", &self.root, &meta)
+    }
+
     /// Makes the directory of a new container, failing if the id is taken.
     pub fn create(&self, id: &str) -> Result<ContainerDir> {
         std::fs::DirBuilder::new()
@@ -114,6 +121,7 @@ impl StateStore {
             .mode(0o700)
             .create(&self.root)
             .context(|| format!("cannot create state root {}", self.root.display()))?;
+        self.check_root()?;
         let path = self.root.join(id);
         match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
@@ -127,6 +135,12 @@ impl StateStore {
 
     /// Opens and locks an existing container's directory.
     pub fn open(&self, id: &str) -> Result<ContainerDir> {
+        match self.check_root() {
+            Err(Error::Os { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()));
+            }
+            other => other?,
+        }
         let path = self.root.join(id);
         let dir = ContainerDir::lock(id, path)?;
         // Another command may have deleted it while we waited for the lock.
@@ -143,6 +157,7 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::os(format!("cannot read {}", self.root.display()), e)),
         };
+        self.check_root()?;
         let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -155,8 +170,42 @@ impl StateStore {
     /// Reads a container's record without taking its lock (for `list`, which must not
     /// wait behind a slow command).
     pub fn peek(&self, id: &str) -> Result<Record> {
-        read_record(id, &self.root.join(id))
+        let dir = self.root.join(id);
+        if let Ok(meta) = std::fs::symlink_metadata(&dir) {
+            check_private("container directory", &dir, &meta)?;
+        }
+        read_record(id, &dir)
     }
+}
+
+/// Refuses a directory that is not the caller's or that group or others may write: a
+/// record forged there would make tong run its hooks and undo its backends as the caller
+/// (often root). Read and search rights for others are fine (containerd makes its roots
+/// 0711).
+fn check_private(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "refusing {what} {}: it is not a directory",
+            path.display()
+        )));
+    }
+    if meta.uid() != euid {
+        return Err(Error::invalid(format!(
+            "refusing {what} {}: it is owned by uid {}, not the caller",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::invalid(format!(
+            "refusing {what} {}: it is writable by group or others (mode {:o})",
+            path.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// A container's directory, locked for as long as this value lives.
@@ -169,17 +218,27 @@ pub struct ContainerDir {
 
 impl ContainerDir {
     fn lock(id: &str, path: PathBuf) -> Result<ContainerDir> {
+        // Not through a symbolic link, and checked on the descriptor that is then used.
         let lock = File::options()
             .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Error::NotFound(id.to_string())
+                } else if e.raw_os_error() == Some(libc::ELOOP) {
+                    Error::invalid(format!(
+                        "refusing container directory {}: it is a symbolic link",
+                        path.display()
+                    ))
                 } else {
                     Error::os(format!("cannot open {}", path.display()), e)
                 }
             })?;
+        let meta = lock
+            .metadata()
+            .context(|| format!("cannot read {}", path.display()))?;
+        check_private("container directory", &path, &meta)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(Error::os(

@@ -114,7 +114,10 @@ pub extern "C" fn tong_plugin_entry(host_abi_major: u32) -> *const PluginDescrip
         return std::ptr::null();
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
-    let file = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    // tong loads a plugin by its open descriptor (`/proc/self/fd/N`, kept open), whose
+    // link names the file.
+    let file = std::fs::read_link(&*name).map_or(name.to_string(), |p| p.display().to_string());
     if file.contains("_cgroup_") {
         &CGROUP
     } else {
