@@ -301,6 +301,11 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 /// reference a compatibility test compares tong with; None (after printing SKIP) when
 /// runc is not installed.
 pub fn runc_run(test: &str, bundle: &Path) -> Option<Output> {
+    runc_run_id(test, bundle, &unique_id(test))
+}
+
+/// [`runc_run`] as container `id`.
+pub fn runc_run_id(test: &str, bundle: &Path, id: &str) -> Option<Output> {
     let Some(runc) = peer_runtime("runc") else {
         println!("SKIP {test}: runc is not installed (apt-get install runc)");
         return None;
@@ -309,21 +314,20 @@ pub fn runc_run(test: &str, bundle: &Path) -> Option<Output> {
         .prefix("tong-it-runc-")
         .tempdir()
         .unwrap();
-    let id = unique_id(test);
     let out = run_with_files(
         Command::new(&runc)
             .arg("--root")
             .arg(root.path())
             .args(["run", "--bundle"])
             .arg(bundle)
-            .arg(&id),
+            .arg(id),
     );
     // runc deletes what it ran; this only catches a container left by a failed run.
     let _ = run_with_files(
         Command::new(&runc)
             .arg("--root")
             .arg(root.path())
-            .args(["delete", "--force", &id]),
+            .args(["delete", "--force", id]),
     );
     Some(out)
 }
