@@ -465,7 +465,8 @@ fn hooks_after_a_failing_poststart_or_poststop_hook_still_run() {
 /// program), not tong (its process before the exec). A file the program writes would
 /// not do: after the exec the program and the hook run concurrently, so a correct
 /// runtime could still run the hook before the program's first write. 50 times, half
-/// by `run -d`, half by `create` + `start`.
+/// by `run -d`, half by `create` + `start`. Without `start`'s wait for the exec, every
+/// create + start round fails (checked once by removing it).
 #[test]
 fn poststart_hooks_always_run_after_the_exec() {
     if !root_or_skip("poststart_hooks_always_run_after_the_exec") {
@@ -486,7 +487,12 @@ fn poststart_hooks_always_run_after_the_exec() {
             log = dir.path("order").display()
         ),
     );
-    let hooks = json!({"poststart": [{"path": check, "env": ["PATH=/bin:/usr/bin"]}]});
+    // A slow startContainer hook holds the process before its exec: a runtime that
+    // did not wait for the exec would run poststart meanwhile.
+    let hooks = json!({
+        "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "0.2"]}],
+        "poststart": [{"path": check, "env": ["PATH=/bin:/usr/bin"]}]
+    });
     // The program outlives the hook: a `delete --force` ends it.
     let bundle = Bundle::new(&config_with_hooks(&["sleep", "60"], &dir, hooks));
     let path = bundle.path().to_str().unwrap();
