@@ -23,7 +23,7 @@ struct Cli {
     /// Directory holding container state.
     #[arg(long, global = true, default_value = tong::runtime::DEFAULT_ROOT)]
     root: PathBuf,
-    /// Also write errors to this file.
+    /// Also write errors and warnings to this file.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
     /// Format of --log: text or json.
@@ -233,6 +233,17 @@ fn main() -> ExitCode {
         path: cli.log.clone(),
         format: cli.log_format,
     };
+    if log.path.is_some() {
+        let _ = WARNING_LOG.set(Logger {
+            path: cli.log.clone(),
+            format: cli.log_format,
+        });
+        tong::error::set_warning_log(|msg| {
+            if let Some(log) = WARNING_LOG.get() {
+                log.write_level("warning", msg);
+            }
+        });
+    }
     match execute(&cli, first_unopened_fd) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -655,6 +666,9 @@ fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
     }
 }
 
+/// Where tong-core's warnings go besides stderr: the `--log` file.
+static WARNING_LOG: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
 /// Writes errors to stderr and, with `--log`, to the log file in runc's formats
 /// (containerd shows the last `"level":"error"` line of a JSON log to its user).
 struct Logger {
@@ -695,13 +709,18 @@ impl Logger {
 
     /// Appends one error line to the --log file, if any.
     fn write(&self, msg: &str) {
+        self.write_level("error", msg);
+    }
+
+    /// Appends one line of `level` (runc's logrus names) to the --log file, if any.
+    fn write_level(&self, level: &str, msg: &str) {
         let Some(path) = &self.path else { return };
         let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         let line = match self.format {
             LogFormat::Json => {
-                serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+                serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
             }
-            LogFormat::Text => format!("time=\"{time}\" level=error msg={msg:?}"),
+            LogFormat::Text => format!("time=\"{time}\" level={level} msg={msg:?}"),
         };
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)

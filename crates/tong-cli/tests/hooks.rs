@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use common::{config, root_or_skip, unique_id, wait_until, Bundle, Tong};
 use serde_json::{json, Value};
 
 /// A directory holding the hook script and the log; bind-mounted into the container at
@@ -149,7 +149,13 @@ fn hooks_run_in_order_with_the_state_and_in_the_right_namespaces() {
         assert_eq!(state["id"], id.as_str(), "{name}: {state}");
         assert_eq!(state["ociVersion"], "1.0.2", "{name}: {state}");
         assert_eq!(state["bundle"], bundle.path().to_str().unwrap(), "{name}");
-        assert_eq!(state["pid"], pid, "{name}: {state}");
+        // The pid as seen from where the hook runs; a stopped container has none.
+        let want_pid = match name.as_str() {
+            "createContainer" | "startContainer" => json!(1),
+            "poststop" => Value::Null,
+            _ => json!(pid),
+        };
+        assert_eq!(state["pid"], want_pid, "{name}: {state}");
         let (want_status, in_container) = match name.as_str() {
             "prestart" | "createRuntime" => ("creating", false),
             "createContainer" => ("creating", true),
@@ -310,4 +316,199 @@ fn features_list_exactly_the_hooks_tested_here() {
         ])
     );
     assert!(features["annotations"]["tong.init"].is_string());
+}
+
+const KINDS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// Every hook kind dumps its stdin; the same bundle runs under runc and tong, and each
+/// hook's state has the same status, pid (as seen from the hook's pid namespace),
+/// bundle and annotations. One deliberate difference: runc 1.1 says `created` to
+/// poststart hooks, which run after the program was exec'd; tong says `running`.
+#[test]
+fn every_hooks_state_matches_runcs() {
+    let test = "every_hooks_state_matches_runcs";
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = HookDir::new();
+    // createContainer runs in the container's mount namespace: under runc before the
+    // pivot (the host path is there), under tong after it (the /hooks bind mount is).
+    let log = dir.path("log");
+    let script = dir.script(
+        "dump.sh",
+        "log=$2; [ -d \"${log%/*}\" ] || log=/hooks/log\necho \"$1 x $(cat)\" >> \"$log\"",
+    );
+    let hook = |name: &str, path: &Path| json!({"path": path, "args": ["dump.sh", name, log]});
+    let hooks = json!({
+        "prestart": [hook("prestart", &script)],
+        "createRuntime": [hook("createRuntime", &script)],
+        "createContainer": [hook("createContainer", &script)],
+        "startContainer": [hook("startContainer", Path::new("/hooks/dump.sh"))],
+        "poststart": [hook("poststart", &script)],
+        "poststop": [hook("poststop", &script)]
+    });
+    let mut cfg = config_with_hooks(&["true"], &dir, hooks);
+    cfg["annotations"] = json!({"org.example.hooks": "compared"});
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("hooks-runc");
+    // The fields the spec defines, with the pid reduced to where it points.
+    let states = |runtime: &str, pid: Option<i64>| -> Vec<(String, Value)> {
+        let states: Vec<(String, Value)> = dir
+            .log()
+            .into_iter()
+            .map(|(name, _, state)| {
+                let pid = match state["pid"].as_i64() {
+                    None => json!("none"),
+                    Some(1) => json!(1),
+                    Some(p) if pid.is_none_or(|want| want == p) => json!("container's"),
+                    Some(p) => json!(format!("unexpected {p}")),
+                };
+                let fields = json!({
+                    "id": state["id"] == json!(id), "status": state["status"], "pid": pid,
+                    "bundle": state["bundle"], "annotations": state["annotations"]
+                });
+                (name, fields)
+            })
+            .collect();
+        println!("{runtime}: {states:?}");
+        let _ = std::fs::remove_file(dir.path("log"));
+        states
+    };
+    let Some(reference) = common::runc_run_id(test, bundle.path(), &id) else {
+        return;
+    };
+    assert!(
+        reference.status.success(),
+        "runc: {}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let mut runc = states("runc", None);
+    let tong = Tong::new();
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let pid = tong.state(&id)["pid"].as_i64();
+    tong.ok(&["start", &id]);
+    assert!(wait_until(10, || tong.state(&id)["status"] == "stopped"));
+    tong.ok(&["delete", &id]);
+    let ours = states("tong", pid);
+    for (name, fields) in &mut runc {
+        if name == "poststart" {
+            assert_eq!(fields["status"], "created", "runc 1.1's poststart status");
+            fields["status"] = json!("running");
+        }
+    }
+    // runc 1.1 may run poststart before startContainer (before the exec); the order is
+    // checked by the tests above, the states here.
+    runc.sort_by_key(|(name, _)| KINDS.iter().position(|k| *k == name.as_str()));
+    assert_eq!(
+        ours, runc,
+        "tong's hook states (left) differ from runc's (right)"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A failing poststart or poststop hook is a warning, and the hooks after it still run.
+#[test]
+fn hooks_after_a_failing_poststart_or_poststop_hook_still_run() {
+    if !root_or_skip("hooks_after_a_failing_poststart_or_poststop_hook_still_run") {
+        return;
+    }
+    let tong = Tong::new();
+    let dir = HookDir::new();
+    let fail = json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]});
+    let missing = json!({"path": "/nonexistent/hook"});
+    let hooks = json!({
+        "poststart": [fail, dir.host_hook("poststart-1"), missing, dir.host_hook("poststart-3")],
+        "poststop": [missing, dir.host_hook("poststop-1"), fail, dir.host_hook("poststop-3")]
+    });
+    let bundle = Bundle::new(&config_with_hooks(&["sleep", "60"], &dir, hooks));
+    let id = unique_id("hooks-warn");
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let out = tong.run(&["start", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("poststart hook /bin/sh: exited with status 3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hooks.poststart[2] /nonexistent/hook"),
+        "{stderr}"
+    );
+    let out = tong.run(&["delete", "--force", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("hooks.poststop[0] /nonexistent/hook"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("poststop hook /bin/sh: exited with status 3"),
+        "{stderr}"
+    );
+    let names: Vec<String> = dir.log().into_iter().map(|l| l.0).collect();
+    assert_eq!(
+        names,
+        ["poststart-1", "poststart-3", "poststop-1", "poststop-3"]
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// poststart hooks run once the program has been exec'd. The hook checks what the
+/// kernel changes at exec: the executable of the state's pid is busybox (the container's
+/// program), not tong (its process before the exec). A file the program writes would
+/// not do: after the exec the program and the hook run concurrently, so a correct
+/// runtime could still run the hook before the program's first write. 50 times, half
+/// by `run -d`, half by `create` + `start`. Without `start`'s wait for the exec, every
+/// create + start round fails (checked once by removing it).
+#[test]
+fn poststart_hooks_always_run_after_the_exec() {
+    if !root_or_skip("poststart_hooks_always_run_after_the_exec") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let tong = Tong::new();
+    let dir = HookDir::new();
+    let busybox = std::fs::metadata(common::rootfs().join("bin/busybox")).unwrap();
+    let check = dir.script(
+        "check.sh",
+        &format!(
+            "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/')\n\
+             exe=$(stat -L -c %d:%i /proc/$pid/exe)\n\
+             [ \"$exe\" = {}:{} ] && echo ok >> {log} || echo \"pid $pid: exe $exe\" >> {log}",
+            busybox.dev(),
+            busybox.ino(),
+            log = dir.path("order").display()
+        ),
+    );
+    // A slow startContainer hook holds the process before its exec: a runtime that
+    // did not wait for the exec would run poststart meanwhile.
+    let hooks = json!({
+        "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "0.2"]}],
+        "poststart": [{"path": check, "env": ["PATH=/bin:/usr/bin"]}]
+    });
+    // The program outlives the hook: a `delete --force` ends it.
+    let bundle = Bundle::new(&config_with_hooks(&["sleep", "60"], &dir, hooks));
+    let path = bundle.path().to_str().unwrap();
+    for round in 0..50 {
+        let id = unique_id("hooks-order");
+        if round % 2 == 0 {
+            tong.ok(&["run", "-d", "--bundle", path, &id]);
+        } else {
+            tong.ok(&["create", "--bundle", path, &id]);
+            tong.ok(&["start", &id]);
+        }
+        tong.ok(&["delete", "--force", &id]);
+        tong.assert_clean(&id, Some(&bundle), None);
+    }
+    let results = std::fs::read_to_string(dir.path("order")).unwrap();
+    let bad: Vec<&str> = results.lines().filter(|l| *l != "ok").collect();
+    assert_eq!(results.lines().count(), 50, "{results}");
+    assert!(bad.is_empty(), "poststart ran before the exec: {bad:?}");
 }

@@ -1196,3 +1196,50 @@ fn cgroup_namespace_mounts_show_only_the_containers_cgroup() {
         "{out}"
     );
 }
+
+/// Filesystem data (`mode=755,size=1k`) on a bind mount: the kernel ignores it for
+/// MS_BIND, runc accepts it, and so does tong; the mount is there with the same flags
+/// under both.
+#[test]
+fn filesystem_data_on_a_bind_mount_is_ignored_as_runc_does() {
+    let test = "filesystem_data_on_a_bind_mount_is_ignored_as_runc_does";
+    if !root_or_skip(test) {
+        return;
+    }
+    let source = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["grep", " /run ", "/proc/self/mountinfo"]);
+    cfg["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/run", "type": "bind", "source": source.path(),
+        "options": ["rbind", "mode=755", "size=1k", "ro", "nosuid"]
+    }));
+    let bundle = Bundle::new(&cfg);
+    // The mount point and its per-mount flags (the rest names ids and the source).
+    let flags = |out: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                format!("{} {}", f[4], f[5])
+            })
+            .collect()
+    };
+    let Some(runc) = common::runc_run(test, bundle.path()) else {
+        return;
+    };
+    assert!(
+        runc.status.success(),
+        "runc: {}",
+        String::from_utf8_lossy(&runc.stderr)
+    );
+    let tong = Tong::new();
+    let id = unique_id("bind-data");
+    let ours = tong.run(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert!(
+        ours.status.success(),
+        "tong: {}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    assert_eq!(flags(&ours.stdout), flags(&runc.stdout));
+    assert_eq!(flags(&ours.stdout), ["/run ro,nosuid,relatime"]);
+    tong.assert_clean(&id, Some(&bundle), None);
+}

@@ -138,6 +138,126 @@ fn net_raw_decides_whether_a_raw_socket_opens() {
     );
 }
 
+/// The five capability masks of `/proc/self/status` as printed by `cat`.
+fn cap_masks(status: &str) -> Vec<String> {
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        .map(|f| format!("{f}: {}", status_field(status, f)))
+        .to_vec()
+}
+
+/// `runc spec` or `crun spec` output made runnable: no terminal, busybox's cat of
+/// /proc/self/status, the shared busybox root.
+fn peer_spec(runtime: &str) -> Option<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(common::peer_runtime(runtime)?)
+        .arg("spec")
+        .current_dir(dir.path())
+        .status()
+        .ok()?;
+    assert!(made.success(), "{runtime} spec failed");
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["cat", "/proc/self/status"]);
+    spec["process"]["env"] = json!(["PATH=/bin"]);
+    spec["root"] = json!({"path": common::rootfs(), "readonly": true});
+    Some(spec)
+}
+
+/// runc's default spec (and crun's, with an empty inheritable set) lists ambient
+/// capabilities that are not inheritable: the kernel cannot raise them, and runc runs
+/// the bundle without them. tong runs such bundles too, and every capability mask the
+/// process sees equals runc's, for those specs and for variants of their sets.
+#[test]
+fn capability_masks_equal_runcs_for_runc_and_crun_default_specs() {
+    let test = "capability_masks_equal_runcs_for_runc_and_crun_default_specs";
+    if !root_or_skip(test) {
+        return;
+    }
+    let Some(runc_spec) = peer_spec("runc") else {
+        println!("SKIP {test}: runc is not installed");
+        return;
+    };
+    let mut cases = vec![("runc spec", runc_spec.clone())];
+    match peer_spec("crun") {
+        Some(spec) => cases.push(("crun spec", spec)),
+        None => println!("{test}: crun is not installed; its spec is not compared"),
+    }
+    let default = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let sets = |inheritable: &[&str], ambient: &[&str]| {
+        let mut sets = all_sets(&default);
+        sets["inheritable"] = json!(inheritable);
+        sets["ambient"] = json!(ambient);
+        sets
+    };
+    let variant = |name: &'static str, uid: u32, caps: Value| {
+        let mut spec = runc_spec.clone();
+        spec["process"]["user"] = json!({"uid": uid, "gid": uid});
+        spec["process"]["capabilities"] = caps;
+        (name, spec)
+    };
+    cases.extend([
+        variant("ambient partly inheritable", 0, sets(&["CAP_KILL"], &default)),
+        variant("ambient inheritable", 0, sets(&default, &default)),
+        variant("non-root, ambient inheritable", 1000, sets(&default, &default)),
+        variant("non-root, ambient partly inheritable", 1000, sets(&["CAP_KILL"], &default)),
+        variant("non-root, ambient not inheritable", 1000, sets(&[], &default)),
+        variant("empty sets", 0, json!({"bounding": [], "effective": [], "permitted": [], "inheritable": [], "ambient": []})),
+        variant("non-root, no ambient", 1000, sets(&default, &[])),
+    ]);
+    let tong = Tong::new();
+    for (name, spec) in cases {
+        let bundle = Bundle::new(&spec);
+        let Some(reference) = common::runc_run(test, bundle.path()) else {
+            return;
+        };
+        let reference_out = String::from_utf8_lossy(&reference.stdout).into_owned();
+        assert!(
+            reference.status.success(),
+            "{name}: runc failed: {}",
+            String::from_utf8_lossy(&reference.stderr)
+        );
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let log_flags = [
+            "--log",
+            log.path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ];
+        let ours = run_with(&tong, &spec, &log_flags);
+        assert!(ours.ok, "{name}: tong failed: {}", ours.stderr);
+        assert_eq!(
+            cap_masks(&ours.stdout),
+            cap_masks(&reference_out),
+            "{name}: tong's masks (left) differ from runc's (right)"
+        );
+        // The skipped ambient capabilities are named in one warning.
+        let caps = &spec["process"]["capabilities"];
+        let listed =
+            |set: &str| -> Vec<Value> { caps[set].as_array().cloned().unwrap_or_default() };
+        let skips = listed("ambient")
+            .iter()
+            .any(|c| !listed("inheritable").contains(c) || !listed("permitted").contains(c));
+        assert_eq!(
+            ours.stderr.matches("not raised").count(),
+            usize::from(skips),
+            "{name}: {}",
+            ours.stderr
+        );
+        // The same warning in the --log file, as runc's logrus line.
+        let logged = std::fs::read_to_string(log.path()).unwrap();
+        let warnings = logged
+            .lines()
+            .filter(|l| {
+                let line: Value = serde_json::from_str(l).unwrap();
+                line["level"] == "warning" && line["msg"].as_str().unwrap().contains("not raised")
+            })
+            .count();
+        assert_eq!(warnings, usize::from(skips), "{name}: {logged}");
+        println!("{name}: {:?}", cap_masks(&ours.stdout));
+    }
+}
+
 #[test]
 fn a_non_root_user_keeps_ambient_capabilities() {
     if !root_or_skip("a_non_root_user_keeps_ambient_capabilities") {

@@ -5,10 +5,14 @@
 //! | `prestart`, `createRuntime` | create, after the cgroup, id maps and network exist, before the container sets up its root | the runtime's namespaces | create fails and undoes everything |
 //! | `createContainer` | create, once the container's root is ready, before `create` returns | the container's namespaces (a helper joins them); the path resolves in the runtime's | as above |
 //! | `startContainer` | start, in the container's process before the user's program | the container | the process exits; the container is stopped (`run` reports the error) |
-//! | `poststart` | start, once the program runs | the runtime's | a warning |
-//! | `poststop` | delete, once everything is undone | the runtime's | a warning |
+//! | `poststart` | start, once the program has been exec'd (the close-on-exec report fd or exec fifo is gone) | the runtime's | a warning; the next hooks still run |
+//! | `poststop` | delete, once everything is undone | the runtime's | a warning; the next hooks still run |
 //!
-//! Each hook gets the container's state JSON on stdin (a memfd), its own `args` and
+//! Each hook gets the container's state JSON on stdin (a memfd): status `creating` for
+//! prestart, createRuntime and createContainer, `created` for startContainer, `running`
+//! for poststart, `stopped` (no pid) for poststop; the pid is the one seen from the
+//! hook's pid namespace (1 in the container for createContainer and startContainer), as
+//! the runtime spec says and runc gives. Each hook gets its own `args` and
 //! `env` only, and is killed when its `timeout` passes. The runner allocates nothing
 //! after it forks, so the same code serves the engine (possibly inside a multi-threaded
 //! Go program) and the container's process between clone and exec (startContainer).
@@ -128,52 +132,55 @@ pub fn is_empty(hooks: &Hooks) -> bool {
 /// runs after the runner joins other namespaces). `check_exists`: its path is in our
 /// mount namespace, so a missing file is reported now, by name.
 pub fn prepare(point: Point, hooks: &[Hook], open_exe: bool) -> Result<Vec<PreparedHook>> {
-    let check_exists = point != Point::StartContainer;
     hooks
         .iter()
         .enumerate()
-        .map(|(i, hook)| {
-            let what = format!("hooks.{}[{i}] {}", point.name(), hook.path().display());
-            if check_exists {
-                let c = cstring(&what, hook.path().as_os_str().as_bytes())?;
-                // SAFETY: access(2) on a live C string.
-                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-                    let e = std::io::Error::last_os_error();
-                    return Err(Error::invalid(format!("{what}: cannot execute: {e}")));
-                }
-            }
-            let exe = if open_exe {
-                let file = File::options()
-                    .read(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(hook.path())
-                    .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-                Some(OwnedFd::from(file))
-            } else {
-                None
-            };
-            let args = match hook.args() {
-                Some(a) if !a.is_empty() => a.clone(),
-                _ => vec![hook.path().display().to_string()],
-            };
-            let env = hook.env().clone().unwrap_or_default();
-            let strings = |items: &[String]| -> Result<CStrings> {
-                Ok(CStrings::new(
-                    items
-                        .iter()
-                        .map(|s| cstring(&what, s.as_bytes()))
-                        .collect::<Result<_>>()?,
-                ))
-            };
-            Ok(PreparedHook {
-                path: cstring(&what, hook.path().as_os_str().as_bytes())?,
-                exe,
-                argv: strings(&args)?,
-                envp: strings(&env)?,
-                timeout_ms: hook.timeout().unwrap_or(0).saturating_mul(1000),
-            })
-        })
+        .map(|(i, hook)| prepare_one(point, i, hook, open_exe))
         .collect()
+}
+
+/// Prepares `hook`, the `i`th of its point.
+fn prepare_one(point: Point, i: usize, hook: &Hook, open_exe: bool) -> Result<PreparedHook> {
+    let check_exists = point != Point::StartContainer;
+    let what = format!("hooks.{}[{i}] {}", point.name(), hook.path().display());
+    if check_exists {
+        let c = cstring(&what, hook.path().as_os_str().as_bytes())?;
+        // SAFETY: access(2) on a live C string.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Error::invalid(format!("{what}: cannot execute: {e}")));
+        }
+    }
+    let exe = if open_exe {
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(hook.path())
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        Some(OwnedFd::from(file))
+    } else {
+        None
+    };
+    let args = match hook.args() {
+        Some(a) if !a.is_empty() => a.clone(),
+        _ => vec![hook.path().display().to_string()],
+    };
+    let env = hook.env().clone().unwrap_or_default();
+    let strings = |items: &[String]| -> Result<CStrings> {
+        Ok(CStrings::new(
+            items
+                .iter()
+                .map(|s| cstring(&what, s.as_bytes()))
+                .collect::<Result<_>>()?,
+        ))
+    };
+    Ok(PreparedHook {
+        path: cstring(&what, hook.path().as_os_str().as_bytes())?,
+        exe,
+        argv: strings(&args)?,
+        envp: strings(&env)?,
+        timeout_ms: hook.timeout().unwrap_or(0).saturating_mul(1000),
+    })
 }
 
 fn cstring(what: &str, bytes: &[u8]) -> Result<CString> {
@@ -225,12 +232,15 @@ pub fn run_all(
     Ok(())
 }
 
-/// Runs the hooks of a point whose failure only warns (poststart, poststop).
+/// Runs the hooks of a point whose failure only warns (poststart, poststop): each one
+/// that fails is a warning, and the rest of the point's hooks still run.
 pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
-    let result = prepare(point, point.of(hooks), false)
-        .and_then(|prepared| run_all(point, &prepared, state, &[]));
-    if let Err(e) = result {
-        crate::error::warn(format_args!("{e}"));
+    for (i, hook) in point.of(hooks).iter().enumerate() {
+        let result = prepare_one(point, i, hook, false)
+            .and_then(|prepared| run_all(point, &[prepared], state, &[]));
+        if let Err(e) = result {
+            crate::error::warn(format_args!("{e}"));
+        }
     }
 }
 

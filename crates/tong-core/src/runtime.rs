@@ -1093,9 +1093,8 @@ fn build(
         return Err(child_error_or(e, pid, record.pid_start, &report));
     }
     // Only with hooks: the state names the owner, a passwd lookup through NSS.
-    let has_create_hooks =
-        !(prestart.is_empty() && create_runtime.is_empty() && create_container.is_empty());
-    let state = if has_create_hooks {
+    let has_runtime_hooks = !(prestart.is_empty() && create_runtime.is_empty());
+    let state = if has_runtime_hooks {
         hook_state(record, &dir.path, Some(Status::Creating))
     } else {
         Vec::new()
@@ -1103,7 +1102,8 @@ fn build(
     hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
     hooks::run_all(hooks::Point::CreateRuntime, &create_runtime, &state, &[])?;
     if let Some(fd) = &ctx.start_hooks.state_fd {
-        hooks::write_state(fd, &hook_state(record, &dir.path, Some(Status::Created)))?;
+        let state = container_hook_state(record, &dir.path, Status::Created);
+        hooks::write_state(fd, &state)?;
     }
     (&sync)
         .write_all_bytes(&[child::GO])
@@ -1122,6 +1122,7 @@ fn build(
     fault::point("create:child-ready", pid);
     if !create_container.is_empty() {
         let joins = container_namespaces(pid)?;
+        let state = container_hook_state(record, &dir.path, Status::Creating);
         hooks::run_all(
             hooks::Point::CreateContainer,
             &create_container,
@@ -1535,9 +1536,41 @@ fn hook_state(record: &Record, dir: &Path, status: Option<Status>) -> Vec<u8> {
     let mut state = oci_state(record, dir, owner_name(record.owner));
     if let Some(s) = status {
         state.status = s;
-        state.pid = record.pid;
+        state.pid = if s == Status::Stopped { 0 } else { record.pid };
     }
-    serde_json::to_vec(&state).unwrap_or_default()
+    state_json(&state)
+}
+
+/// The state of a hook that runs in the container's namespaces (createContainer,
+/// startContainer): its pid is the process's pid as seen in the container (1 in a new
+/// pid namespace), as the runtime spec says and runc gives.
+fn container_hook_state(record: &Record, dir: &Path, status: Status) -> Vec<u8> {
+    let mut state = oci_state(record, dir, owner_name(record.owner));
+    state.status = status;
+    state.pid = pid_in_container(record.pid);
+    state_json(&state)
+}
+
+/// A hook's state JSON; a stopped container has no pid (omitted, as runc).
+fn state_json(state: &ContainerState) -> Vec<u8> {
+    let mut value = serde_json::to_value(state).unwrap_or_default();
+    if state.pid == 0 {
+        if let Some(map) = value.as_object_mut() {
+            map.remove("pid");
+        }
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// `pid` in its innermost pid namespace: the last NSpid of /proc/PID/status.
+fn pid_in_container(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            line.split_whitespace().last()?.parse().ok()
+        })
+        .unwrap_or(pid)
 }
 
 /// Builds everything the child needs to become `process`, so that it allocates nothing.

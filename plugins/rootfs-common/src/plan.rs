@@ -427,10 +427,19 @@ fn mount_step(req: &RootfsRequest, m: &Mount, cgroup2_host: bool) -> PluginResul
     });
 
     if opts.bind || typ == "bind" {
-        if let Some(d) = &data {
+        // The kernel ignores the data of MS_BIND, and runc and crun accept filesystem
+        // data such as `mode=755,size=1k` on a bind mount: tong ignores `key=value`
+        // data too. A bare unknown word is still refused: it is most likely a misspelt
+        // flag (`nosiud`) that runc would drop silently.
+        let unknown: Vec<&str> = opts
+            .data
+            .split(',')
+            .filter(|o| !o.is_empty() && !o.contains('='))
+            .collect();
+        if !unknown.is_empty() {
             return Err(PluginError::invalid(format!(
                 "mount {dest}: unknown mount option(s) {:?} for a bind mount",
-                d.to_string_lossy()
+                unknown.join(",")
             )));
         }
         if source.is_empty() {
@@ -727,6 +736,18 @@ mod tests {
             json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "frobnicate"]}]),
         ));
         assert!(e.contains("unknown mount option(s) \"frobnicate\""), "{e}");
+        // Filesystem data on a bind mount is ignored (the kernel ignores it for MS_BIND);
+        // a bare unknown word beside it is still refused.
+        let plan = build(&req(
+            "/tmp",
+            json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "mode=755", "size=1k", "ro"]}]),
+        ));
+        assert!(plan.is_ok(), "{:?}", plan.err().map(|e| e.message));
+        let e = err_of(&req(
+            "/tmp",
+            json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rbind", "mode=755", "nosiud"]}]),
+        ));
+        assert!(e.contains("unknown mount option(s) \"nosiud\""), "{e}");
         let e = err_of(&req(
             "/tmp",
             json!([{"destination": "/x", "options": ["bind"], "source": "/nonexistent/src"}]),

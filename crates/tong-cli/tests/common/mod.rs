@@ -296,3 +296,47 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Runs `bundle` to completion with `runc run` (its own temporary --root), as the
+/// reference a compatibility test compares tong with; None (after printing SKIP) when
+/// runc is not installed.
+pub fn runc_run(test: &str, bundle: &Path) -> Option<Output> {
+    runc_run_id(test, bundle, &unique_id(test))
+}
+
+/// [`runc_run`] as container `id`.
+pub fn runc_run_id(test: &str, bundle: &Path, id: &str) -> Option<Output> {
+    let Some(runc) = peer_runtime("runc") else {
+        println!("SKIP {test}: runc is not installed (apt-get install runc)");
+        return None;
+    };
+    let root = tempfile::Builder::new()
+        .prefix("tong-it-runc-")
+        .tempdir()
+        .unwrap();
+    let out = run_with_files(
+        Command::new(&runc)
+            .arg("--root")
+            .arg(root.path())
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(id),
+    );
+    // runc deletes what it ran; this only catches a container left by a failed run.
+    let _ = run_with_files(
+        Command::new(&runc)
+            .arg("--root")
+            .arg(root.path())
+            .args(["delete", "--force", id]),
+    );
+    Some(out)
+}
+
+/// The path of a peer runtime (runc, crun) on PATH.
+pub fn peer_runtime(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}

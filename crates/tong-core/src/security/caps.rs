@@ -3,7 +3,9 @@
 //! Names are parsed in the parent with the `caps` crate into 64-bit masks; the child
 //! drops the bounding set with prctl, keeps its permitted set across setresuid with
 //! PR_SET_KEEPCAPS, then sets effective/permitted/inheritable with a raw capset(2) and
-//! the ambient set with prctl. No allocation in the child.
+//! the ambient set with prctl. No allocation in the child. An ambient capability that is
+//! not both permitted and inheritable cannot be raised: it is left out with one warning,
+//! as runc and crun do (their default specs have no inheritable set).
 
 use std::str::FromStr;
 
@@ -74,7 +76,7 @@ pub fn plan(
         }
         Ok(mask)
     };
-    let plan = CapabilityPlan {
+    let mut plan = CapabilityPlan {
         bounding: mask("bounding", caps.bounding().as_ref())?,
         effective: mask("effective", caps.effective().as_ref())?,
         permitted: mask("permitted", caps.permitted().as_ref())?,
@@ -82,8 +84,26 @@ pub fn plan(
         ambient: mask("ambient", caps.ambient().as_ref())?,
         last_cap,
     };
+    let skipped = plan.drop_unraisable_ambient();
+    if skipped != 0 {
+        crate::error::warn(format_args!(
+            "process.capabilities.ambient: {} not raised: an ambient capability must also be in the permitted and inheritable sets",
+            names(skipped)
+        ));
+    }
     check(&plan, user_namespace)?;
     Ok(Some(plan))
+}
+
+impl CapabilityPlan {
+    /// The kernel raises an ambient capability only when it is both permitted and
+    /// inheritable. runc and crun skip the others (their default specs list ambient
+    /// capabilities with no inheritable set), and so does tong: returns the skipped mask.
+    fn drop_unraisable_ambient(&mut self) -> u64 {
+        let skipped = self.ambient & !(self.permitted & self.inheritable);
+        self.ambient &= !skipped;
+        skipped
+    }
 }
 
 /// Refuses what capset(2) or prctl would refuse in the child, naming the capability.
@@ -93,12 +113,6 @@ fn check(plan: &CapabilityPlan, user_namespace: bool) -> Result<()> {
         return Err(invalid(
             "process.capabilities.effective",
             format!("{cap} is not in the permitted set (effective must be a subset of permitted)"),
-        ));
-    }
-    if let Some(cap) = first(extra(plan.permitted & plan.inheritable, plan.ambient)) {
-        return Err(invalid(
-            "process.capabilities.ambient",
-            format!("{cap} must also be in the permitted and inheritable sets"),
         ));
     }
     // In a new user namespace the process holds every capability of that namespace; in
@@ -120,13 +134,23 @@ fn check(plan: &CapabilityPlan, user_namespace: bool) -> Result<()> {
 
 /// The name of the lowest capability in `mask`.
 fn first(mask: u64) -> Option<String> {
-    (mask != 0).then(|| {
-        let index = mask.trailing_zeros() as u8;
-        ::caps::all()
-            .into_iter()
-            .find(|c| c.index() == index)
-            .map_or_else(|| format!("capability {index}"), |c| c.to_string())
-    })
+    (mask != 0).then(|| name(mask.trailing_zeros() as u8))
+}
+
+/// The names of every capability in `mask`, lowest first, comma-separated.
+fn names(mask: u64) -> String {
+    (0..64u8)
+        .filter(|i| mask & (1u64 << i) != 0)
+        .map(name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn name(index: u8) -> String {
+    ::caps::all()
+        .into_iter()
+        .find(|c| c.index() == index)
+        .map_or_else(|| format!("capability {index}"), |c| c.to_string())
 }
 
 fn last_cap() -> u32 {
@@ -300,6 +324,22 @@ mod tests {
         assert!(
             err.contains("CAP_KILL is not in the permitted set"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn ambient_keeps_only_what_the_kernel_raises() {
+        // runc spec's sets: ambient with no inheritable set.
+        let caps: LinuxCapabilities = serde_json::from_value(serde_json::json!({
+            "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL", "CAP_CHOWN"],
+            "permitted": ["CAP_KILL", "CAP_CHOWN"], "inheritable": ["CAP_CHOWN", "CAP_NET_RAW"],
+            "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]}))
+        .unwrap();
+        let plan = plan(Some(&caps), true).unwrap().unwrap();
+        assert_eq!(plan.ambient, Capability::CAP_CHOWN.bitmask());
+        assert_eq!(
+            names(Capability::CAP_KILL.bitmask() | Capability::CAP_NET_RAW.bitmask()),
+            "CAP_KILL, CAP_NET_RAW"
         );
     }
 }
