@@ -967,6 +967,21 @@ fn mountinfo_shape(line: &str) -> String {
         .join(" ")
 }
 
+/// A run's output with its mountinfo lines (those of more than six fields) in
+/// [`mountinfo_shape`].
+fn output_shape(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            if l.split(' ').count() > 6 {
+                mountinfo_shape(l)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The command line running `bundle` as `id` under runc (state in `runc_root`), or
 /// `None` (and a SKIP line) when runc is not installed.
 fn runc_command(test: &str, runc_root: &Path, bundle: &Bundle, id: &str) -> Option<String> {
@@ -1082,18 +1097,6 @@ fn no_mount_namespace(backend: &str) {
         };
         // The caller's mounts of the rootfs afterwards, in the shape runc leaves them.
         let after = format!("; echo '== caller'; grep ' {rootfs}' /proc/self/mountinfo");
-        let shape = |out: &str| {
-            out.lines()
-                .map(|l| {
-                    if l.split(' ').count() > 6 {
-                        mountinfo_shape(l)
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         let (tong_out, tong_err) =
             in_private_mount_ns(&(tong_command(&tong, backend, &bundle, &id) + &after));
         if backend == "overlay" {
@@ -1113,8 +1116,8 @@ fn no_mount_namespace(backend: &str) {
                 "{backend}: {tong_out} {tong_err}"
             );
             assert_eq!(
-                shape(&tong_out),
-                shape(&runc_out),
+                output_shape(&tong_out),
+                output_shape(&runc_out),
                 "{backend} {namespaces}: tong ({tong_err}) and runc ({runc_err}) differ"
             );
         }
@@ -1159,44 +1162,33 @@ fn joined_mount_namespace() {
     cfg["root"]["path"] = json!(own.path());
     cfg["linux"]["namespaces"] = json!([
         {"type": "pid"}, {"type": "uts"}, {"type": "ipc"},
-        {"type": "mount", "path": own.dir.path().join("mntns")}
+        {"type": "mount", "path": "/HOLDER"}
     ]);
     let bundle = Bundle::new(&cfg);
-    std::fs::write(own.dir.path().join("mntns"), "").unwrap();
+    let config = bundle.path().join("config.json");
+    let template = bundle.path().join("config.template");
+    std::fs::rename(&config, &template).unwrap();
     let id = unique_id(test);
     let Some(runc) = runc_command(test, runc_root.path(), &bundle, &id) else {
         return;
     };
-    // The holder: a sleeping process in a mount namespace of its own, bound on the
-    // config's path (inside the private namespace only) once it runs sleep: its mounts
-    // are private by then, so the bind cannot propagate into the namespace it names.
-    let ns_file = own.dir.path().join("mntns");
+    // The holder: a sleeping process in a mount namespace of its own; its path goes
+    // into the config once the process runs sleep (its namespace is set up by then).
     let joined = |cmd: &str| {
         in_private_mount_ns(&format!(
             "unshare --mount --propagation private sleep 60 & holder=$!; \
              while [ \"$(cat /proc/$holder/comm)\" != sleep ]; do sleep 0.01; done; \
-             mount --bind /proc/$holder/ns/mnt {} && {cmd}; kill $holder",
-            ns_file.display()
+             sed \"s|/HOLDER|/proc/$holder/ns/mnt|\" {} > {} && {cmd}; kill $holder",
+            template.display(),
+            config.display()
         ))
-    };
-    let shape = |out: &str| {
-        out.lines()
-            .map(|l| {
-                if l.split(' ').count() > 6 {
-                    mountinfo_shape(l)
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     };
     let (tong_out, tong_err) = joined(&tong_command(&tong, "pivot", &bundle, &id));
     let (runc_out, runc_err) = joined(&runc);
     assert!(tong_out.contains("== mountinfo"), "{tong_out} {tong_err}");
     assert_eq!(
-        shape(&tong_out),
-        shape(&runc_out),
+        output_shape(&tong_out),
+        output_shape(&runc_out),
         "tong ({tong_err}) and runc ({runc_err}) differ"
     );
     tong.assert_clean(&id, Some(&bundle), None);
