@@ -982,6 +982,15 @@ fn output_shape(out: &str) -> String {
         .join("\n")
 }
 
+/// `out` without the `== others N` lines (counts of mounts that other tests running
+/// on the host may change between two runs).
+fn strip_counts(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.starts_with("== others"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The command line running `bundle` as `id` under runc (state in `runc_root`), or
 /// `None` (and a SKIP line) when runc is not installed.
 fn runc_command(test: &str, runc_root: &Path, bundle: &Bundle, id: &str) -> Option<String> {
@@ -1095,10 +1104,17 @@ fn no_mount_namespace(backend: &str) {
         let Some(runc) = runc_command(&test, runc_root.path(), &bundle, &id) else {
             return;
         };
-        // The caller's mounts of the rootfs afterwards, in the shape runc leaves them.
-        let after = format!("; echo '== caller'; grep ' {rootfs}' /proc/self/mountinfo");
+        // The caller's mounts of the rootfs afterwards, in the shape runc leaves them,
+        // and the count of its other mounts before and after (nothing else is left).
+        let others = format!("grep -vc ' {rootfs}' /proc/self/mountinfo");
+        let around = |cmd: &str| {
+            format!(
+                "echo \"== others $({others})\"; {cmd}; echo '== caller'; \
+                 grep ' {rootfs}' /proc/self/mountinfo; echo \"== others $({others})\""
+            )
+        };
         let (tong_out, tong_err) =
-            in_private_mount_ns(&(tong_command(&tong, backend, &bundle, &id) + &after));
+            in_private_mount_ns(&around(&tong_command(&tong, backend, &bundle, &id)));
         if backend == "overlay" {
             assert!(
                 tong_err.contains("the overlay rootfs backend needs a mount namespace"),
@@ -1106,7 +1122,15 @@ fn no_mount_namespace(backend: &str) {
             );
             assert!(!tong_out.contains("== root"), "{tong_out}");
         } else {
-            let (runc_out, runc_err) = in_private_mount_ns(&(runc + &after));
+            let (runc_out, runc_err) = in_private_mount_ns(&around(&runc));
+            let counts: Vec<_> = tong_out
+                .lines()
+                .filter(|l| l.starts_with("== others"))
+                .collect();
+            assert!(
+                counts.len() == 2 && counts[0] == counts[1],
+                "{backend}: tong left other mounts in the caller's namespace: {tong_out}"
+            );
             assert!(
                 runc_out.contains("== caller"),
                 "runc: {runc_out} {runc_err}"
@@ -1116,8 +1140,8 @@ fn no_mount_namespace(backend: &str) {
                 "{backend}: {tong_out} {tong_err}"
             );
             assert_eq!(
-                output_shape(&tong_out),
-                output_shape(&runc_out),
+                output_shape(&strip_counts(&tong_out)),
+                output_shape(&strip_counts(&runc_out)),
                 "{backend} {namespaces}: tong ({tong_err}) and runc ({runc_err}) differ"
             );
         }
