@@ -1123,12 +1123,15 @@ fn no_mount_namespace(backend: &str) {
             assert!(!tong_out.contains("== root"), "{tong_out}");
         } else {
             let (runc_out, runc_err) = in_private_mount_ns(&around(&runc));
-            let counts: Vec<_> = tong_out
+            // Fewer is possible: a directory another test removes on the host takes
+            // the copy of a mount on it out of this namespace too.
+            let counts: Vec<u32> = tong_out
                 .lines()
-                .filter(|l| l.starts_with("== others"))
+                .filter_map(|l| l.strip_prefix("== others "))
+                .map(|n| n.parse().unwrap())
                 .collect();
             assert!(
-                counts.len() == 2 && counts[0] == counts[1],
+                counts.len() == 2 && counts[1] <= counts[0],
                 "{backend}: tong left other mounts in the caller's namespace: {tong_out}"
             );
             assert!(
