@@ -104,6 +104,10 @@ pub struct RootfsRequest {
     /// The container gets a new network namespace.
     #[serde(default)]
     pub network_namespace: bool,
+    /// The container has no mount namespace of its own (none created, none joined): it
+    /// mounts in the runtime's, and enters its root with a plain chroot (as runc does).
+    #[serde(default)]
+    pub caller_mount_namespace: bool,
     /// The config's annotations, for backend-specific settings.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,

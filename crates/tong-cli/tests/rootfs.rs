@@ -938,6 +938,290 @@ fn tmpcopyup(backend: &str) {
     );
 }
 
+/// Runs `script` with sh in a new mount namespace of its own whose `/` is then made
+/// rshared there (new peer groups, none shared with the host's): containers without a
+/// mount namespace mount in it, and it goes away with the script. Returns stdout, and
+/// stderr for messages.
+fn in_private_mount_ns(script: &str) -> (String, String) {
+    let out = common::run_with_files(std::process::Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("mount --make-rshared / && {script}"),
+    ]));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A line of mountinfo without what differs between runs: mount ids and peer group
+/// numbers (`shared:12` -> `shared`).
+fn mountinfo_shape(line: &str) -> String {
+    line.split(' ')
+        .skip(4)
+        .map(|f| f.split(':').next().unwrap_or(f))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A run's output with its mountinfo lines (those of more than six fields) in
+/// [`mountinfo_shape`].
+fn output_shape(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            if l.split(' ').count() > 6 {
+                mountinfo_shape(l)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `out` without the `== others N` lines (counts of mounts that other tests running
+/// on the host may change between two runs).
+fn strip_counts(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.starts_with("== others"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The command line running `bundle` as `id` under runc (state in `runc_root`), or
+/// `None` (and a SKIP line) when runc is not installed.
+fn runc_command(test: &str, runc_root: &Path, bundle: &Bundle, id: &str) -> Option<String> {
+    if !Path::new("/usr/sbin/runc").exists() {
+        println!("SKIP {test}: runc is not installed (apt-get install runc)");
+        return None;
+    }
+    Some(format!(
+        "/usr/sbin/runc --root {} run --bundle {} {id}",
+        runc_root.display(),
+        bundle.path().display()
+    ))
+}
+
+fn tong_command(tong: &Tong, backend: &str, bundle: &Bundle, id: &str) -> String {
+    format!(
+        "{} --root {} run --backend rootfs={backend} --bundle {} {id}",
+        tong_bin().display(),
+        tong.root.path().display(),
+        bundle.path().display()
+    )
+}
+
+/// `linux.rootfsPropagation`, every value: the container's `/` in its mountinfo has the
+/// propagation runc gives it for the same bundle, runc running beside tong in the same
+/// kind of private mount namespace (with an rshared `/`, so slave and shared show).
+fn root_propagation_values(backend: &str) {
+    let test = format!("{backend}_root_propagation_values");
+    let Some((tong, own)) = start(&test) else {
+        return;
+    };
+    let runc_root = tempfile::tempdir().unwrap();
+    let script = "awk '$5 == \"/\"' /proc/self/mountinfo";
+    for value in [
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "private",
+        "rprivate",
+        "unbindable",
+        "runbindable",
+    ] {
+        let mut cfg = config(&["sh", "-c", script]);
+        cfg["root"]["path"] = json!(own.path());
+        cfg["linux"]["rootfsPropagation"] = json!(value);
+        let bundle = Bundle::new(&cfg);
+        let id = unique_id(&test);
+        let Some(runc) = runc_command(&test, runc_root.path(), &bundle, &id) else {
+            return;
+        };
+        let propagation = |out: &str| {
+            let line = out.lines().next().unwrap_or_default();
+            let shape = mountinfo_shape(line);
+            shape.split(' ').nth(2).unwrap_or("(no / line)").to_string()
+        };
+        let (runc_out, runc_err) = in_private_mount_ns(&runc);
+        let (tong_out, tong_err) = in_private_mount_ns(&tong_command(&tong, backend, &bundle, &id));
+        let got = propagation(&tong_out);
+        let by_runc = propagation(&runc_out);
+        // runc 1.1 (Debian 12) cannot do shared (runc#1755: it makes the root's parent
+        // private after applying it) nor unbindable (the bind of the rootfs fails); runc
+        // 1.3 applies the value to the new root after pivot_root, as tong does.
+        let expected = match value.trim_start_matches('r') {
+            "shared" => "shared",
+            "unbindable" => "unbindable",
+            // A fresh overlay mount has no master to be a slave of.
+            "slave" if backend == "overlay" => "-",
+            _ => by_runc.as_str(),
+        };
+        println!("{backend} {value}: tong {got}, runc {by_runc} {runc_err}");
+        assert_eq!(
+            got, expected,
+            "{backend} rootfsPropagation {value}: tong gives {tong_out:?} ({tong_err}), runc {runc_out:?} ({runc_err})"
+        );
+        if value.ends_with("slave") || value.ends_with("private") {
+            assert_eq!(runc_err, "", "runc failed on {value}");
+        }
+        tong.assert_clean(&id, Some(&bundle), None);
+    }
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+/// No mount namespace in `linux.namespaces` (and then none at all): the container runs
+/// in its caller's, as with runc. What the process sees (its root, its mountinfo, its
+/// hostname) and what the caller's namespace holds afterwards equal runc's on the same
+/// bundle; the overlay backend refuses clearly. Each runtime runs in a private mount
+/// namespace of its own, never in the host's.
+fn no_mount_namespace(backend: &str) {
+    let test = format!("{backend}_no_mount_namespace");
+    let Some((tong, own)) = start(&test) else {
+        return;
+    };
+    let runc_root = tempfile::tempdir().unwrap();
+    let rootfs = own.path().display().to_string();
+    let script = "echo '== root'; ls /; echo '== hostname'; hostname; \
+                  echo '== mountinfo'; cat /proc/self/mountinfo";
+    for namespaces in [
+        json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}]),
+        json!([]),
+    ] {
+        let mut cfg = config(&["sh", "-c", script]);
+        cfg["root"]["path"] = json!(own.path());
+        if namespaces.as_array().unwrap().is_empty() {
+            // Without a UTS namespace neither runtime may set a hostname.
+            cfg.as_object_mut().unwrap().remove("hostname");
+        }
+        cfg["linux"]["namespaces"] = namespaces.clone();
+        let bundle = Bundle::new(&cfg);
+        let id = unique_id(&test);
+        let Some(runc) = runc_command(&test, runc_root.path(), &bundle, &id) else {
+            return;
+        };
+        // The caller's mounts of the rootfs afterwards, in the shape runc leaves them,
+        // and the count of its other mounts before and after (nothing else is left).
+        let others = format!("grep -vc ' {rootfs}' /proc/self/mountinfo");
+        let around = |cmd: &str| {
+            format!(
+                "echo \"== others $({others})\"; {cmd}; echo '== caller'; \
+                 grep ' {rootfs}' /proc/self/mountinfo; echo \"== others $({others})\""
+            )
+        };
+        let (tong_out, tong_err) =
+            in_private_mount_ns(&around(&tong_command(&tong, backend, &bundle, &id)));
+        if backend == "overlay" {
+            assert!(
+                tong_err.contains("the overlay rootfs backend needs a mount namespace"),
+                "{tong_err}"
+            );
+            assert!(!tong_out.contains("== root"), "{tong_out}");
+        } else {
+            let (runc_out, runc_err) = in_private_mount_ns(&around(&runc));
+            // Fewer is possible: a directory another test removes on the host takes
+            // the copy of a mount on it out of this namespace too.
+            let counts: Vec<u32> = tong_out
+                .lines()
+                .filter_map(|l| l.strip_prefix("== others "))
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert!(
+                counts.len() == 2 && counts[1] <= counts[0],
+                "{backend}: tong left other mounts in the caller's namespace: {tong_out}"
+            );
+            assert!(
+                runc_out.contains("== caller"),
+                "runc: {runc_out} {runc_err}"
+            );
+            assert!(
+                tong_out.contains(&format!("{rootfs}/proc")),
+                "{backend}: {tong_out} {tong_err}"
+            );
+            assert_eq!(
+                output_shape(&strip_counts(&tong_out)),
+                output_shape(&strip_counts(&runc_out)),
+                "{backend} {namespaces}: tong ({tong_err}) and runc ({runc_err}) differ"
+            );
+        }
+        tong.assert_clean(&id, Some(&bundle), None);
+    }
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+/// maskedPaths without a mount namespace would mask the caller's own paths: refused
+/// before anything is made, as runc does.
+#[test]
+fn no_mount_namespace_refuses_masked_paths() {
+    let Some((tong, own)) = start("no_mount_namespace_refuses_masked_paths") else {
+        return;
+    };
+    let mut cfg = config(&["true"]);
+    cfg["root"]["path"] = json!(own.path());
+    cfg["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]);
+    cfg["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    let bundle = Bundle::new(&cfg);
+    let id = unique_id("no_mount_namespace_refuses_masked_paths");
+    let (_, err) = in_private_mount_ns(&tong_command(&tong, "pivot", &bundle, &id));
+    assert!(
+        err.contains("linux.maskedPaths and linux.readonlyPaths need a mount namespace"),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A mount namespace given by path is joined, and the container is built in it as in a
+/// new one (runc does the same: the rootfs setup and pivot_root happen in the joined
+/// namespace). The namespace belongs to a process of the test's own private namespace.
+#[test]
+fn joined_mount_namespace() {
+    let test = "joined_mount_namespace";
+    let Some((tong, own)) = start(test) else {
+        return;
+    };
+    let runc_root = tempfile::tempdir().unwrap();
+    let script = "echo '== root'; ls /; echo '== mountinfo'; cat /proc/self/mountinfo";
+    let mut cfg = config(&["sh", "-c", script]);
+    cfg["root"]["path"] = json!(own.path());
+    cfg["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "uts"}, {"type": "ipc"},
+        {"type": "mount", "path": "/HOLDER"}
+    ]);
+    let bundle = Bundle::new(&cfg);
+    let config = bundle.path().join("config.json");
+    let template = bundle.path().join("config.template");
+    std::fs::rename(&config, &template).unwrap();
+    let id = unique_id(test);
+    let Some(runc) = runc_command(test, runc_root.path(), &bundle, &id) else {
+        return;
+    };
+    // The holder: a sleeping process in a mount namespace of its own; its path goes
+    // into the config once the process runs sleep (its namespace is set up by then).
+    let joined = |cmd: &str| {
+        in_private_mount_ns(&format!(
+            "unshare --mount --propagation private sleep 60 & holder=$!; \
+             while [ \"$(cat /proc/$holder/comm)\" != sleep ]; do sleep 0.01; done; \
+             sed \"s|/HOLDER|/proc/$holder/ns/mnt|\" {} > {} && {cmd}; kill $holder",
+            template.display(),
+            config.display()
+        ))
+    };
+    let (tong_out, tong_err) = joined(&tong_command(&tong, "pivot", &bundle, &id));
+    let (runc_out, runc_err) = joined(&runc);
+    assert!(tong_out.contains("== mountinfo"), "{tong_out} {tong_err}");
+    assert_eq!(
+        output_shape(&tong_out),
+        output_shape(&runc_out),
+        "tong ({tong_err}) and runc ({runc_err}) differ"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
 macro_rules! conformance {
     ($($backend:ident),*) => {
         $(
@@ -965,6 +1249,14 @@ macro_rules! conformance {
                 #[test]
                 fn tmpcopyup() {
                     super::tmpcopyup(stringify!($backend));
+                }
+                #[test]
+                fn root_propagation_values() {
+                    super::root_propagation_values(stringify!($backend));
+                }
+                #[test]
+                fn no_mount_namespace() {
+                    super::no_mount_namespace(stringify!($backend));
                 }
             }
         )*

@@ -256,11 +256,7 @@ impl Runtime {
         id::validate(id)?;
         let bundle = Bundle::load(bundle)?;
         let namespaces = NamespacePlan::from_spec(&bundle.spec);
-        if !namespaces.creates(libc::CLONE_NEWNS) {
-            return Err(Error::invalid(
-                "linux.namespaces must include a new mount namespace (type \"mount\" without a path)",
-            ));
-        }
+        check_mount_namespace(&bundle.spec, &namespaces)?;
         userns::check(&bundle.spec, &namespaces)?;
         // Checked and compiled before anything exists on the host.
         let security = security::prepare_container(&bundle.spec, &namespaces)?;
@@ -1296,6 +1292,25 @@ fn depth(v: &Value) -> usize {
     }
 }
 
+/// A container without a mount namespace of its own (none created, none joined) mounts
+/// in its caller's. maskedPaths and readonlyPaths would then cover the caller's own
+/// `/proc` and `/sys` entries: refused, as runc does.
+fn check_mount_namespace(spec: &Spec, ns: &NamespacePlan) -> Result<()> {
+    if ns.has(libc::CLONE_NEWNS) {
+        return Ok(());
+    }
+    let linux = spec.linux().as_ref();
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    let readonly = linux.and_then(|l| l.readonly_paths().as_ref());
+    if masked.is_some_and(|v| !v.is_empty()) || readonly.is_some_and(|v| !v.is_empty()) {
+        return Err(Error::invalid(
+            "linux.maskedPaths and linux.readonlyPaths need a mount namespace (type \"mount\", \
+             new or joined by path): without one they would mask the caller's own paths",
+        ));
+    }
+    Ok(())
+}
+
 fn rootfs_request(
     record: &Record,
     bundle: &Bundle,
@@ -1336,6 +1351,7 @@ fn rootfs_request(
         user_namespace: ns.has(libc::CLONE_NEWUSER),
         cgroup_namespace: ns.has(libc::CLONE_NEWCGROUP),
         network_namespace: ns.has(libc::CLONE_NEWNET),
+        caller_mount_namespace: !ns.has(libc::CLONE_NEWNS),
         annotations: record.annotations.clone(),
         mount_label: linux.and_then(|l| l.mount_label().clone()),
     })

@@ -1,4 +1,5 @@
-//! `child_setup`: runs in the container's child, in its new mount namespace, before exec.
+//! `child_setup`: runs in the container's child, in its mount namespace (new, joined, or
+//! without one the caller's), before exec.
 //!
 //! No allocation, no locks: only raw system calls on the C strings and flags the plan
 //! holds, stack buffers, and errors written into the host's [`ChildError`].
@@ -470,6 +471,27 @@ fn chroot_into(root: &Fd, err: &mut ChildError) -> Step {
     Ok(())
 }
 
+/// chroot(2) into the rootfs where it is: the container has no mount namespace of its
+/// own, so nothing may be moved or detached (it would be the caller's mount).
+fn chroot_in_place(root: &Fd, err: &mut ChildError) -> Step {
+    // SAFETY: root is an open directory fd (O_PATH is enough for fchdir).
+    if unsafe { libc::fchdir(root.raw()) } != 0 {
+        err.os(&[b"chdir to the rootfs"]);
+        return Err(());
+    }
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        err.os(&[b"chroot"]);
+        return Err(());
+    }
+    // SAFETY: a NUL-terminated literal path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        err.os(&[b"chdir to /"]);
+        return Err(());
+    }
+    Ok(())
+}
+
 /// Hides `path`: /dev/null over files, an empty read-only tmpfs over directories.
 fn mask(path: &CStr, err: &mut ChildError) -> Step {
     let mut st = MaybeUninit::<libc::stat>::uninit();
@@ -613,10 +635,13 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     match plan.enter {
         Enter::Pivot => pivot(&root, err)?,
         Enter::Chroot => chroot_into(&root, err)?,
+        Enter::ChrootInPlace => chroot_in_place(&root, err)?,
     }
     drop(root);
-    if plan.propagation_explicit {
-        mount(None, c"/", None, plan.root_propagation, None)
+    // rootfsPropagation applies to the container's root itself, as with runc: only now
+    // is it `/` (and an unbindable mount could not have been bound in step 2).
+    if let Some(propagation) = plan.final_propagation {
+        mount(None, c"/", None, propagation, None)
             .map_err(|e| err.set(e, &[b"set the propagation of the new /"]))?;
     }
 

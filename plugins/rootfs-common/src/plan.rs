@@ -114,6 +114,10 @@ pub enum Enter {
     /// The rootfs is moved onto `/` and chroot(2)ed into: the host's mounts stay in the
     /// namespace, hidden under the container's root.
     Chroot,
+    /// chroot(2) into the rootfs where it is bound, nothing moved or detached: the
+    /// container has no mount namespace of its own, so every mount is the caller's
+    /// (runc's `chroot()` for this case).
+    ChrootInPlace,
 }
 
 /// What a backend decides: the directory that becomes `/`, and how.
@@ -132,10 +136,12 @@ pub struct Plan {
     pub rootfs: CString,
     pub root_mount: RootMount,
     pub enter: Enter,
-    /// Propagation applied to `/` first (default `MS_SLAVE | MS_REC`).
+    /// Propagation applied to the old `/` first, so nothing mounted for the container
+    /// reaches the host: `MS_SLAVE | MS_REC` by default and for the unbindable values
+    /// (an unbindable `/` could not be bound onto the rootfs), the config's otherwise.
     pub root_propagation: c_ulong,
-    /// `rootfsPropagation` was given: re-apply it to the new root after pivot.
-    pub propagation_explicit: bool,
+    /// `rootfsPropagation` as given, applied to the container's root once it is `/`.
+    pub final_propagation: Option<c_ulong>,
     /// With shared propagation, the mount holding the rootfs is made private so
     /// pivot_root accepts it.
     pub rootfs_parent_mount: Option<CString>,
@@ -257,17 +263,24 @@ pub fn build_for(req: &RootfsRequest, root: Root) -> PluginResult<Plan> {
         eprintln!("tong: warning: linux.mountLabel {label:?} ignored: SELinux is not enabled");
     }
 
-    let (root_propagation, propagation_explicit) = match req.rootfs_propagation.as_deref() {
-        None | Some("") => (libc::MS_SLAVE | libc::MS_REC, false),
-        Some(p) => (
-            parse_propagation(p).ok_or_else(|| {
-                PluginError::invalid(format!(
-                    "unknown rootfsPropagation {p:?} (expected shared, slave, private, \
-                     unbindable or their r-prefixed recursive forms)"
-                ))
-            })?,
-            true,
-        ),
+    let final_propagation = match req.rootfs_propagation.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(parse_propagation(p).ok_or_else(|| {
+            PluginError::invalid(format!(
+                "unknown rootfsPropagation {p:?} (expected shared, slave, private, \
+                 unbindable or their r-prefixed recursive forms)"
+            ))
+        })?),
+    };
+    let root_propagation = match final_propagation {
+        Some(p) if p & libc::MS_UNBINDABLE == 0 => p,
+        _ => libc::MS_SLAVE | libc::MS_REC,
+    };
+    // Without a mount namespace of its own the rootfs stays where it is bound.
+    let enter = if req.caller_mount_namespace {
+        Enter::ChrootInPlace
+    } else {
+        root.enter
     };
     let rootfs_parent_mount = if root_propagation & libc::MS_SHARED != 0 {
         let mp = mount_point_of(&rootfs)
@@ -346,9 +359,9 @@ pub fn build_for(req: &RootfsRequest, root: Root) -> PluginResult<Plan> {
     Ok(Plan {
         rootfs: cstring("rootfs", rootfs.as_os_str().as_encoded_bytes())?,
         root_mount: root.mount,
-        enter: root.enter,
+        enter,
         root_propagation,
-        propagation_explicit,
+        final_propagation,
         rootfs_parent_mount,
         readonly: req.readonly,
         user_namespace: req.user_namespace,
@@ -866,8 +879,31 @@ mod tests {
         r.rootfs_propagation = Some("rshared".into());
         let p = build(&r).unwrap();
         assert_eq!(p.root_propagation, libc::MS_SHARED | libc::MS_REC);
-        assert!(p.propagation_explicit);
+        assert_eq!(p.final_propagation, Some(libc::MS_SHARED | libc::MS_REC));
         assert!(p.rootfs_parent_mount.is_some());
+    }
+
+    #[test]
+    fn unbindable_root_is_applied_only_to_the_new_root() {
+        for (value, flags) in [
+            ("unbindable", libc::MS_UNBINDABLE),
+            ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
+        ] {
+            let mut r = req("/tmp", json!([]));
+            r.rootfs_propagation = Some(value.into());
+            let p = build(&r).unwrap();
+            assert_eq!(p.root_propagation, libc::MS_SLAVE | libc::MS_REC, "{value}");
+            assert_eq!(p.final_propagation, Some(flags), "{value}");
+            assert!(p.rootfs_parent_mount.is_none(), "{value}");
+        }
+    }
+
+    #[test]
+    fn no_mount_namespace_enters_with_a_chroot_in_place() {
+        let mut r = req("/tmp", json!([]));
+        assert_eq!(build(&r).unwrap().enter, Enter::Pivot);
+        r.caller_mount_namespace = true;
+        assert_eq!(build(&r).unwrap().enter, Enter::ChrootInPlace);
     }
 
     #[test]

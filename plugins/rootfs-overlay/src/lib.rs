@@ -214,6 +214,15 @@ impl RootfsPlugin for OverlayRootfs {
                  (use --backend rootfs=pivot)",
             ));
         }
+        if req.caller_mount_namespace {
+            // The overlay would be mounted in the caller's namespace, on the state
+            // directory, and outlive the container there.
+            return Err(PluginError::unsupported(
+                "the overlay rootfs backend needs a mount namespace (type \"mount\" in \
+                 linux.namespaces): without one the overlay would be mounted in the caller's \
+                 (use --backend rootfs=pivot or chroot)",
+            ));
+        }
         let layer = layer_path(&req.state_dir)?;
         if layer.exists() {
             return Err(PluginError::invalid(format!(
