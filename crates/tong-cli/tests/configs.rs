@@ -138,6 +138,33 @@ fn mount_line(line: &str) -> String {
     format!("MOUNT {} {} {} {}", f[4], f[5], f[dash + 1], superopts)
 }
 
+/// A cgroup file's value on one line, or why it could not be read.
+fn cgroup_value(path: &str, file: &str) -> String {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return format!("unreadable ({e})"),
+    };
+    let mut entries: Vec<&str> = text.lines().collect();
+    // v1's device exceptions are a set: the order they were written in means nothing.
+    if file == "devices.list" {
+        entries.sort_unstable();
+    }
+    entries.join("; ")
+}
+
+/// Waits up to `limit` for `child` to exit, then kills it.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().unwrap()
+}
+
 /// Runs the fixture under `runtime` (a path to runc or tong) and collects what the
 /// process saw, the cgroup values and the exit code.
 fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
@@ -200,38 +227,13 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
             };
             for file in *files {
                 let host = format!("/sys/fs/cgroup/{controller}{path}/{file}");
-                let value = std::fs::read_to_string(&host)
-                    .map(|v| {
-                        let mut entries: Vec<&str> = v.lines().collect();
-                        // v1's device exceptions are a set: the order they were
-                        // written in means nothing.
-                        if *file == "devices.list" {
-                            entries.sort_unstable();
-                        }
-                        entries.join("; ")
-                    })
-                    .unwrap_or_else(|e| format!("unreadable ({e})"));
+                let value = cgroup_value(&host, file);
                 lines.push(format!("cgroup {file}: {value}"));
             }
         }
         std::fs::write(dir.path().join("rootfs/probe-go"), "").unwrap();
     }
-    let status = match exited {
-        Some(s) => s,
-        None => {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(s) = child.try_wait().unwrap() {
-                    break s;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break child.wait().unwrap();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
+    let status = exited.unwrap_or_else(|| wait_exit(&mut child, Duration::from_secs(30)));
     let _ = Command::new(runtime)
         .arg("--root")
         .arg(&state)
