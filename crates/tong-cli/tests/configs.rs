@@ -1,4 +1,4 @@
-//! The configs real clients send (podman, containerd's ctr, Docker) and the default specs
+//! The configs real clients send (podman, containerd's ctr and CRI plugin, Docker) and the default specs
 //! of `runc spec`, `runc spec --rootless` and `crun spec`, kept in tests/fixtures/configs
 //! (README.md there says how each was captured). Each runs under runc and under tong on
 //! the same bundle, and what the process sees must be the same: exit code, capability
@@ -75,7 +75,7 @@ fn file_content(name: &str) -> &'static str {
 
 /// The fixture as a config for one run: placeholders substituted, the probe as the
 /// process (after the init and its `--` when the fixture has one), no terminal.
-fn prepare(fixture: &str, dir: &Path, cgroups_path: &str) -> Value {
+fn prepare(fixture: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Value {
     let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
     let files = dir.join("files");
     let dirs = dir.join("dirs");
@@ -86,7 +86,8 @@ fn prepare(fixture: &str, dir: &Path, cgroups_path: &str) -> Value {
         .replace("@CGROUPS_PATH@", cgroups_path)
         .replace("@INIT@", INIT)
         .replace("@FILE@", files.to_str().unwrap())
-        .replace("@DIR@", dirs.to_str().unwrap());
+        .replace("@DIR@", dirs.to_str().unwrap())
+        .replace("@SANDBOX_PID@", &sandbox_pid.to_string());
     let mut config: Value = serde_json::from_str(&text).unwrap();
     for m in config["mounts"].as_array().into_iter().flatten() {
         let source = Path::new(m["source"].as_str().unwrap_or(""));
@@ -181,7 +182,13 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
         .status()
         .unwrap();
     assert!(copied.success());
-    let config = prepare(fixture, dir.path(), &format!("/{id}"));
+    // A CRI container joins the namespaces of its pod's sandbox: a process with its own
+    // ipc namespace stands in for it (the sandbox shares the host's uts and network).
+    let mut sandbox = Command::new("unshare")
+        .args(["--ipc", "sleep", "120"])
+        .spawn()
+        .unwrap();
+    let config = prepare(fixture, dir.path(), &format!("/{id}"), sandbox.id());
     std::fs::write(
         dir.path().join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap(),
@@ -252,6 +259,8 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
             _ => lines.push(l.to_string()),
         }
     }
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
     common::assert_no_cgroup(&id);
     Seen { lines, raw }
 }
@@ -340,6 +349,16 @@ fn ctr_default() {
 #[test]
 fn ctr_options() {
     same_as_runc("ctr-options.json");
+}
+
+#[test]
+fn cri_sandbox() {
+    same_as_runc("cri-sandbox.json");
+}
+
+#[test]
+fn cri_container() {
+    same_as_runc("cri-container.json");
 }
 
 #[test]
