@@ -298,11 +298,16 @@ fn same_as_runc(fixture: &str) {
         .iter()
         .filter(|l| !under_runc.lines.contains(l))
         .collect();
+    let order = under_runc
+        .lines
+        .iter()
+        .zip(&under_tong.lines)
+        .find(|(a, b)| a != b);
     assert!(
         only_runc.is_empty() && only_tong.is_empty() && under_runc.lines == under_tong.lines,
         "{fixture}: the process sees something else under tong than under runc\n\
          only under runc: {only_runc:#?}\nonly under tong: {only_tong:#?}\n\
-         (no line apart: the same lines in another order)\n\
+         first line in another place: {order:?}\n\
          tong's output:\n{}",
         under_tong.raw
     );
