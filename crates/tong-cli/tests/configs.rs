@@ -1,6 +1,6 @@
-//! The configs real clients send (podman, containerd's ctr and CRI plugin, Docker) and the default specs
-//! of `runc spec`, `runc spec --rootless` and `crun spec`, kept in tests/fixtures/configs
-//! (README.md there says how each was captured). Each runs under runc and under tong on
+//! The configs real clients send (podman, containerd's ctr and CRI plugin, Docker) and
+//! the default specs of `runc spec`, `runc spec --rootless` and `crun spec`, kept in
+//! tests/fixtures/configs (README.md there says how each was captured). Each runs under runc and under tong on
 //! the same bundle, and what the process sees must be the same: exit code, capability
 //! sets and other /proc/self/status lines, ids, mount points with their flags, limits,
 //! sysctls, and the cgroup values read back from the host while it runs.
@@ -75,8 +75,7 @@ fn file_content(name: &str) -> &'static str {
 
 /// The fixture as a config for one run: placeholders substituted, the probe as the
 /// process (after the init and its `--` when the fixture has one), no terminal.
-fn prepare(fixture: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Value {
-    let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
+fn prepare(text: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Value {
     let files = dir.join("files");
     let dirs = dir.join("dirs");
     std::fs::create_dir_all(&files).unwrap();
@@ -184,11 +183,15 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
     assert!(copied.success());
     // A CRI container joins the namespaces of its pod's sandbox: a process with its own
     // ipc namespace stands in for it (the sandbox shares the host's uts and network).
-    let mut sandbox = Command::new("unshare")
-        .args(["--ipc", "sleep", "120"])
-        .spawn()
-        .unwrap();
-    let config = prepare(fixture, dir.path(), &format!("/{id}"), sandbox.id());
+    let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
+    let mut sandbox = text.contains("@SANDBOX_PID@").then(|| {
+        Command::new("unshare")
+            .args(["--ipc", "sleep", "120"])
+            .spawn()
+            .unwrap()
+    });
+    let sandbox_pid = sandbox.as_ref().map_or(0, std::process::Child::id);
+    let config = prepare(&text, dir.path(), &format!("/{id}"), sandbox_pid);
     std::fs::write(
         dir.path().join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap(),
@@ -259,9 +262,18 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
             _ => lines.push(l.to_string()),
         }
     }
-    let _ = sandbox.kill();
-    let _ = sandbox.wait();
+    if let Some(sandbox) = sandbox.as_mut() {
+        let _ = sandbox.kill();
+        let _ = sandbox.wait();
+    }
     common::assert_no_cgroup(&id);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let bundle = dir.path().to_str().unwrap();
+    assert!(
+        !mountinfo.contains(bundle),
+        "{}: a mount of {bundle} is left",
+        runtime.display()
+    );
     Seen { lines, raw }
 }
 
