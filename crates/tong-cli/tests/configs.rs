@@ -75,7 +75,7 @@ fn file_content(name: &str) -> &'static str {
 
 /// The fixture as a config for one run: placeholders substituted, the probe as the
 /// process (after the init and its `--` when the fixture has one), no terminal.
-fn prepare(text: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Value {
+fn prepare(text: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32, netns: &str) -> Value {
     let files = dir.join("files");
     let dirs = dir.join("dirs");
     std::fs::create_dir_all(&files).unwrap();
@@ -86,7 +86,8 @@ fn prepare(text: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Valu
         .replace("@INIT@", INIT)
         .replace("@FILE@", files.to_str().unwrap())
         .replace("@DIR@", dirs.to_str().unwrap())
-        .replace("@SANDBOX_PID@", &sandbox_pid.to_string());
+        .replace("@SANDBOX_PID@", &sandbox_pid.to_string())
+        .replace("@NETNS@", netns);
     let mut config: Value = serde_json::from_str(&text).unwrap();
     for m in config["mounts"].as_array().into_iter().flatten() {
         let source = Path::new(m["source"].as_str().unwrap_or(""));
@@ -121,6 +122,31 @@ fn prepare(text: &str, dir: &Path, cgroups_path: &str, sandbox_pid: u32) -> Valu
         None => config["process"]["env"] = vec![Value::from("PATH=/bin"), entry].into(),
     }
     config
+}
+
+/// A process holding new namespaces (`unshare FLAG sleep`) for a config to join;
+/// killed on drop.
+struct NamespaceHolder(std::process::Child);
+
+impl NamespaceHolder {
+    fn new(flag: &str) -> NamespaceHolder {
+        let child = Command::new("unshare")
+            .args([flag, "sleep", "120"])
+            .spawn()
+            .unwrap();
+        NamespaceHolder(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for NamespaceHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// What one runtime's process saw, as comparable lines.
@@ -181,17 +207,26 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
         .status()
         .unwrap();
     assert!(copied.success());
+    let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
     // A CRI container joins the namespaces of its pod's sandbox: a process with its own
     // ipc namespace stands in for it (the sandbox shares the host's uts and network).
-    let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
-    let mut sandbox = text.contains("@SANDBOX_PID@").then(|| {
-        Command::new("unshare")
-            .args(["--ipc", "sleep", "120"])
-            .spawn()
-            .unwrap()
-    });
-    let sandbox_pid = sandbox.as_ref().map_or(0, std::process::Child::id);
-    let config = prepare(&text, dir.path(), &format!("/{id}"), sandbox_pid);
+    let sandbox = text
+        .contains("@SANDBOX_PID@")
+        .then(|| NamespaceHolder::new("--ipc"));
+    // podman joins the network namespace netavark made: a fresh one (only lo) here.
+    let netns = text
+        .contains("@NETNS@")
+        .then(|| NamespaceHolder::new("--net"));
+    let config = prepare(
+        &text,
+        dir.path(),
+        &format!("/{id}"),
+        sandbox.as_ref().map_or(0, NamespaceHolder::pid),
+        &netns
+            .as_ref()
+            .map(|h| format!("/proc/{}/ns/net", h.pid()))
+            .unwrap_or_default(),
+    );
     std::fs::write(
         dir.path().join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap(),
@@ -262,10 +297,7 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
             _ => lines.push(l.to_string()),
         }
     }
-    if let Some(sandbox) = sandbox.as_mut() {
-        let _ = sandbox.kill();
-        let _ = sandbox.wait();
-    }
+    drop((sandbox, netns));
     common::assert_no_cgroup(&id);
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let bundle = dir.path().to_str().unwrap();
@@ -356,6 +388,11 @@ fn podman_default() {
 #[test]
 fn podman_options() {
     same_as_runc("podman-options.json");
+}
+
+#[test]
+fn podman_network() {
+    same_as_runc("podman-network.json");
 }
 
 #[test]
