@@ -506,13 +506,9 @@ fn mask(path: &CStr, err: &mut ChildError) -> Step {
     // SAFETY: stat succeeded and filled st.
     let is_dir = unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let r = if is_dir {
-        mount(
-            Some(c"tmpfs"),
-            path,
-            Some(c"tmpfs"),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some(c"mode=755"),
-        )
+        // As runc: read-only and nothing else (flags and mode of an empty read-only
+        // tmpfs change nothing the process can do, but it sees them in mountinfo).
+        mount(Some(c"tmpfs"), path, Some(c"tmpfs"), libc::MS_RDONLY, None)
     } else {
         mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None)
     };
@@ -645,12 +641,13 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
             .map_err(|e| err.set(e, &[b"set the propagation of the new /"]))?;
     }
 
-    // 6. maskedPaths and readonlyPaths, now that paths are the container's.
-    for p in &plan.masked_paths {
-        mask(p, err)?;
-    }
+    // 6. readonlyPaths and maskedPaths (in runc's order), now that paths are the
+    // container's.
     for p in &plan.readonly_paths {
         make_readonly(p, err)?;
+    }
+    for p in &plan.masked_paths {
+        mask(p, err)?;
     }
 
     // 7. root.readonly.
