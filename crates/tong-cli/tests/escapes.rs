@@ -1,0 +1,181 @@
+//! Escapes through the host binary (issue 12, class 1; docs/security.md, "Escapes: the
+//! host binary"): a container process must never be able to open tong's binary for
+//! writing. Each test performs the attack against a copy of tong (and its plugins) in a
+//! temporary directory, and checks the copy's bytes afterwards.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A copy of tong and its plugins, and the state root to run it on.
+struct TongCopy {
+    dir: tempfile::TempDir,
+}
+
+impl TongCopy {
+    fn new() -> TongCopy {
+        let dir = tempfile::Builder::new()
+            .prefix("tong-it-copy-")
+            .tempdir()
+            .unwrap();
+        let built = tong_bin();
+        std::fs::copy(&built, dir.path().join("tong")).unwrap();
+        for entry in std::fs::read_dir(built.parent().unwrap()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("libtong_plugin_") && name.ends_with(".so") {
+                std::fs::copy(&path, dir.path().join(&name)).unwrap();
+            }
+        }
+        TongCopy { dir }
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.dir.path().join("tong")
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        std::fs::read(self.bin()).unwrap()
+    }
+
+    fn command(&self, root: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.bin());
+        cmd.env_remove("TONG_PLUGIN_PATH")
+            .arg("--root")
+            .arg(root)
+            .args(args);
+        cmd
+    }
+}
+
+/// The dynamic loader path written in `binary` (PT_INTERP).
+fn interpreter_of(binary: &Path) -> String {
+    let bytes = std::fs::read(binary).unwrap();
+    for candidate in ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"] {
+        if bytes
+            .windows(candidate.len())
+            .any(|w| w == candidate.as_bytes())
+        {
+            return candidate.to_string();
+        }
+    }
+    panic!("no known dynamic loader path in {}", binary.display());
+}
+
+/// A root filesystem whose `/bin/evil` is `#!/proc/self/exe` and whose dynamic loader,
+/// at tong's interpreter path, is the attacker's program.
+fn evil_rootfs(dir: &Path, tong: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let loader = root.join(interpreter_of(tong).trim_start_matches('/'));
+    std::fs::create_dir_all(loader.parent().unwrap()).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/escapes_loader.c");
+    let out = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&loader)
+        .arg(source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evil = root.join("bin/evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    let status = Command::new("chmod")
+        .arg("755")
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    root
+}
+
+/// Waits as long as the attacker's child tries, then checks the binary.
+fn assert_unchanged(copy: &TongCopy, before: &[u8], how: &str) {
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let after = copy.bytes();
+    assert!(
+        after == before,
+        "{how}: the container wrote to the host's tong binary ({} -> {} bytes)",
+        before.len(),
+        after.len()
+    );
+}
+
+#[test]
+fn proc_self_exe_script_cannot_write_the_host_binary() {
+    if !root_or_skip("proc_self_exe_script_cannot_write_the_host_binary") {
+        return;
+    }
+    let copy = TongCopy::new();
+    let root = evil_rootfs(copy.dir.path(), &copy.bin());
+    let state = copy.dir.path().join("state");
+    let before = copy.bytes();
+
+    // As the container's entrypoint.
+    let mut spec = config(&["/bin/evil"]);
+    spec["root"]["path"] = root.to_str().unwrap().into();
+    let bundle = Bundle::new(&spec);
+    let id = unique_id("exe-entry");
+    let out = run_with_files(
+        copy.command(
+            &state,
+            &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
+        )
+        .stdin(std::process::Stdio::null()),
+    );
+    let _ = copy.command(&state, &["delete", "--force", &id]).status();
+    println!(
+        "entrypoint run: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_unchanged(&copy, &before, "entrypoint #!/proc/self/exe");
+
+    // Through `tong exec` into a running container.
+    let mut spec = config(&["sleep", "30"]);
+    spec["root"]["path"] = root.to_str().unwrap().into();
+    let bundle = Bundle::new(&spec);
+    let id = unique_id("exe-exec");
+    let out = run_with_files(&mut copy.command(
+        &state,
+        &[
+            "run",
+            "-d",
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with_files(
+        copy.command(&state, &["exec", &id, "/bin/evil"])
+            .stdin(std::process::Stdio::null()),
+    );
+    println!(
+        "exec: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_unchanged(&copy, &before, "tong exec of a #!/proc/self/exe script");
+    let status = copy
+        .command(&state, &["delete", "--force", &id])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
