@@ -21,9 +21,10 @@ fn build_exec_stub(dir: &str) {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let target_arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    if std::env::var_os("CC").is_none() && target_arch != std::env::consts::ARCH {
-        panic!("the exec stub is built with the C compiler: set CC to a {target_arch} compiler");
-    }
+    assert!(
+        std::env::var_os("CC").is_some() || target_arch == std::env::consts::ARCH,
+        "the exec stub is built with the C compiler: set CC to a {target_arch} compiler"
+    );
     let status = std::process::Command::new(&cc)
         .args([
             "-nostdlib",

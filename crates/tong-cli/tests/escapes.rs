@@ -26,7 +26,7 @@ impl TongCopy {
         for entry in std::fs::read_dir(built.parent().unwrap()).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("libtong_plugin_") && name.ends_with(".so") {
+            if name.starts_with("libtong_plugin_") && path.extension().is_some_and(|e| e == "so") {
                 std::fs::copy(&path, dir.path().join(&name)).unwrap();
             }
         }
@@ -80,7 +80,14 @@ fn evil_rootfs(dir: &Path, tong: &Path) -> PathBuf {
     std::fs::create_dir_all(loader.parent().unwrap()).unwrap();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/escapes_loader.c");
     let out = Command::new("cc")
-        .args(["-static", "-O1", "-o"])
+        .args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-O1",
+            "-o",
+        ])
         .arg(&loader)
         .arg(source)
         .output()
