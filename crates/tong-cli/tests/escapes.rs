@@ -186,3 +186,99 @@ fn proc_self_exe_script_cannot_write_the_host_binary() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn neighbour_in_the_pid_namespace_cannot_write_the_host_binary() {
+    if !root_or_skip("neighbour_in_the_pid_namespace_cannot_write_the_host_binary") {
+        return;
+    }
+    let copy = TongCopy::new();
+    let state = copy.dir.path().join("state");
+    let before = copy.bytes();
+    let waiting = Bundle::new(&config(&["sleep", "30"]));
+    let a = unique_id("exe-waiting");
+    let out = run_with_files(&mut copy.command(
+        &state,
+        &["create", "--bundle", waiting.path().to_str().unwrap(), &a],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = String::from_utf8(
+        copy.command(&state, &["state", &a])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pid: serde_json::Value = serde_json::from_str(&pid).unwrap();
+    let pid = pid["pid"].as_i64().unwrap();
+
+    // B shares A's pid namespace (as a pod does), keeps /proc/1/exe open, and appends
+    // through it once A's init has exec'd.
+    let mut spec = config(&[
+        "sh",
+        "-c",
+        "exec 9</proc/1/exe || exit 1; for i in $(seq 200); do \
+         echo PWNED >> /proc/self/fd/9 2>/dev/null && exit; usleep 25000; done",
+    ]);
+    spec["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
+        {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}
+    ]);
+    // runc spec's default capabilities: no CAP_SYS_PTRACE (with it in the host user
+    // namespace, non-dumpable is no barrier; docs/security.md says so).
+    let caps = serde_json::json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
+    ]);
+    spec["process"]["capabilities"] = serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps
+    });
+    let neighbour = Bundle::new(&spec);
+    let b = unique_id("exe-neighbour");
+    let out = run_with_files(&mut copy.command(
+        &state,
+        &[
+            "run",
+            "-d",
+            "--bundle",
+            neighbour.path().to_str().unwrap(),
+            &b,
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = run_with_files(&mut copy.command(&state, &["start", &a]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_unchanged(&copy, &before, "a neighbour through /proc/1/exe");
+    for id in [&b, &a] {
+        let status = copy
+            .command(&state, &["delete", "--force", id])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
