@@ -195,7 +195,9 @@ fn neighbour_in_the_pid_namespace_cannot_write_the_host_binary() {
     let copy = TongCopy::new();
     let state = copy.dir.path().join("state");
     let before = copy.bytes();
-    let waiting = Bundle::new(&config(&["sleep", "30"]));
+    let mut waiting_spec = config(&["sleep", "30"]);
+    with_default_capabilities(&mut waiting_spec);
+    let waiting = Bundle::new(&waiting_spec);
     let a = unique_id("exe-waiting");
     let out = run_with_files(&mut copy.command(
         &state,
@@ -228,27 +230,7 @@ fn neighbour_in_the_pid_namespace_cannot_write_the_host_binary() {
         {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
         {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}
     ]);
-    // runc spec's default capabilities: no CAP_SYS_PTRACE (with it in the host user
-    // namespace, non-dumpable is no barrier; docs/security.md says so).
-    let caps = serde_json::json!([
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE"
-    ]);
-    spec["process"]["capabilities"] = serde_json::json!({
-        "bounding": caps, "effective": caps, "permitted": caps
-    });
+    with_default_capabilities(&mut spec);
     let neighbour = Bundle::new(&spec);
     let b = unique_id("exe-neighbour");
     let out = run_with_files(&mut copy.command(
@@ -281,4 +263,28 @@ fn neighbour_in_the_pid_namespace_cannot_write_the_host_binary() {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// runc spec's default capabilities. Both containers have them: without CAP_SYS_PTRACE,
+/// /proc/<pid>/exe of a process needs the opener's permitted set to cover the target's.
+fn with_default_capabilities(spec: &mut serde_json::Value) {
+    let caps = serde_json::json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
+    ]);
+    spec["process"]["capabilities"] = serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps
+    });
 }
