@@ -288,3 +288,39 @@ fn with_default_capabilities(spec: &mut serde_json::Value) {
         "bounding": caps, "effective": caps, "permitted": caps
     });
 }
+
+#[test]
+fn waiting_init_holds_no_namespace_descriptors() {
+    if !root_or_skip("waiting_init_holds_no_namespace_descriptors") {
+        return;
+    }
+    let tong = Tong::new();
+    let holder = Bundle::new(&config(&["sleep", "30"]));
+    let h = unique_id("exe-holder");
+    tong.run_detached(&holder, &h);
+    let holder_pid = tong.state(&h)["pid"].as_i64().unwrap();
+    let mut spec = config(&["true"]);
+    spec["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid", "path": format!("/proc/{holder_pid}/ns/pid")},
+        {"type": "network", "path": format!("/proc/{holder_pid}/ns/net")},
+        {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}
+    ]);
+    let bundle = Bundle::new(&spec);
+    let w = unique_id("exe-waiting");
+    tong.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &w]);
+    let pid = tong.state(&w)["pid"].as_i64().unwrap();
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let link = std::fs::read_link(entry.unwrap().path()).unwrap();
+        held.push(link.to_string_lossy().into_owned());
+    }
+    let namespaces: Vec<&String> = held.iter().filter(|l| l.contains(":[40")).collect();
+    assert!(
+        namespaces
+            .iter()
+            .all(|l| !l.starts_with("pid:") && !l.starts_with("net:")),
+        "the waiting init holds namespace descriptors: {held:?}"
+    );
+    tong.ok(&["delete", "--force", &w]);
+    tong.ok(&["delete", "--force", &h]);
+}
