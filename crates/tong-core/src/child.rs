@@ -17,10 +17,16 @@
 //!    [`START`] on `sync_fd` (`run`); runs the startContainer hooks; in init mode forks
 //!    and stays as pid 1 ([`crate::init`]); with a terminal, takes it as its controlling
 //!    terminal ([`crate::terminal`], the pty itself is opened after the root is set up).
-//! 5. It execs. A failed exec is reported on `report_fd` (closed on exec, so the parent
-//!    of a `run` sees EOF when exec succeeded).
+//! 5. It execs the exec stub from a sealed memfd, which execs the program
+//!    ([`crate::exec_stub`]): no process of the container ever runs as a clone of the
+//!    host binary. A failed exec is reported on `report_fd` (by the child, or by the stub,
+//!    which marks it close-on-exec first, so the parent of a `run` sees EOF when the
+//!    program's exec succeeded).
+//!
+//! The child is non-dumpable from its first instruction until that exec (see
+//! [`child_main`]).
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 
 use tong_abi::raw::write_all;
 use tong_abi::{ChildError, Status, STATUS_OK};
@@ -59,6 +65,11 @@ impl CStrings {
     pub fn as_ptr(&self) -> *const *const c_char {
         self.ptrs.as_ptr()
     }
+
+    /// The pointers, NULL included.
+    pub fn pointers(&self) -> &[*const c_char] {
+        &self.ptrs
+    }
 }
 
 /// Everything the child needs, prepared by the parent.
@@ -92,6 +103,14 @@ pub struct ChildContext {
     pub exec_candidates: Vec<CString>,
     /// `args[0]`, for messages.
     pub program: CString,
+    /// The sealed memfd of the exec stub (close-on-exec, above the passed descriptors).
+    pub exec_stub: c_int,
+    /// The stub's argv for each of `exec_candidates`.
+    pub stub_args: crate::exec_stub::StubArgs,
+    /// Stay dumpable until the go-ahead: a parent without root must write the id maps of
+    /// the new user namespace, and /proc/<pid>/uid_map of a non-dumpable process belongs
+    /// to root.
+    pub dumpable_until_go: bool,
     /// Close-on-exec copies of the descriptors the container gets as 3, 4, ..., in that
     /// order, all numbered at or above 3 + their count (see `PassedFds` in runtime.rs),
     /// as is every other descriptor the child uses after moving them in.
@@ -123,6 +142,9 @@ pub unsafe extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: the parent passed a pointer to its ChildContext, which the child's copy of
     // the address space still holds; nothing else touches it in the child.
     let ctx = unsafe { &*arg.cast::<ChildContext>() };
+    if !ctx.dumpable_until_go {
+        set_non_dumpable();
+    }
     let mut err = ChildError::default();
     if setup_and_exec(ctx, &mut err).is_err() {
         report_failure(ctx, &err);
@@ -153,6 +175,9 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     }
     reset_signal_handlers();
     wait_for(ctx.sync_fd, GO, err, b"waiting for the runtime")?;
+    if ctx.dumpable_until_go {
+        set_non_dumpable();
+    }
     if ctx.user_namespace_root {
         // SAFETY: raw setresgid/setresuid to 0 of the new namespace (see set_credentials).
         unsafe {
@@ -235,7 +260,8 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             )?;
         }
     }
-    let program = find_executable(ctx, err)?;
+    let candidate = find_executable(ctx, err)?;
+    let program = &ctx.exec_candidates[candidate];
     // Stdio first: its sources may be among the passed descriptors' targets.
     setup_stdio(ctx, tty, err)?;
     let passed_end = 3 + ctx.pass_fds.len() as c_int;
@@ -299,17 +325,39 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             seccomp.install(err)?;
         }
     }
-    // SAFETY: program, argv and envp are NUL-terminated arrays built by the parent.
-    unsafe { libc::execve(program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr()) };
-    err.os(&[b"exec ", program.to_bytes()]);
+    // SAFETY: the stub reports a failed exec of the program on the report pipe, so it
+    // must inherit it; it marks it close-on-exec again before that exec. The arrays are
+    // NULL-terminated and built by the parent.
+    unsafe {
+        if ctx.report_fd >= 0 {
+            libc::fcntl(ctx.report_fd, libc::F_SETFD, 0);
+        }
+        crate::exec_stub::exec(
+            ctx.exec_stub,
+            &ctx.stub_args.proc_path,
+            ctx.stub_args.for_candidate(candidate),
+            ctx.envp.as_ptr(),
+        );
+    }
+    err.os(&[b"exec ", program.to_bytes(), b" through tong's exec stub"]);
     Err(())
+}
+
+/// /proc/<pid>/exe, fd/ and map_files/ of a non-dumpable process are refused to anyone
+/// without CAP_SYS_PTRACE over the user namespace of its memory, which is the host's:
+/// a neighbour sharing the container's pid namespace cannot reach the host binary while
+/// this process is a clone of it. The exec resets it.
+fn set_non_dumpable() {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// Looks the executable up without allocating; the message keeps runc's wording
 /// ("executable file not found in $PATH"), which engines map to exit code 127.
-fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'a CStr, ()> {
+/// Returns the index of the executable among `exec_candidates`.
+fn find_executable(ctx: &ChildContext, err: &mut ChildError) -> Result<usize, ()> {
     let mut denied = None;
-    for path in &ctx.exec_candidates {
+    for (index, path) in ctx.exec_candidates.iter().enumerate() {
         // SAFETY: stat into a local buffer; path is a live C string.
         let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
         // SAFETY: as above.
@@ -320,7 +368,7 @@ fn find_executable<'a>(ctx: &'a ChildContext, err: &mut ChildError) -> Result<&'
         }
         // SAFETY: access() on a live C string.
         if unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0 {
-            return Ok(path);
+            return Ok(index);
         }
         denied.get_or_insert(path);
     }

@@ -15,6 +15,7 @@ pub mod child;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod exec_stub;
 pub mod fault;
 pub mod features;
 #[doc(hidden)]

@@ -25,7 +25,7 @@ use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
 use crate::terminal::{Console, ConsoleEnds, Relay};
-use crate::{fault, hooks, id, init, process, salvage, terminal, userns};
+use crate::{exec_stub, fault, hooks, id, init, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -577,6 +577,7 @@ impl Runtime {
         let (sync_child, sync_parent) = pipe()?;
         let (report_parent, report_child) = pipe()?;
         let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
+        let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
         let fds = ChildFds {
             close_first: vec![sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
             sync_fd: sync_child.as_raw_fd(),
@@ -584,6 +585,7 @@ impl Runtime {
             fifo_fd: -1,
             stdio: opts.stdio,
             console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            exec_stub: exec_stub.as_raw_fd(),
         };
         let mut ctx = process_context(process, fds)?;
         ctx.pass_fds = passed.raw();
@@ -968,6 +970,7 @@ fn build(
         hooks::Point::StartContainer.of(&config_hooks),
         false,
     )?;
+    let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
     let start_state = if start_hooks.is_empty() {
         None
     } else {
@@ -984,6 +987,7 @@ fn build(
         fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         stdio: opts.stdio,
         console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        exec_stub: exec_stub.as_raw_fd(),
     };
     let listen_env;
     let process = if opts.listen_fds > 0 {
@@ -1006,6 +1010,8 @@ fn build(
         ctx.user_namespace_root = true;
         // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
         ctx.set_groups = !userns::rootless();
+        // Such a user can write the id maps of a dumpable child only.
+        ctx.dumpable_until_go = userns::rootless();
     }
     ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
     ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
@@ -1441,6 +1447,7 @@ pub fn check_process(process: &Process) -> Result<()> {
         fifo_fd: -1,
         stdio: [-1; 3],
         console_socket: -1,
+        exec_stub: -1,
     };
     process_context(process, fds).map(drop)
 }
@@ -1453,6 +1460,8 @@ struct ChildFds {
     fifo_fd: RawFd,
     stdio: [RawFd; 3],
     console_socket: RawFd,
+    /// The exec stub's sealed memfd (see exec_stub.rs).
+    exec_stub: RawFd,
 }
 
 /// Close-on-exec copies of the descriptors a container's process gets as 3, 4, ...:
@@ -1632,6 +1641,13 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
                 .collect::<Result<_>>()?,
         ))
     };
+    let argv = strings("process.args", &args)?;
+    let stub_args = exec_stub::StubArgs::new(
+        fds.exec_stub,
+        fds.report_fd,
+        &exec_candidates,
+        argv.pointers(),
+    );
     Ok(ChildContext {
         close_first: fds.close_first,
         sync_fd: fds.sync_fd,
@@ -1648,10 +1664,13 @@ fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
         umask: user.umask(),
         cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        argv: strings("process.args", &args)?,
+        argv,
         envp: strings("process.env", &env)?,
         exec_candidates,
         program: cstring("process.args[0]", program)?,
+        exec_stub: fds.exec_stub,
+        stub_args,
+        dumpable_until_go: false,
         pass_fds: Vec::new(),
         console_socket: fds.console_socket,
         init: false,

@@ -10,6 +10,7 @@
 //! lock before it hands over to the host's `child_main`.
 
 use std::ffi::{c_int, CStr};
+use std::os::fd::AsRawFd;
 
 use tong_abi::plugin::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
 use tong_abi::{ChildError, SpawnRequest, SpawnResult};
@@ -70,7 +71,7 @@ impl NamespacePlugin for Clone3 {
                 "the config both creates and joins a pid namespace",
             ));
         }
-        let _pid_ns = match pid_join {
+        let pid_ns = match pid_join {
             Some(j) => Some(PidNamespaceSwitch::enter(j.fd)?),
             None => None,
         };
@@ -93,8 +94,9 @@ impl NamespacePlugin for Clone3 {
             ret = clone2(flags, &mut pidfd);
         }
         if ret == 0 {
+            let own_pid_ns = pid_ns.as_ref().map_or(-1, |s| s.own.as_raw_fd());
             // SAFETY: we are the new child; the request lives in our copy of memory.
-            unsafe { child(req, joins) }
+            unsafe { child(req, joins, own_pid_ns) }
         }
         if ret < 0 {
             return Err(PluginError::os(
@@ -147,7 +149,7 @@ fn clone2(flags: u64, pidfd: &mut c_int) -> libc::c_long {
 ///
 /// # Safety
 /// Only in the freshly cloned child, with the request the parent passed.
-unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin]) -> ! {
+unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin], own_pid_ns: c_int) -> ! {
     for j in joins.iter().filter(|j| j.nstype != libc::CLONE_NEWPID) {
         // SAFETY: setns on a descriptor the host opened for us.
         if unsafe { libc::setns(j.fd, j.nstype) } != 0 {
@@ -161,6 +163,14 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin]) -> ! {
             unsafe { (req.child_fail)(req.child_arg, &err) };
             // SAFETY: leaving the child without running any parent-side cleanup.
             unsafe { libc::_exit(1) };
+        }
+    }
+    // The namespace descriptors have served (the pid one before clone, with the
+    // parent's own pid namespace, a host one): a waiting container process keeps none.
+    for fd in joins.iter().map(|j| j.fd).chain([own_pid_ns]) {
+        if fd >= 0 {
+            // SAFETY: closing our copies of descriptors nothing in the child uses again.
+            unsafe { libc::close(fd) };
         }
     }
     // SAFETY: the host's child entry with its own argument.
@@ -192,7 +202,6 @@ impl PidNamespaceSwitch {
 
 impl Drop for PidNamespaceSwitch {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
         // SAFETY: back to the thread's own pid namespace, from a live fd.
         unsafe { libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWPID) };
     }

@@ -175,6 +175,11 @@ unsafe fn first_child(
             fail(wr, &err);
         }
     }
+    // The host's namespace descriptors have served: a waiting container process keeps
+    // none of them (they would reach host namespaces).
+    for j in joins {
+        close(j.fd);
+    }
     if create != 0 {
         // SAFETY: unshare with the CLONE_NEW* flags the host asked for; we are
         // single-threaded, as a new user namespace requires.
