@@ -103,8 +103,9 @@ impl StubArgs {
 /// In the child, as its last step: runs the stub from `memfd`. Returns only on failure,
 /// with errno set. `report_fd` must have been made inheritable by the caller.
 ///
-/// execveat(2) with AT_EMPTY_PATH is the way; a seccomp profile may allow execve and
-/// refuse execveat with an errno, so then the same memfd is exec'd by its /proc path.
+/// execveat(2) with AT_EMPTY_PATH is the way. On any failure the same memfd is exec'd
+/// by its /proc path: a seccomp profile may allow execve and refuse execveat with an
+/// errno, and valgrind's execveat refuses an empty path (ENOENT).
 ///
 /// # Safety
 /// `argv` and `envp` are NULL-terminated arrays of live C strings.
@@ -126,13 +127,11 @@ pub unsafe fn exec(
         );
     }
     let first = tong_abi::ChildError::last_errno();
-    if matches!(first, libc::ENOSYS | libc::EPERM | libc::EACCES) {
-        // SAFETY: as above, with a path the parent prepared.
-        unsafe { libc::execve(proc_path.as_ptr(), argv, envp) };
-        // Report the execveat failure, the one a profile author must look at.
-        // SAFETY: errno is thread-local; restoring it has no other effect.
-        unsafe { *libc::__errno_location() = first };
-    }
+    // SAFETY: as above, with a path the parent prepared.
+    unsafe { libc::execve(proc_path.as_ptr(), argv, envp) };
+    // Report the execveat failure, the one a profile author must look at.
+    // SAFETY: errno is thread-local; restoring it has no other effect.
+    unsafe { *libc::__errno_location() = first };
 }
 
 #[cfg(test)]
