@@ -383,7 +383,7 @@ fn runc_cgroup_root_as_asked(line: String) -> String {
 /// On a hybrid host tong also mounts the cgroup2 hierarchy at `/sys/fs/cgroup/unified`
 /// (the container's own cgroup2 directory, read-only), which its v2 backend and the
 /// hugetlb controller need; runc shows none there.
-fn is_hybrid_unified_mount(line: &String) -> bool {
+fn is_hybrid_unified_mount(line: &str) -> bool {
     line.starts_with("MOUNT /sys/fs/cgroup/unified ") && line.contains(" cgroup2 ")
 }
 
