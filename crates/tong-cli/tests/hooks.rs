@@ -354,7 +354,9 @@ fn every_hooks_state_matches_runcs() {
         "poststart": [hook("poststart", &script)],
         "poststop": [hook("poststop", &script)]
     });
-    let mut cfg = config_with_hooks(&["true"], &dir, hooks);
+    // The process outlives the poststart hooks (`true` may be gone before they read the
+    // state, which then says, truthfully, stopped).
+    let mut cfg = config_with_hooks(&["sleep", "1"], &dir, hooks);
     cfg["annotations"] = json!({"org.example.hooks": "compared"});
     let bundle = Bundle::new(&cfg);
     let id = unique_id("hooks-runc");
