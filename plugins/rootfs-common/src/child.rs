@@ -458,17 +458,7 @@ fn chroot_into(root: &Fd, err: &mut ChildError) -> Step {
     }
     mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
         .map_err(|e| err.set(e, &[b"move the rootfs onto /"]))?;
-    // SAFETY: a NUL-terminated literal path.
-    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
-        err.os(&[b"chroot"]);
-        return Err(());
-    }
-    // SAFETY: a NUL-terminated literal path.
-    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
-        err.os(&[b"chdir to /"]);
-        return Err(());
-    }
-    Ok(())
+    chroot_cwd(err)
 }
 
 /// chroot(2) into the rootfs where it is: the container has no mount namespace of its
@@ -479,6 +469,11 @@ fn chroot_in_place(root: &Fd, err: &mut ChildError) -> Step {
         err.os(&[b"chdir to the rootfs"]);
         return Err(());
     }
+    chroot_cwd(err)
+}
+
+/// chroot(2) into the working directory, then chdir to the new `/`.
+fn chroot_cwd(err: &mut ChildError) -> Step {
     // SAFETY: a NUL-terminated literal path.
     if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
         err.os(&[b"chroot"]);
