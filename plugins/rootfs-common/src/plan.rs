@@ -155,13 +155,15 @@ pub struct Plan {
 }
 
 /// Default device nodes: path, fallback major/minor when the host has no such node.
+/// In runc's order, so that where they are bind mounts (in a user namespace) the
+/// container's mountinfo lists them as under runc.
 const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
     ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
     ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
+    ("/dev/full", 1, 7),
     ("/dev/tty", 5, 0),
+    ("/dev/zero", 1, 5),
+    ("/dev/urandom", 1, 9),
 ];
 
 const DEFAULT_SYMLINKS: &[(&str, &str)] = &[
