@@ -459,3 +459,115 @@ fn docker_default() {
 fn docker_options() {
     same_as_runc("docker-options.json");
 }
+
+/// What `runc spec --rootless` is for: an unprivileged user runs the bundle, mapped to
+/// root in its own user namespace. Both runtimes run it as uid 65534 and the process
+/// must see the same ids, capabilities, user namespace map, hostname and mounts.
+#[test]
+fn runc_spec_rootless_as_an_unprivileged_user() {
+    let test = "runc_spec_rootless_as_an_unprivileged_user";
+    if !root_or_skip(test) {
+        return;
+    }
+    let Some(runc) = which("runc") else {
+        println!("SKIP {test}: runc is not installed");
+        return;
+    };
+    const USER: u32 = 65534;
+    const ROOTLESS_PROBE: &str = "grep -E '^(Cap|NoNewPrivs|Uid|Gid)' /proc/self/status; \
+        echo \"id: $(id)\"; echo \"hostname: $(hostname)\"; cat /proc/self/uid_map; \
+        echo MOUNTINFO; cat /proc/self/mountinfo; echo END; exit 3";
+    let run_as_user = |runtime: &Path, label: &str| -> Vec<String> {
+        let dir = tempfile::Builder::new()
+            .prefix("tong-it-rootless-")
+            .tempdir()
+            .unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(rootfs())
+            .arg(dir.path().join("rootfs"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let text = std::fs::read_to_string(fixtures_dir().join("runc-spec-rootless.json")).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        config["root"]["path"] = dir.path().join("rootfs").to_str().unwrap().into();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(["sh", "-c", ROOTLESS_PROBE]);
+        for map in ["uidMappings", "gidMappings"] {
+            config["linux"][map][0]["hostID"] = USER.into();
+        }
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        let runtime_dir = dir.path().join("xdg");
+        std::fs::create_dir(&runtime_dir).unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let owned = Command::new("chown")
+            .args(["-R", &format!("{USER}:{USER}")])
+            .arg(dir.path().join("rootfs"))
+            .arg(&runtime_dir)
+            .arg(dir.path().join("config.json"))
+            .status()
+            .unwrap();
+        assert!(owned.success());
+        std::fs::set_permissions(
+            &runtime_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid", &USER.to_string(), "--regid", &USER.to_string()])
+            .arg("--clear-groups")
+            .arg("env")
+            .arg(format!("XDG_RUNTIME_DIR={}", runtime_dir.display()))
+            .arg(runtime)
+            .arg("--root")
+            .arg(runtime_dir.join("state"))
+            .args(["run", "--bundle"])
+            .arg(dir.path())
+            .arg(unique_id(&format!("rootless-{label}")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{label} as uid {USER}: the rootless spec did not run\n{stdout}{stderr}"
+        );
+        let mut in_mounts = false;
+        let mut lines = Vec::new();
+        for l in stdout.lines() {
+            match l {
+                "MOUNTINFO" => in_mounts = true,
+                "END" => in_mounts = false,
+                _ if in_mounts => lines.push(mount_line(l)),
+                _ => lines.push(l.to_string()),
+            }
+        }
+        lines
+    };
+    // The same two differences tong keeps on purpose as in `same_as_runc`.
+    let under_runc: Vec<String> = run_as_user(&runc, "runc")
+        .into_iter()
+        .map(runc_cgroup_root_as_asked)
+        .collect();
+    let mut under_tong = run_as_user(&tong_bin(), "tong");
+    under_tong.retain(|l| !is_hybrid_unified_mount(l));
+    assert!(
+        under_runc.iter().any(|l| l.starts_with("CapEff:")),
+        "the probe printed no capabilities under runc: {under_runc:#?}"
+    );
+    assert_eq!(
+        under_runc, under_tong,
+        "the rootless spec as uid {USER}: the process sees something else under tong than under runc"
+    );
+}
