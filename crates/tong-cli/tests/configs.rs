@@ -465,8 +465,24 @@ fn docker_options() {
 /// must see the same ids, capabilities, user namespace map, hostname and mounts.
 #[test]
 fn runc_spec_rootless_as_an_unprivileged_user() {
-    let test = "runc_spec_rootless_as_an_unprivileged_user";
-    if !root_or_skip(test) {
+    same_as_runc_unprivileged("runc-spec-rootless.json");
+}
+
+/// `crun spec --rootless` gives no id maps: crun maps the caller's own ids to root, and so
+/// does tong. crun refuses this host's cgroup layout, so the reference is runc with that
+/// same map written into the config (runc refuses a user namespace without maps).
+#[test]
+fn crun_spec_rootless_as_an_unprivileged_user() {
+    same_as_runc_unprivileged("crun-spec-rootless.json");
+}
+
+/// Runs `fixture` as uid 65534 under runc and tong and asserts the process saw the same.
+fn same_as_runc_unprivileged(fixture: &str) {
+    let test = format!(
+        "{}_as_an_unprivileged_user",
+        fixture.trim_end_matches(".json")
+    );
+    if !root_or_skip(&test) {
         return;
     }
     let Some(runc) = which("runc") else {
@@ -489,13 +505,18 @@ fn runc_spec_rootless_as_an_unprivileged_user() {
             .status()
             .unwrap();
         assert!(copied.success());
-        let text = std::fs::read_to_string(fixtures_dir().join("runc-spec-rootless.json")).unwrap();
+        let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
         let mut config: Value = serde_json::from_str(&text).unwrap();
         config["root"]["path"] = dir.path().join("rootfs").to_str().unwrap().into();
         config["process"]["terminal"] = false.into();
         config["process"]["args"] = serde_json::json!(["sh", "-c", ROOTLESS_PROBE]);
+        let own_id = serde_json::json!([{"containerID": 0, "hostID": USER, "size": 1}]);
         for map in ["uidMappings", "gidMappings"] {
-            config["linux"][map][0]["hostID"] = USER.into();
+            if config["linux"][map].is_array() {
+                config["linux"][map][0]["hostID"] = USER.into();
+            } else if label == "runc" {
+                config["linux"][map] = own_id.clone();
+            }
         }
         std::fs::write(
             dir.path().join("config.json"),
@@ -541,7 +562,7 @@ fn runc_spec_rootless_as_an_unprivileged_user() {
         assert_eq!(
             out.status.code(),
             Some(3),
-            "{label} as uid {USER}: the rootless spec did not run\n{stdout}{stderr}"
+            "{fixture} under {label} as uid {USER} did not run\n{stdout}{stderr}"
         );
         let mut in_mounts = false;
         let mut lines = Vec::new();
@@ -568,6 +589,6 @@ fn runc_spec_rootless_as_an_unprivileged_user() {
     );
     assert_eq!(
         under_runc, under_tong,
-        "the rootless spec as uid {USER}: the process sees something else under tong than under runc"
+        "{fixture} as uid {USER}: the process sees something else under tong than under runc"
     );
 }

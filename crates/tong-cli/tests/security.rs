@@ -830,11 +830,22 @@ fn invalid_mappings_are_refused_and_undone() {
         &cfg,
         "invalid linux.uidMappings: container ids of entries 0 and 1 overlap",
     );
-    let mut cfg = userns_config(&["true"], 100_000);
+    // A missing map is filled in as crun does (`crun spec --rootless` gives none): for
+    // root, the ids map onto themselves up to the process's user.
+    let mut cfg = userns_config(
+        &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map"],
+        100_000,
+    );
     cfg["linux"]["gidMappings"] = json!([]);
-    refused(
-        &cfg,
-        "a new user namespace needs linux.uidMappings and linux.gidMappings",
+    cfg["process"]["user"] = json!({"uid": 0, "gid": 7});
+    let maps: Vec<Vec<String>> = output(&cfg)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(
+        maps,
+        [["0", "100000", "65536"], ["0", "0", "8"]],
+        "the given uid map and the default gid map"
     );
     let mut cfg = config(&["true"]);
     cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);

@@ -65,7 +65,7 @@ impl Bundle {
     /// Parses and checks config.json's bytes for the bundle directory `path` (absolute).
     pub fn from_config(path: PathBuf, bytes: &[u8]) -> Result<Bundle> {
         let config_path = path.join("config.json");
-        let spec = parse(bytes).map_err(|e| {
+        let mut spec = parse(bytes).map_err(|e| {
             // A clearer message for what the security module can name (an unknown
             // capability or seccomp action) than serde's list of variants.
             let clearer = serde_json::from_slice(bytes)
@@ -79,6 +79,7 @@ impl Bundle {
         })?;
         let rootfs = check(&spec, &path)
             .map_err(|e| Error::invalid(format!("{}: {e}", config_path.display())))?;
+        crate::userns::fill_default_maps(&mut spec);
         Ok(Bundle { path, spec, rootfs })
     }
 }

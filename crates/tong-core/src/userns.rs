@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceType, Spec};
 
 use crate::config::NamespacePlan;
 use crate::error::{Error, Result};
@@ -36,6 +36,51 @@ pub fn warn_no_cgroup(why: &crate::Error) {
     crate::error::warn(format_args!(
         "running without root and without a cgroup: linux.resources limits, pause, ps and stats are not available ({why})"
     ));
+}
+
+/// Fills in the id maps of a config that creates a user namespace but gives none, as
+/// crun does: an unprivileged caller's own uid/gid becomes root inside (one id); root's
+/// ids map onto themselves up to the process's user. runc refuses such a config; crun
+/// accepts it, and `crun spec --rootless` writes one. (crun also takes a range from
+/// /etc/subuid through newuidmap when the user has one; tong maps the single id.)
+pub fn fill_default_maps(spec: &mut Spec) {
+    let creates_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+        });
+    if !creates_userns {
+        return;
+    }
+    let user = spec.process().as_ref().map(|p| p.user().clone());
+    let (inside_uid, inside_gid) = user.map_or((0, 0), |u| (u.uid(), u.gid()));
+    let one = |host: u32, inside: u32| {
+        let (host, size) = if host == 0 {
+            (0, inside.saturating_add(1))
+        } else {
+            (host, 1)
+        };
+        LinuxIdMappingBuilder::default()
+            .container_id(0_u32)
+            .host_id(host)
+            .size(size)
+            .build()
+            .map(|map| vec![map])
+            .unwrap_or_default()
+    };
+    let uid_map = one(nix::unistd::geteuid().as_raw(), inside_uid);
+    let gid_map = one(nix::unistd::getegid().as_raw(), inside_gid);
+    if let Some(linux) = spec.linux_mut() {
+        if linux.uid_mappings().as_ref().map_or(true, Vec::is_empty) {
+            linux.set_uid_mappings(Some(uid_map));
+        }
+        if linux.gid_mappings().as_ref().map_or(true, Vec::is_empty) {
+            linux.set_gid_mappings(Some(gid_map));
+        }
+    }
 }
 
 /// Checks the mappings against the namespaces, before anything is created.
