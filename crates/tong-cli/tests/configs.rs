@@ -333,10 +333,11 @@ fn same_as_runc(fixture: &str) {
     );
     let mut under_tong = run_under(&tong_bin(), fixture, &format!("tong-{label}"));
     let mut under_runc = under_runc;
+    let read_only = cgroup_mount_read_only(&text);
     under_runc.lines = under_runc
         .lines
         .into_iter()
-        .map(runc_cgroup_root_as_asked)
+        .map(|l| runc_cgroup_root_as_asked(l, read_only))
         .collect();
     // tong warns about what it cannot apply (ambient capabilities runc drops silently).
     under_tong
@@ -374,8 +375,11 @@ fn same_as_runc(fixture: &str) {
 /// Only the tmpfs runc mounted from the config (it carries the config's `nosuid`) is
 /// meant: a config that binds the host's `/sys` (the rootless spec) also shows the
 /// host's own `/sys/fs/cgroup` tmpfs beneath it, the same under both runtimes.
-fn runc_cgroup_root_as_asked(line: String) -> String {
-    if line.starts_with("MOUNT /sys/fs/cgroup rw,nosuid,") && line.contains(" tmpfs rw,") {
+fn runc_cgroup_root_as_asked(line: String, asked_read_only: bool) -> String {
+    if asked_read_only
+        && line.starts_with("MOUNT /sys/fs/cgroup rw,nosuid,")
+        && line.contains(" tmpfs rw,")
+    {
         return line
             .replacen("/sys/fs/cgroup rw,", "/sys/fs/cgroup ro,", 1)
             .replacen(" tmpfs rw,", " tmpfs ro,", 1);
@@ -385,11 +389,25 @@ fn runc_cgroup_root_as_asked(line: String) -> String {
 
 /// On a hybrid host tong also mounts the cgroup2 hierarchy at `/sys/fs/cgroup/unified`
 /// (the container's own cgroup2 directory, read-only), which its v2 backend and the
-/// hugetlb controller need; runc shows none there. tong's mount is the read-only one;
-/// the host's own (bound in with `/sys` by the rootless spec) is writable and is the
-/// same under both runtimes.
+/// hugetlb controller need; runc shows none there. tong's mount carries the config's
+/// flags (`nosuid`); the host's own (bound in with `/sys` by the rootless spec) has none
+/// and is the same under both runtimes.
 fn is_hybrid_unified_mount(line: &str) -> bool {
-    line.starts_with("MOUNT /sys/fs/cgroup/unified ro,") && line.contains(" cgroup2 ")
+    line.starts_with("MOUNT /sys/fs/cgroup/unified ")
+        && line.contains(",nosuid,")
+        && line.contains(" cgroup2 ")
+}
+
+/// Whether the config's `cgroup` mount at /sys/fs/cgroup asks for `ro` (a privileged
+/// container's asks for `rw`).
+fn cgroup_mount_read_only(config_text: &str) -> bool {
+    let config: Value = serde_json::from_str(config_text).unwrap();
+    config["mounts"].as_array().into_iter().flatten().any(|m| {
+        m["destination"] == "/sys/fs/cgroup"
+            && m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o == "ro"))
+    })
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -423,6 +441,11 @@ fn podman_default() {
 #[test]
 fn podman_options() {
     same_as_runc("podman-options.json");
+}
+
+#[test]
+fn podman_privileged() {
+    same_as_runc("podman-privileged.json");
 }
 
 #[test]
@@ -577,9 +600,11 @@ fn same_as_runc_unprivileged(fixture: &str) {
         lines
     };
     // The same two differences tong keeps on purpose as in `same_as_runc`.
+    let read_only =
+        cgroup_mount_read_only(&std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap());
     let under_runc: Vec<String> = run_as_user(&runc, "runc")
         .into_iter()
-        .map(runc_cgroup_root_as_asked)
+        .map(|l| runc_cgroup_root_as_asked(l, read_only))
         .collect();
     let mut under_tong = run_as_user(&tong_bin(), "tong");
     under_tong.retain(|l| !is_hybrid_unified_mount(l));
