@@ -578,37 +578,21 @@ fn is_dir(path: &CStr) -> Result<bool, c_int> {
 }
 
 /// How `linux.maskedPaths` are covered: /dev/null over a file, an empty read-only tmpfs
-/// over a directory.
+/// over a directory. stat(2) tells which, before any mount: a bind that fails after the
+/// kernel cloned its source (a file onto a directory: ENOTDIR) costs an RCU grace period
+/// to free the clone, far more than the stat.
 struct Masker<'p> {
-    /// The container has a /dev/null: a path is masked by trying its bind first (a
-    /// directory refuses it with ENOTDIR, a missing path with ENOENT), so a file or a
-    /// missing path costs one call instead of a stat and a mount.
-    dev_null: bool,
     /// The directories share one tmpfs: the first masked directory gets it, the others
     /// a bind of it, which mountinfo shows the same way (same flags and options).
     shared_tmpfs: Option<&'p CStr>,
 }
 
 impl<'p> Masker<'p> {
-    fn new() -> Self {
-        Masker {
-            dev_null: is_dir(c"/dev/null") == Ok(false),
-            shared_tmpfs: None,
-        }
-    }
-
     fn mask(&mut self, path: &'p CStr, err: &mut ChildError) -> Step {
-        let r = if self.dev_null {
-            match mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None) {
-                Err(libc::ENOTDIR) => self.mask_dir(path),
-                r => r,
-            }
-        } else {
-            match is_dir(path) {
-                Ok(true) => self.mask_dir(path),
-                Ok(false) => mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None),
-                Err(e) => Err(e),
-            }
+        let r = match is_dir(path) {
+            Ok(true) => self.mask_dir(path),
+            Ok(false) => mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None),
+            Err(e) => Err(e),
         };
         match r {
             Ok(()) | Err(libc::ENOENT) => Ok(()),
@@ -621,8 +605,9 @@ impl<'p> Masker<'p> {
 
     fn mask_dir(&mut self, path: &'p CStr) -> Result<(), c_int> {
         if let Some(first) = self.shared_tmpfs {
-            // ENOENT: a later mask covered `first` (it was below another masked
-            // directory); a fresh tmpfs, shared from here on, does instead.
+            // ENOENT (found by path lookup, before any clone): a later mask covered
+            // `first` (it was below another masked directory); a fresh tmpfs, shared
+            // from here on, does instead.
             match mount(Some(first), path, None, libc::MS_BIND, None) {
                 Err(libc::ENOENT) => {}
                 r => return r,
@@ -769,7 +754,7 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
         make_readonly(p, err)?;
     }
     if !plan.masked_paths.is_empty() {
-        let mut masker = Masker::new();
+        let mut masker = Masker { shared_tmpfs: None };
         for p in &plan.masked_paths {
             masker.mask(p, err)?;
         }
