@@ -136,10 +136,11 @@ fn exact_attrs(flags: c_ulong) -> MountAttr {
         .filter(|(ms, _)| flags & ms != 0)
         .fold(0, |acc, (_, attr)| acc | attr);
     let all = MAP.iter().fold(0, |acc, (_, attr)| acc | attr);
-    let atime = if flags & libc::MS_NOATIME != 0 {
-        libc::MOUNT_ATTR_NOATIME
-    } else if flags & libc::MS_STRICTATIME != 0 {
+    // In mount(2)'s order: strictatime wins over noatime.
+    let atime = if flags & libc::MS_STRICTATIME != 0 {
         libc::MOUNT_ATTR_STRICTATIME
+    } else if flags & libc::MS_NOATIME != 0 {
+        libc::MOUNT_ATTR_NOATIME
     } else {
         libc::MOUNT_ATTR_RELATIME
     };
