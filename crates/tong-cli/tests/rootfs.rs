@@ -335,6 +335,8 @@ fn mounts_masks_devices(backend: &str) {
     std::fs::write(root.join("etc/secret-file"), "secret").unwrap();
     std::fs::create_dir_all(root.join("etc/secret-dir")).unwrap();
     std::fs::write(root.join("etc/secret-dir/key"), "secret").unwrap();
+    std::fs::create_dir_all(root.join("etc/secret-dir2")).unwrap();
+    std::fs::write(root.join("etc/secret-dir2/key"), "secret").unwrap();
     std::fs::create_dir_all(root.join("etc/ro-dir")).unwrap();
     let ro_src = own.host_dir("ro-src");
     std::fs::write(ro_src.join("hello"), "from the host").unwrap();
@@ -359,6 +361,8 @@ fn mounts_masks_devices(backend: &str) {
          p masked-file-stays-empty 'echo x > /etc/secret-file; [ ! -s /etc/secret-file ]'; \
          p masked-dir-empty '[ -d /etc/secret-dir ] && [ -z \"$(ls -A /etc/secret-dir)\" ]'; \
          p masked-dir-write 'echo x > /etc/secret-dir/new'; \
+         p masked-dir2-empty '[ -d /etc/secret-dir2 ] && [ -z \"$(ls -A /etc/secret-dir2)\" ]'; \
+         p masked-dir2-write 'echo x > /etc/secret-dir2/new'; \
          p kcore-empty '[ ! -s /proc/kcore ]'; \
          p ro-dir-write 'echo x > /etc/ro-dir/new'; \
          p proc-sys-write 'echo tong > /proc/sys/kernel/hostname'; \
@@ -393,7 +397,8 @@ fn mounts_masks_devices(backend: &str) {
         "/proc/kcore",
         "/proc/nonexistent",
         "/etc/secret-file",
-        "/etc/secret-dir"
+        "/etc/secret-dir",
+        "/etc/secret-dir2"
     ]);
     cfg["linux"]["readonlyPaths"] = json!(["/proc/sys", "/etc/ro-dir", "/nonexistent"]);
     cfg["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3,
@@ -448,8 +453,13 @@ fn mounts_masks_devices(backend: &str) {
     r.flags("/mnt/rro/sub", &["ro"], &[]);
     r.flags("/proc/sys", &["ro"], &[]);
     r.flags("/etc/ro-dir", &["ro"], &[]);
-    r.flags("/etc/secret-dir", &["ro"], &[]);
-    assert_eq!(r.at("/etc/secret-dir").fstype, "tmpfs");
+    // Masked directories: an empty read-only tmpfs each, shown as runc shows them
+    // (the second is a bind of the first's: same flags and options).
+    for dir in ["/etc/secret-dir", "/etc/secret-dir2"] {
+        r.flags(dir, &["ro"], &["ro"]);
+        assert_eq!(r.at(dir).fstype, "tmpfs");
+        assert_eq!(r.at(dir).root, "/");
+    }
     // No host mount is visible: every mount point is the root, a configured
     // destination, a masked or read-only path, or below one of them.
     let allowed = [
@@ -463,6 +473,7 @@ fn mounts_masks_devices(backend: &str) {
         "/mnt/rro",
         "/etc/secret-file",
         "/etc/secret-dir",
+        "/etc/secret-dir2",
         "/etc/ro-dir",
     ];
     for m in &r.mounts {
@@ -487,6 +498,7 @@ fn mounts_masks_devices(backend: &str) {
         "masked-file-empty",
         "masked-file-stays-empty",
         "masked-dir-empty",
+        "masked-dir2-empty",
         "kcore-empty",
         "ro-bind-read",
         "ro-sub-write",
@@ -503,6 +515,7 @@ fn mounts_masks_devices(backend: &str) {
     r.refused("full", "No space left on device");
     for probe in [
         "masked-dir-write",
+        "masked-dir2-write",
         "ro-dir-write",
         "proc-sys-write",
         "ro-bind-write",
@@ -517,6 +530,7 @@ fn mounts_masks_devices(backend: &str) {
         "secret"
     );
     assert!(root.join("etc/secret-dir/key").exists());
+    assert!(root.join("etc/secret-dir2/key").exists());
     // Writes to / went to the image, except with overlay (its own layer, now gone).
     assert_eq!(
         root.join("written-by-container").exists(),
@@ -533,6 +547,58 @@ fn mounts_masks_devices(backend: &str) {
         );
     }
     drop(host);
+    assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
+}
+
+/// With runc's default capabilities (no CAP_SYS_ADMIN), masked and read-only paths can
+/// be neither remounted writable nor unmounted, and stay empty or read-only.
+fn masks_resist_remount(backend: &str) {
+    let test = format!("{backend}_masks_resist_remount");
+    let Some((tong, own)) = start(&test) else {
+        return;
+    };
+    let root = own.path();
+    for dir in ["etc/secret-dir", "etc/secret-dir2"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(root.join(dir).join("key"), "secret").unwrap();
+    }
+    std::fs::write(root.join("etc/secret-file"), "secret").unwrap();
+    let script = format!(
+        "{PROBE_FN}{DUMP_MOUNTINFO}\
+         p masked-remount 'mount -o remount,rw /etc/secret-dir'; \
+         p masked2-remount 'mount -o remount,rw /etc/secret-dir2'; \
+         p masked-umount 'umount /etc/secret-dir2'; \
+         p masked-file-umount 'umount /etc/secret-file'; \
+         p ro-remount 'mount -o remount,rw /proc/sys'; \
+         p ro-umount 'umount /proc/sys'; \
+         p masked-empty '[ -z \"$(ls -A /etc/secret-dir)$(ls -A /etc/secret-dir2)\" ] && [ ! -s /etc/secret-file ]'; \
+         p masked2-write 'echo x > /etc/secret-dir2/new'; \
+         p proc-sys-write 'echo tong > /proc/sys/kernel/hostname'"
+    );
+    let mut cfg = config(&["sh", "-c", &script]);
+    cfg["root"]["path"] = json!(root);
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    cfg["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    cfg["linux"]["maskedPaths"] =
+        json!(["/etc/secret-dir", "/etc/secret-file", "/etc/secret-dir2"]);
+    cfg["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    let (out, _) = run_to_end(&tong, backend, &cfg, &test);
+    let r = Report::parse(&out);
+    for probe in [
+        "masked-remount",
+        "masked2-remount",
+        "masked-umount",
+        "masked-file-umount",
+        "ro-remount",
+        "ro-umount",
+    ] {
+        r.expect(probe, false);
+    }
+    r.expect("masked-empty", true);
+    r.refused("masked2-write", "Read-only file system");
+    r.refused("proc-sys-write", "Read-only file system");
+    assert!(root.join("etc/secret-dir2/key").exists());
     assert_no_host_mount_under(&[own.dir.path(), tong.root.path()]);
 }
 
@@ -1230,6 +1296,11 @@ macro_rules! conformance {
                 fn mounts_masks_devices() {
                     super::mounts_masks_devices(stringify!($backend));
                 }
+                #[test]
+                fn masks_resist_remount() {
+                    super::masks_resist_remount(stringify!($backend));
+                }
+
                 #[test]
                 fn readonly_root() {
                     super::readonly_root(stringify!($backend));

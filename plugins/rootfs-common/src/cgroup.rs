@@ -19,9 +19,10 @@ use tong_abi::plugin::{PluginError, PluginResult};
 use tong_abi::ChildError;
 use tong_cgroup_common::mounts::{cgroup2_mount, read_mounts, v1_hierarchies};
 
-use crate::child::{bind, make_symlink, mount, resolve_failed};
+use crate::child::{bind, make_symlink, mount, remount_bind, resolve_failed, set_bind_flags};
+use crate::options::REMOUNT_FLAGS;
 use crate::plan::SymlinkStep;
-use crate::resolve::{errno, open_in_root, Create, Fd, ProcFdPath, PATH_MAX};
+use crate::resolve::{errno, open_in_root, openat2, Create, Fd, ProcFdPath, PATH_MAX};
 
 /// One hierarchy inside the container's cgroup mount.
 #[derive(Clone, Debug)]
@@ -29,6 +30,8 @@ pub struct Hierarchy {
     /// Where it goes inside the container (`/sys/fs/cgroup/memory`, or the mount's
     /// destination itself on a cgroup2-only host).
     pub dest: CString,
+    /// Its directory's name in the tmpfs (the last component of `dest`).
+    pub name: CString,
     /// The host's mount point of the hierarchy (bind source prefix).
     pub host_mount: CString,
     /// Its controllers as `/proc/self/cgroup` names them (`cpu,cpuacct`,
@@ -69,6 +72,7 @@ pub fn plan(dest: &str, cgroup_namespace: bool) -> PluginResult<CgroupPlan> {
             tmpfs: false,
             hierarchies: vec![Hierarchy {
                 dest: cstring("mount destination", dest)?,
+                name: CString::default(),
                 host_mount: cstring("cgroup mount", path_bytes(&v2.mount_point))?,
                 key: CString::default(),
                 fresh: cgroup_namespace.then(|| (c"cgroup2".to_owned(), None)),
@@ -93,6 +97,7 @@ pub fn plan(dest: &str, cgroup_namespace: bool) -> PluginResult<CgroupPlan> {
         };
         hierarchies.push(Hierarchy {
             dest: cstring("mount destination", join(name))?,
+            name: cstring("mount destination", name)?,
             host_mount: cstring("cgroup mount", path_bytes(&h.mount_point))?,
             key: cstring("cgroup controllers", key)?,
             fresh: cgroup_namespace.then_some(fresh),
@@ -174,6 +179,20 @@ fn read_own_cgroups(buf: &mut [u8]) -> Result<usize, c_int> {
     Err(libc::E2BIG)
 }
 
+/// Makes the directory `name` in `dir` and opens it (`O_PATH`, no symlink followed).
+fn mkdir_in(dir: &Fd, name: &CStr) -> Result<Fd, c_int> {
+    // SAFETY: name is NUL-terminated; dir is an open directory fd.
+    if unsafe { libc::mkdirat(dir.raw(), name.as_ptr(), 0o755) } != 0 && errno() != libc::EEXIST {
+        return Err(errno());
+    }
+    openat2(
+        dir.raw(),
+        name,
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
 /// Child side: mounts the hierarchies under the destination `target` (opened in the
 /// rootfs `root`) with the mount's `flags` (`ro`, `nosuid`, ...). The error's detail is
 /// in `err`.
@@ -186,7 +205,10 @@ pub fn mount_all(
     flags: libc::c_ulong,
     err: &mut ChildError,
 ) -> Result<(), ()> {
-    if plan.tmpfs {
+    // On v1 and hybrid hosts: the tmpfs, and an fd of its root. It is fresh and empty,
+    // so the hierarchies' directories and the aliases are made in it by name, with no
+    // walk from the rootfs's root.
+    let tmpfs = if plan.tmpfs {
         let path = ProcFdPath::new(target.raw());
         mount(
             Some(c"cgroup"),
@@ -196,13 +218,24 @@ pub fn mount_all(
             Some(c"mode=755"),
         )
         .map_err(|e| err.set(e, &[b"mount tmpfs on ", dest.to_bytes()]))?;
-    }
+        Some(
+            open_in_root(root, dest, Create::Nothing, libc::RESOLVE_NO_SYMLINKS)
+                .map_err(|e| resolve_failed(err, b"mount ", dest, e))?,
+        )
+    } else {
+        None
+    };
     let mut own = [0u8; 4096];
     let own_len = read_own_cgroups(&mut own)
         .map_err(|e| err.set(e, &[b"read /proc/self/cgroup for ", dest.to_bytes()]))?;
     for h in &plan.hierarchies {
-        let dir = open_in_root(root, &h.dest, Create::Dir, libc::RESOLVE_NO_SYMLINKS)
-            .map_err(|e| resolve_failed(err, b"mount ", &h.dest, e))?;
+        let dir = match &tmpfs {
+            Some(top) => mkdir_in(top, &h.name).map_err(|e| {
+                err.set(e, &[b"mount ", h.dest.to_bytes(), b": mkdir in the tmpfs"]);
+            })?,
+            None => open_in_root(root, &h.dest, Create::Dir, libc::RESOLVE_NO_SYMLINKS)
+                .map_err(|e| resolve_failed(err, b"mount ", &h.dest, e))?,
+        };
         if let Some((fstype, data)) = &h.fresh {
             // A fresh mount shows the namespace's root: that must be our own cgroup,
             // or the container would see (and with rw, write) the host's hierarchy.
@@ -263,14 +296,26 @@ pub fn mount_all(
             err.set(libc::EINVAL, &[b"cgroup path for ", h.dest.to_bytes()]);
             return Err(());
         };
-        bind(root, &h.dest, src, &dir, false, flags, err)?;
+        match &tmpfs {
+            // The bind's flags through its name in the tmpfs: no reopen.
+            Some(top) if flags & REMOUNT_FLAGS != 0 => {
+                bind(root, &h.dest, src, &dir, false, 0, err)?;
+                if set_bind_flags(top.raw(), &h.name, flags).is_err() {
+                    let mnt = mkdir_in(top, &h.name)
+                        .and_then(|mnt| remount_bind(&mnt, flags).map(|()| mnt));
+                    mnt.map_err(|e| err.set(e, &[b"remount ", h.dest.to_bytes()]))?;
+                }
+            }
+            _ => bind(root, &h.dest, src, &dir, false, flags, err)?,
+        }
     }
+    let Some(top) = tmpfs else {
+        return Ok(());
+    };
     for link in &plan.links {
-        make_symlink(root, link, err)?;
+        make_symlink(top.raw(), link, err)?;
     }
-    if plan.tmpfs && flags & libc::MS_RDONLY != 0 {
-        let top = open_in_root(root, dest, Create::Nothing, libc::RESOLVE_NO_SYMLINKS)
-            .map_err(|e| resolve_failed(err, b"remount ", dest, e))?;
+    if flags & libc::MS_RDONLY != 0 {
         let path = ProcFdPath::new(top.raw());
         mount(
             None,

@@ -107,7 +107,7 @@ pub(crate) fn resolve_failed(err: &mut ChildError, verb: &[u8], path: &CStr, e: 
 }
 
 /// Remounts the bind mount under `fd` with `flags`, keeping the locked flags on EPERM.
-fn remount_bind(fd: &Fd, flags: c_ulong) -> Result<(), c_int> {
+pub(crate) fn remount_bind(fd: &Fd, flags: c_ulong) -> Result<(), c_int> {
     let path = ProcFdPath::new(fd.raw());
     let want = libc::MS_REMOUNT | libc::MS_BIND | (flags & REMOUNT_FLAGS);
     match mount(None, path.as_cstr(), None, want, None) {
@@ -117,6 +117,78 @@ fn remount_bind(fd: &Fd, flags: c_ulong) -> Result<(), c_int> {
         }
         r => r,
     }
+}
+
+/// The `mount_attr` that gives a mount exactly the per-mount flags a bind remount with
+/// `flags` gives it: the flags asked for set, every other one cleared, the access time
+/// relatime unless `noatime` or `strictatime` is asked for (mount(2)'s default).
+fn exact_attrs(flags: c_ulong) -> MountAttr {
+    const MAP: [(c_ulong, u64); 6] = [
+        (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (libc::MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
+    ];
+    let set = MAP
+        .iter()
+        .filter(|(ms, _)| flags & ms != 0)
+        .fold(0, |acc, (_, attr)| acc | attr);
+    let all = MAP.iter().fold(0, |acc, (_, attr)| acc | attr);
+    // In mount(2)'s order: strictatime wins over noatime.
+    let atime = if flags & libc::MS_STRICTATIME != 0 {
+        libc::MOUNT_ATTR_STRICTATIME
+    } else if flags & libc::MS_NOATIME != 0 {
+        libc::MOUNT_ATTR_NOATIME
+    } else {
+        libc::MOUNT_ATTR_RELATIME
+    };
+    MountAttr {
+        attr_set: set | atime,
+        attr_clr: (all & !set) | libc::MOUNT_ATTR__ATIME,
+        propagation: 0,
+        userns_fd: 0,
+    }
+}
+
+/// mount_setattr(2) on the mount `name` names in `dirfd` (`c""` with `AT_EMPTY_PATH`:
+/// `dirfd` itself), only that mount.
+fn mount_setattr(
+    dirfd: c_int,
+    name: &CStr,
+    at_flags: c_int,
+    attr: &MountAttr,
+) -> Result<(), c_int> {
+    // SAFETY: name is NUL-terminated; attr is a live mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            name.as_ptr(),
+            at_flags,
+            std::ptr::from_ref(attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Gives the bind mount `name` names in `dirfd` the per-mount `flags`, as a bind
+/// remount would, with one mount_setattr(2) and no `/proc/self/fd` path. Callers fall
+/// back to [`remount_bind`] when it fails: no mount_setattr before Linux 5.12, or flags
+/// a user namespace locks (the remount keeps those).
+pub(crate) fn set_bind_flags(dirfd: c_int, name: &CStr, flags: c_ulong) -> Result<(), c_int> {
+    let at_flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    mount_setattr(dirfd, name, at_flags, &exact_attrs(flags))
 }
 
 /// Binds `source` onto the fd `target`, then remounts with `flags` when they ask for
@@ -149,7 +221,9 @@ pub(crate) fn bind(
         // The old fd points under the new mount: reopen to reach the mount itself.
         let top = open_in_root(root, dest, Create::Nothing, 0)
             .map_err(|e| resolve_failed(err, b"remount ", dest, e))?;
-        remount_bind(&top, flags).map_err(|e| err.set(e, &[b"remount ", dest.to_bytes()]))?;
+        set_bind_flags(top.raw(), c"", flags)
+            .or_else(|_| remount_bind(&top, flags))
+            .map_err(|e| err.set(e, &[b"remount ", dest.to_bytes()]))?;
     }
     Ok(())
 }
@@ -294,38 +368,45 @@ fn set_recursive_attrs(fd: &Fd, set: u64, clear: u64) -> Result<(), c_int> {
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names fd itself; attr is a
-    // live mount_attr of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.raw(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            std::ptr::from_ref(&attr),
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(errno())
-    }
+    mount_setattr(
+        fd.raw(),
+        c"",
+        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+        &attr,
+    )
 }
 
-fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError) -> Step {
-    let parent = open_in_root(root, &d.parent, Create::Dir, 0)
-        .map_err(|e| resolve_failed(err, b"create device ", &d.path, e))?;
+/// The directory `path` (resolved in the rootfs, created if missing), reusing the one
+/// opened for the previous node when it is the same: `/dev`'s nodes and links share it.
+fn parent_dir<'p>(
+    root: c_int,
+    cache: &mut Option<(&'p CStr, Fd)>,
+    path: &'p CStr,
+    verb: &[u8],
+    what: &CStr,
+    err: &mut ChildError,
+) -> Result<c_int, ()> {
+    if let Some((cached, fd)) = cache {
+        if *cached == path {
+            return Ok(fd.raw());
+        }
+    }
+    let fd =
+        open_in_root(root, path, Create::Dir, 0).map_err(|e| resolve_failed(err, verb, what, e))?;
+    Ok(cache.insert((path, fd)).1.raw())
+}
+
+fn make_device(parent: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError) -> Step {
     if user_ns {
         // mknod is not allowed in a user namespace: bind the host's node onto a file.
         // SAFETY: name is NUL-terminated; parent is an open directory fd.
-        let rc = unsafe { libc::mknodat(parent.raw(), d.name.as_ptr(), libc::S_IFREG | 0o644, 0) };
+        let rc = unsafe { libc::mknodat(parent, d.name.as_ptr(), libc::S_IFREG | 0o644, 0) };
         if rc != 0 && errno() != libc::EEXIST {
             err.os(&[b"create device placeholder ", d.path.to_bytes()]);
             return Err(());
         }
         let node = openat2(
-            parent.raw(),
+            parent,
             &d.name,
             libc::O_PATH,
             libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
@@ -352,7 +433,7 @@ fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError)
         });
     }
     // SAFETY: name is NUL-terminated; parent is an open directory fd.
-    let rc = unsafe { libc::mknodat(parent.raw(), d.name.as_ptr(), d.kind | d.perm, d.rdev) };
+    let rc = unsafe { libc::mknodat(parent, d.name.as_ptr(), d.kind | d.perm, d.rdev) };
     if rc != 0 {
         if errno() == libc::EEXIST {
             return Ok(());
@@ -363,7 +444,7 @@ fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError)
     // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps us on the node we just made.
     let rc = unsafe {
         libc::fchownat(
-            parent.raw(),
+            parent,
             d.name.as_ptr(),
             d.uid,
             d.gid,
@@ -377,19 +458,18 @@ fn make_device(root: c_int, d: &DeviceStep, user_ns: bool, err: &mut ChildError)
     Ok(())
 }
 
-pub(crate) fn make_symlink(root: c_int, s: &SymlinkStep, err: &mut ChildError) -> Step {
-    let parent = open_in_root(root, &s.parent, Create::Dir, 0)
-        .map_err(|e| resolve_failed(err, b"symlink ", &s.path, e))?;
+/// Makes the link `s` in the directory `parent` (its `s.parent`).
+pub(crate) fn make_symlink(parent: c_int, s: &SymlinkStep, err: &mut ChildError) -> Step {
     if s.replace {
         // SAFETY: name is NUL-terminated; parent is an open directory fd.
-        let rc = unsafe { libc::unlinkat(parent.raw(), s.name.as_ptr(), 0) };
+        let rc = unsafe { libc::unlinkat(parent, s.name.as_ptr(), 0) };
         if rc != 0 && errno() != libc::ENOENT {
             err.os(&[b"remove ", s.path.to_bytes()]);
             return Err(());
         }
     }
     // SAFETY: target and name are NUL-terminated; parent is an open directory fd.
-    let rc = unsafe { libc::symlinkat(s.target.as_ptr(), parent.raw(), s.name.as_ptr()) };
+    let rc = unsafe { libc::symlinkat(s.target.as_ptr(), parent, s.name.as_ptr()) };
     if rc != 0 && errno() != libc::EEXIST {
         err.os(&[b"symlink ", s.path.to_bytes()]);
         return Err(());
@@ -487,32 +567,58 @@ fn chroot_cwd(err: &mut ChildError) -> Step {
     Ok(())
 }
 
-/// Hides `path`: /dev/null over files, an empty read-only tmpfs over directories.
-fn mask(path: &CStr, err: &mut ChildError) -> Step {
+/// Whether `path` exists and is a directory; `Err` carries the errno of stat(2).
+fn is_dir(path: &CStr) -> Result<bool, c_int> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: path is NUL-terminated, st is writable storage for one stat.
     if unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
-        if errno() == libc::ENOENT {
-            return Ok(());
-        }
-        err.os(&[b"mask ", path.to_bytes()]);
-        return Err(());
+        return Err(errno());
     }
     // SAFETY: stat succeeded and filled st.
-    let is_dir = unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    let r = if is_dir {
+    Ok(unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// How `linux.maskedPaths` are covered: /dev/null over a file, an empty read-only tmpfs
+/// over a directory. stat(2) tells which, before any mount: a bind that fails after the
+/// kernel cloned its source (a file onto a directory: ENOTDIR) costs an RCU grace period
+/// to free the clone, far more than the stat.
+struct Masker<'p> {
+    /// The directories share one tmpfs: the first masked directory gets it, the others
+    /// a bind of it, which mountinfo shows the same way (same flags and options).
+    shared_tmpfs: Option<&'p CStr>,
+}
+
+impl<'p> Masker<'p> {
+    fn mask(&mut self, path: &'p CStr, err: &mut ChildError) -> Step {
+        let r = match is_dir(path) {
+            Ok(true) => self.mask_dir(path),
+            Ok(false) => mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) | Err(libc::ENOENT) => Ok(()),
+            Err(e) => {
+                err.set(e, &[b"mask ", path.to_bytes()]);
+                Err(())
+            }
+        }
+    }
+
+    fn mask_dir(&mut self, path: &'p CStr) -> Result<(), c_int> {
+        if let Some(first) = self.shared_tmpfs {
+            // ENOENT (found by path lookup, before any clone): a later mask covered
+            // `first` (it was below another masked directory); a fresh tmpfs, shared
+            // from here on, does instead.
+            match mount(Some(first), path, None, libc::MS_BIND, None) {
+                Err(libc::ENOENT) => {}
+                r => return r,
+            }
+        }
         // As runc: read-only and nothing else (flags and mode of an empty read-only
         // tmpfs change nothing the process can do, but it sees them in mountinfo).
-        mount(Some(c"tmpfs"), path, Some(c"tmpfs"), libc::MS_RDONLY, None)
-    } else {
-        mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None)
-    };
-    match r {
-        Ok(()) | Err(libc::ENOENT) => Ok(()),
-        Err(e) => {
-            err.set(e, &[b"mask ", path.to_bytes()]);
-            Err(())
-        }
+        mount(Some(c"tmpfs"), path, Some(c"tmpfs"), libc::MS_RDONLY, None)?;
+        self.shared_tmpfs = Some(path);
+        Ok(())
     }
 }
 
@@ -535,6 +641,21 @@ fn make_readonly(path: &CStr, err: &mut ChildError) -> Step {
         None,
     )
     .map_err(|e| err.set(e, &[b"remount read-only ", path.to_bytes()]))
+}
+
+/// `linux.devices`, the default nodes and the `/dev` links, one parent fd per run of
+/// entries in the same directory.
+fn make_devices_and_links(root: c_int, plan: &Plan, err: &mut ChildError) -> Step {
+    let mut cache = None;
+    for d in &plan.devices {
+        let parent = parent_dir(root, &mut cache, &d.parent, b"create device ", &d.path, err)?;
+        make_device(parent, d, plan.user_namespace, err)?;
+    }
+    for s in &plan.symlinks {
+        let parent = parent_dir(root, &mut cache, &s.parent, b"symlink ", &s.path, err)?;
+        make_symlink(parent, s, err)?;
+    }
+    Ok(())
 }
 
 /// Builds the container's root filesystem and pivots into it. The error's detail is in
@@ -609,15 +730,7 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     // 4. Device nodes and /dev symlinks, with the modes asked for (no umask).
     // SAFETY: umask only changes this process's file creation mask.
     let old_umask = unsafe { libc::umask(0) };
-    let r = plan
-        .devices
-        .iter()
-        .try_for_each(|d| make_device(root.raw(), d, plan.user_namespace, err))
-        .and_then(|()| {
-            plan.symlinks
-                .iter()
-                .try_for_each(|s| make_symlink(root.raw(), s, err))
-        });
+    let r = make_devices_and_links(root.raw(), plan, err);
     // SAFETY: as above.
     unsafe { libc::umask(old_umask) };
     r?;
@@ -641,8 +754,11 @@ pub fn setup(plan: &Plan, err: &mut ChildError) -> Step {
     for p in &plan.readonly_paths {
         make_readonly(p, err)?;
     }
-    for p in &plan.masked_paths {
-        mask(p, err)?;
+    if !plan.masked_paths.is_empty() {
+        let mut masker = Masker { shared_tmpfs: None };
+        for p in &plan.masked_paths {
+            masker.mask(p, err)?;
+        }
     }
 
     // 7. root.readonly.

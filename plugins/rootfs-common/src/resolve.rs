@@ -127,6 +127,23 @@ pub fn open_in_root(
         return Err(ResolveError::new(libc::ENAMETOOLONG, b"open"));
     }
     let mut prefix = [0u8; PATH_MAX];
+    // Usually only the last component is missing: open its parent in one call, rather
+    // than walking every component from the root.
+    if let Some(slash) = bytes.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) {
+        let name = &bytes[slash + 1..];
+        if name.is_empty() {
+            return Err(ResolveError::new(libc::EINVAL, b"open"));
+        }
+        prefix[..slash].copy_from_slice(&bytes[..slash]);
+        let Ok(parent_c) = CStr::from_bytes_with_nul(&prefix[..=slash]) else {
+            return Err(ResolveError::new(libc::EINVAL, b"open"));
+        };
+        match openat2(root, parent_c, flags, resolve) {
+            Ok(dir) => return create_and_open(root, dir.raw(), name, path, create, resolve),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(ResolveError::new(e, b"open")),
+        }
+    }
     let mut parent: Option<Fd> = None;
     let mut i = 0;
     while i < bytes.len() {
@@ -158,43 +175,63 @@ pub fn open_in_root(
             Err(e) => return Err(ResolveError::new(e, b"open")),
         }
 
-        // Create the component by name in its (in-root) parent: mkdirat and mknodat
-        // never follow a symlink in the last component.
-        let mut name = [0u8; NAME_MAX + 1];
-        name[..i - start].copy_from_slice(&bytes[start..i]);
         let dirfd = parent.as_ref().map_or(root, Fd::raw);
-        let (rc, what): (c_int, &'static [u8]) = if last && create == Create::File {
-            // SAFETY: name is NUL-terminated (zeroed buffer, shorter than it), dirfd open.
-            let rc =
-                unsafe { libc::mknodat(dirfd, name.as_ptr().cast(), libc::S_IFREG | 0o644, 0) };
-            (rc, b"create file")
-        } else {
-            // SAFETY: as above.
-            let rc = unsafe { libc::mkdirat(dirfd, name.as_ptr().cast(), 0o755) };
-            (rc, b"mkdir")
-        };
-        let mut existed = false;
-        if rc < 0 {
-            let e = errno();
-            if e != libc::EEXIST {
-                return Err(ResolveError::new(e, what));
-            }
-            existed = true;
-        }
-        match openat2(root, prefix_c, flags, resolve) {
-            Ok(fd) => parent = Some(fd),
-            // The name exists yet does not resolve: a dangling symlink. We refuse to
-            // guess where inside the rootfs it was meant to point.
-            Err(libc::ENOENT) if existed => {
-                return Err(ResolveError::new(
-                    libc::ENOENT,
-                    b"open (a dangling symlink is in the way)",
-                ))
-            }
-            Err(e) => return Err(ResolveError::new(e, b"open")),
-        }
+        let kind = if last { create } else { Create::Dir };
+        parent = Some(create_and_open(
+            root,
+            dirfd,
+            &bytes[start..i],
+            prefix_c,
+            kind,
+            resolve,
+        )?);
     }
     parent.ok_or(ResolveError::new(libc::ENOENT, b"open"))
+}
+
+/// Creates the component `name` in `dirfd` (its parent, resolved in the rootfs) as
+/// `create` says, then opens `path` (the path up to and including it) in `root`.
+/// mkdirat and mknodat never follow a symlink in the last component.
+fn create_and_open(
+    root: c_int,
+    dirfd: c_int,
+    name: &[u8],
+    path: &CStr,
+    create: Create,
+    resolve: u64,
+) -> Result<Fd, ResolveError> {
+    if name.len() > NAME_MAX {
+        return Err(ResolveError::new(libc::ENAMETOOLONG, b"open"));
+    }
+    let mut name_c = [0u8; NAME_MAX + 1];
+    name_c[..name.len()].copy_from_slice(name);
+    let (rc, what): (c_int, &'static [u8]) = if create == Create::File {
+        // SAFETY: name_c is NUL-terminated (zeroed buffer, longer than name), dirfd open.
+        let rc = unsafe { libc::mknodat(dirfd, name_c.as_ptr().cast(), libc::S_IFREG | 0o644, 0) };
+        (rc, b"create file")
+    } else {
+        // SAFETY: as above.
+        let rc = unsafe { libc::mkdirat(dirfd, name_c.as_ptr().cast(), 0o755) };
+        (rc, b"mkdir")
+    };
+    let mut existed = false;
+    if rc < 0 {
+        let e = errno();
+        if e != libc::EEXIST {
+            return Err(ResolveError::new(e, what));
+        }
+        existed = true;
+    }
+    match openat2(root, path, libc::O_PATH, resolve) {
+        Ok(fd) => Ok(fd),
+        // The name exists yet does not resolve: a dangling symlink. We refuse to guess
+        // where inside the rootfs it was meant to point.
+        Err(libc::ENOENT) if existed => Err(ResolveError::new(
+            libc::ENOENT,
+            b"open (a dangling symlink is in the way)",
+        )),
+        Err(e) => Err(ResolveError::new(e, b"open")),
+    }
 }
 
 /// `/proc/self/fd/<n>` built on the stack: the path through which we mount onto an fd.

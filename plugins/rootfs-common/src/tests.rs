@@ -866,3 +866,76 @@ fn tmpcopyup_refuses_a_tree_deeper_than_the_limit() {
     );
     t.finish();
 }
+
+/// Masked directories share one tmpfs; one listed below an earlier masked directory
+/// (covered by it, so the shared tmpfs is out of reach by its path) still leaves every
+/// later directory masked. Without a /dev/null in the container, directories are still
+/// masked with a tmpfs.
+#[test]
+fn masked_directories_share_a_tmpfs_and_none_is_skipped() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(why) = skip_reason() {
+        println!("SKIP: {why}");
+        return;
+    }
+    for with_dev in [true, false] {
+        let t = TestDir::new(if with_dev { "mask-dev" } else { "mask-nodev" });
+        let rootfs = t.rootfs();
+        for dir in ["etc/a/b", "etc/c", "etc/d"] {
+            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+            std::fs::write(rootfs.join(dir).join("key"), "secret").unwrap();
+        }
+        std::fs::write(rootfs.join("etc/f"), "secret").unwrap();
+        let mounts = if with_dev {
+            standard_mounts()
+        } else {
+            json!([{"destination": "/proc", "type": "proc", "source": "proc"}])
+        };
+        let mut req = t.request(mounts);
+        req.masked_paths = [
+            "/etc/a/b",
+            "/etc/a",
+            "/etc/c",
+            "/etc/missing",
+            "/etc/f",
+            "/etc/d",
+        ]
+        .map(String::from)
+        .to_vec();
+        let plan = build(&req).unwrap();
+        let out = run_container(
+            &plan,
+            move || {
+                let mut c = Checks::default();
+                for dir in ["/etc/a", "/etc/c", "/etc/d"] {
+                    c.ok(
+                        std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()),
+                        format!("{dir} not empty (dev: {with_dev})"),
+                    );
+                    c.ok(
+                        mount_at(dir).is_some_and(|(t, o)| t == "tmpfs" && o.starts_with("ro")),
+                        format!(
+                            "{dir} is not a read-only tmpfs (dev: {with_dev}): {:?}",
+                            mount_at(dir)
+                        ),
+                    );
+                    c.write_fails(&format!("{dir}/new"), libc::EROFS);
+                }
+                if with_dev {
+                    c.ok(
+                        is_char_dev("/etc/f", 1, 3),
+                        "/etc/f not covered by /dev/null",
+                    );
+                } else {
+                    // No /dev/null to bind: the file stays as it was, as before.
+                    c.ok(mount_at("/etc/f").is_none(), "/etc/f got a mount");
+                }
+                c.0
+            },
+            None,
+        );
+        assert_all_passed(&out);
+        assert!(rootfs.join("etc/c/key").exists());
+        t.finish();
+    }
+}
