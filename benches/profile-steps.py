@@ -192,6 +192,7 @@ def analyse(path, bundle, root, exe_dir):
     events, exits = parse(path)
     cls = Classifier(bundle, root, exe_dir)
     wall, count, durs = defaultdict(float), defaultdict(int), defaultdict(list)
+    procs_fd = {}  # (pid, fd) -> hierarchy, for the writes to an open cgroup.procs
     end = max(list(exits.values()) + [e[0] + e[4] for e in events])
     for i, (ts, pid, name, text, dur) in enumerate(events):
         if cls.container is not None and cls.container in exits and ts >= exits[cls.container]:
@@ -203,8 +204,10 @@ def analyse(path, bundle, root, exe_dir):
         cg = CGROUP.search(text)
         if cg and name in ("mkdir", "mkdirat", "rmdir"):
             durs[f"{name.replace('mkdirat', 'mkdir')} {cg.group(1)}"].append(dur)
-        elif cg and name == "write" and step == "cgroup: attach (cgroup.procs)":
-            durs[f"attach {cg.group(1)}"].append(dur)
+        elif cg and name == "openat" and "cgroup.procs" in text:
+            procs_fd[(pid, text.rsplit("= ", 1)[-1].split()[0])] = cg.group(1)
+        elif name == "write" and (pid, text[6:].split(",", 1)[0]) in procs_fd:
+            durs[f"attach {procs_fd.pop((pid, text[6:].split(',', 1)[0]))}"].append(dur)
         m = MOUNT.match(f"{name}({text.split('(', 1)[-1]}") if name == "mount" else None
         if m:
             durs[f"mount {m.group(3) or ('bind' if 'MS_BIND' in text else 'flags')} {m.group(1)}"].append(dur)
