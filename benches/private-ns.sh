@@ -22,3 +22,18 @@ start_private_ns() {
   fi
   private_ns=/proc/$holder/ns/mnt
 }
+
+# stop_private_ns PREFIX: removes what crun left in the namespace and stops $holder.
+# crun also makes its cgroup where the cgroup2 mount was: plain directories on the
+# /sys/fs/cgroup tmpfs, which the host cannot see (its cgroup2 mount covers them) and
+# crun's delete does not remove. Only the entries named PREFIX* are removed.
+stop_private_ns() {
+  local prefix=$1
+  [ -n "${holder:-}" ] || return 0
+  nsenter --mount="$private_ns" sh -c \
+    'grep -q " /sys/fs/cgroup/unified " /proc/self/mountinfo || rm -rf -- /sys/fs/cgroup/unified/"$1"*' \
+    sh "$prefix"
+  kill "$holder" 2>/dev/null
+  wait "$holder" 2>/dev/null
+  holder=
+}

@@ -10,6 +10,7 @@ follows each other one equally often (what ran just before moves a sample by up 
 quarter on this VM: the previous container's teardown goes on in the kernel).
 """
 import argparse
+import collections
 import ctypes
 import itertools
 import os
@@ -78,14 +79,19 @@ def main():
     ap.add_argument("--rss-samples", type=int, default=3)
     ap.add_argument("--scratch", required=True)
     ap.add_argument("--measures", default="run,split,batch", help="comma-separated subset of run,split,batch")
+    ap.add_argument("--id-prefix", default=f"sbs-{os.getpid()}-", help="container ids start with this")
+    ap.add_argument("--order", choices=("all", "fixed"), default="all",
+                    help="all: the rounds go through every order; fixed: forward then reverse (the old direct-ab's)")
     ap.add_argument("--samples-dir", help="also write each measure's samples (ms, one a line) to DIR/MEASURE.RUNTIME")
     a = ap.parse_args()
     rts = [Runtime(*spec.split("=", 3)) for spec in a.runtime]
     orders = list(itertools.permutations(range(len(rts))))
+    if a.order == "fixed":
+        orders = [tuple(range(len(rts))), tuple(reversed(range(len(rts))))]
     seq = itertools.count()
 
     def fresh(rt):
-        return f"sbs-{rt.name}-{os.getpid()}-{next(seq)}"
+        return f"{a.id_prefix}{rt.name}-{next(seq)}"
 
     def one_run(rt):
         return run_checked(rt, "run", "--bundle", a.bundle, fresh(rt))
@@ -105,15 +111,20 @@ def main():
 
     results = {}
     measures = a.measures.split(",")
+    after = collections.defaultdict(list)  # (runtime, the runtime before it) -> run samples
     for measure, fn, count in (("run", one_run, a.runs), ("split", one_split, a.runs), ("batch", one_batch, a.rounds)):
         if measure not in measures:
             continue
         samples = {rt.name: [] for rt in rts}
+        prev = None
         for r in range(count):
             for k in orders[r % len(orders)]:
                 if measure != "batch" and a.idle:
                     time.sleep(a.idle)
                 samples[rts[k].name].append(fn(rts[k]))
+                if measure == "run":
+                    after[(rts[k].name, prev)].append(samples[rts[k].name][-1])
+                prev = rts[k].name
         results[measure] = samples
         if a.samples_dir:
             for name, xs in samples.items():
@@ -149,6 +160,12 @@ def main():
             medians[(measure, rt.name)] = m
             ratio = f"{m / crun:.2f}" if crun else "-"
             print(f"  {rt.name:6} {m:10.2f} {lo:10.2f} {hi:10.2f} {ratio:>8}")
+
+    if after:
+        print("\nrun, by the runtime that ran just before (median ms, samples)")
+        for (name, prev), xs in sorted(after.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+            if prev:
+                print(f"  {name:6} after {prev:6} {statistics.median(xs):8.2f} {len(xs):4}")
 
     if not rss:
         return
