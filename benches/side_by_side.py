@@ -4,10 +4,9 @@
 Every runtime command is started the same way: this process setns()es into the
 runtime's mount namespace (untimed), then posix_spawn()s the runtime directly (no wrapper
 process) and waits; the time runs from the spawn until the wait returns. Peak RSS comes
-from a separate pass through GNU time. Samples are interleaved: each round runs every runtime
-once, and the rounds go through every order of the runtimes in turn, so each runtime
-follows each other one equally often (what ran just before moves a sample by up to a
-quarter on this VM: the previous container's teardown goes on in the kernel).
+from a separate pass through GNU time. Samples are interleaved in a de Bruijn order, so each runtime follows each
+one (itself too) equally often: what ran just before moves a sample by up to a quarter
+on this VM (the previous container's teardown goes on in the kernel).
 """
 import argparse
 import collections
@@ -20,6 +19,27 @@ import time
 
 CLONE_NEWNS = 0x00020000
 libc = ctypes.CDLL(None, use_errno=True)
+
+
+def de_bruijn(n):
+    """A cyclic order of 0..n-1 (each n times) in which every ordered pair, a runtime after
+    itself included, occurs once: run back to back, each runtime follows each one equally
+    often (rounds through every permutation do not: the joins between rounds repeat pairs)."""
+    a, seq = [0] * (2 * n + 1), []
+
+    def db(t, p):
+        if t > 2:
+            if 2 % p == 0:
+                seq.extend(a[1 : p + 1])
+            return
+        a[t] = a[t - p]
+        db(t + 1, p)
+        for j in range(a[t - p] + 1, n):
+            a[t] = j
+            db(t + 1, t)
+
+    db(1, 1)
+    return seq
 
 
 def enter(ns_fd):
@@ -81,13 +101,12 @@ def main():
     ap.add_argument("--measures", default="run,split,batch", help="comma-separated subset of run,split,batch")
     ap.add_argument("--id-prefix", default=f"sbs-{os.getpid()}-", help="container ids start with this")
     ap.add_argument("--order", choices=("all", "fixed"), default="all",
-                    help="all: the rounds go through every order; fixed: forward then reverse (the old direct-ab's)")
+                    help="all: each runtime follows each equally often; fixed: forward then reverse (the old direct-ab's)")
     ap.add_argument("--samples-dir", help="also write each measure's samples (ms, one a line) to DIR/MEASURE.RUNTIME")
     a = ap.parse_args()
     rts = [Runtime(*spec.split("=", 3)) for spec in a.runtime]
-    orders = list(itertools.permutations(range(len(rts))))
-    if a.order == "fixed":
-        orders = [tuple(range(len(rts))), tuple(reversed(range(len(rts))))]
+    n = len(rts)
+    cycle = de_bruijn(n) if a.order == "all" else list(range(n)) + list(reversed(range(n)))
     seq = itertools.count()
 
     def fresh(rt):
@@ -116,15 +135,18 @@ def main():
         if measure not in measures:
             continue
         samples = {rt.name: [] for rt in rts}
-        prev = None
-        for r in range(count):
-            for k in orders[r % len(orders)]:
-                if measure != "batch" and a.idle:
-                    time.sleep(a.idle)
-                samples[rts[k].name].append(fn(rts[k]))
-                if measure == "run":
-                    after[(rts[k].name, prev)].append(samples[rts[k].name][-1])
-                prev = rts[k].name
+        prev = rts[-1].name  # the warm-up just before the run measure ends with it
+        for k in itertools.cycle(cycle):
+            if all(len(xs) >= count for xs in samples.values()):
+                break
+            if len(samples[rts[k].name]) >= count:
+                continue
+            if measure != "batch" and a.idle:
+                time.sleep(a.idle)
+            samples[rts[k].name].append(fn(rts[k]))
+            if measure == "run":
+                after[(rts[k].name, prev)].append(samples[rts[k].name][-1])
+            prev = rts[k].name
         results[measure] = samples
         if a.samples_dir:
             for name, xs in samples.items():
