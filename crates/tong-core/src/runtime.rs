@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
 use serde_json::Value;
-use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_abi::{ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_plugin_sdk::wire;
 
 use crate::child::{self, CStrings, ChildContext};
 use crate::config::{Bundle, NamespacePlan};
