@@ -10,7 +10,10 @@ use std::ffi::{c_int, CStr};
 pub const CHILD_MESSAGE_LEN: usize = 512;
 
 /// A failure in the child: an errno and a NUL-terminated message. Plain bytes, so the
-/// host can send it through a pipe as is.
+/// host can send it through a pipe as is. (In C the first field is `errnum`: `errno` is
+/// a macro of `<errno.h>`.)
+///
+/// cbindgen:field-names=[errnum, len, message]
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ChildError {

@@ -34,7 +34,7 @@ pub const ABI_MINOR: u32 = 1;
 /// The one symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "tong_plugin_entry";
 
-/// Signature of [`ENTRY_SYMBOL`]: given the host's ABI major, returns the plugin's static
+/// Signature of the entry point `tong_plugin_entry` ([`ENTRY_SYMBOL`]): given the host's ABI major, returns the plugin's static
 /// descriptor, or null if the plugin cannot serve that major.
 pub type EntryFn = unsafe extern "C" fn(host_abi_major: u32) -> *const PluginDescriptor;
 
@@ -215,7 +215,8 @@ impl Sink {
     }
 }
 
-/// The static description of a plugin, returned by [`ENTRY_SYMBOL`].
+/// The static description of a plugin, returned by its entry point `tong_plugin_entry`
+/// ([`ENTRY_SYMBOL`]).
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginDescriptor {
