@@ -63,6 +63,7 @@ static const tong_plugin_network_ops OPS = {
 };
 static const tong_plugin_descriptor DESCRIPTOR = {
     .abi_major = ABI_MAJOR,
+    /* Built for 1.0 on purpose: a host of a later minor still loads it. */
     .abi_minor = 0,
     .struct_size = sizeof(tong_plugin_descriptor),
     .kind = TONG_PLUGIN_KIND_NETWORK,
