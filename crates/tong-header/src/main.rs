@@ -128,19 +128,32 @@ const TRAILER: &str = "\
 #define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0, NULL, 0 }
 ";
 
-fn generate(root: &Path) -> Result<String, String> {
-    let config_path = root.join("cbindgen.toml");
+/// Runs cbindgen on `src` with the configuration file `config`, with `after_include`
+/// after the includes.
+fn cbindgen(root: &Path, config: &str, src: &str, after_include: &str) -> Result<String, String> {
+    let config_path = root.join(config);
     let config = cbindgen::Config::from_file(&config_path)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("crates/tong-core/src/capi/mod.rs"))
-        .with_after_include(format!("{}\n{TRAILER}", version_macros()?))
+        .with_src(root.join(src))
+        .with_after_include(after_include)
         .generate()
         .map_err(|e| format!("cbindgen: {e}"))?;
     let mut out = Vec::new();
     bindings.write(&mut out);
     String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
+}
+
+/// include/tong.h.
+fn generate(root: &Path) -> Result<String, String> {
+    let after_include = format!("{}\n{TRAILER}", version_macros()?);
+    cbindgen(
+        root,
+        "cbindgen.toml",
+        "crates/tong-core/src/capi/mod.rs",
+        &after_include,
+    )
 }
 
 /// The entry point every plugin defines, declared so the compiler checks a C plugin's
@@ -161,17 +174,12 @@ const struct tong_plugin_descriptor *tong_plugin_entry(uint32_t host_abi_major);
 #endif
 ";
 
+/// include/tong_plugin.h.
 fn generate_plugin(root: &Path) -> Result<String, String> {
-    let config_path = root.join("cbindgen-plugin.toml");
-    let config = cbindgen::Config::from_file(&config_path)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let bindings = cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(root.join("crates/tong-abi/src/lib.rs"))
-        .with_after_include(PLUGIN_ENTRY)
-        .generate()
-        .map_err(|e| format!("cbindgen: {e}"))?;
-    let mut out = Vec::new();
-    bindings.write(&mut out);
-    String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
+    cbindgen(
+        root,
+        "cbindgen-plugin.toml",
+        "crates/tong-abi/src/lib.rs",
+        PLUGIN_ENTRY,
+    )
 }
