@@ -253,6 +253,13 @@ fn a_plugin_whose_name_differs_from_its_file_name_is_refused() {
         "{err}"
     );
     tong.assert_clean(&id, Some(&bundle), None);
+    // `tong plugins` lists the file as unusable, for the same reason.
+    let row = find(&plugins_json(&tong), "net", "alias").clone();
+    assert_eq!(row["usable"], false, "{row}");
+    assert!(
+        row["probe"].as_str().unwrap().contains("calls itself"),
+        "{row}"
+    );
 }
 
 #[test]

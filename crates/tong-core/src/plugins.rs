@@ -142,7 +142,7 @@ impl PluginHost {
                     self.dirs_display()
                 ))
             })?;
-        let plugin: B = load_candidate(&candidate)?;
+        let plugin: B = load_typed(&candidate)?;
         plugin.probe().map_err(|why| {
             Error::Plugin(format!(
                 "plugin {kind}={name} ({}) cannot work here: {why}",
@@ -162,7 +162,7 @@ impl PluginHost {
             let priority = if let Some(p) = self.priorities.priority(&c.path) {
                 p
             } else {
-                let plugin: B = load_candidate(&c)?;
+                let plugin: B = load_typed(&c)?;
                 self.priorities.record(&c.path, plugin.priority);
                 plugin.priority
             };
@@ -173,7 +173,7 @@ impl PluginHost {
         let mut reasons = Vec::new();
         let mut picked = None;
         for (_, candidate) in ranked {
-            let plugin: B = load_candidate(&candidate)?;
+            let plugin: B = load_typed(&candidate)?;
             match plugin.probe() {
                 Ok(()) => {
                     picked = Some(plugin);
@@ -232,9 +232,9 @@ impl PluginHost {
 /// Loads a plugin file found on the search path: its descriptor must say the kind and
 /// the name its file name says, or a lookup by name would find a different plugin than
 /// the one it asked for (and a container recorded with one name could not be found again).
-fn load_candidate<B: Backend>(candidate: &Candidate) -> Result<B> {
-    let plugin = typed::<B>(load(&candidate.path)?)?;
-    if plugin.name != candidate.name {
+pub fn load_candidate(candidate: &Candidate) -> Result<&'static Plugin> {
+    let plugin = load(&candidate.path)?;
+    if plugin.kind != candidate.kind || plugin.name != candidate.name {
         return Err(Error::Plugin(format!(
             "plugin {} calls itself {}={:?}, but its file name says {}={:?}",
             candidate.path.display(),
@@ -245,6 +245,11 @@ fn load_candidate<B: Backend>(candidate: &Candidate) -> Result<B> {
         )));
     }
     Ok(plugin)
+}
+
+/// [`load_candidate`] as a backend of kind `B::KIND`.
+fn load_typed<B: Backend>(candidate: &Candidate) -> Result<B> {
+    typed(load_candidate(candidate)?)
 }
 
 /// The directories beside the running binary (and `../lib/tong/plugins` for an install
