@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use serde_json::json;
-use tong::plugins::Plugin;
+use tong::plugins::{CgroupBackend, NamespaceBackend, Plugin};
 use tong_benches::{plugin, require_root, spawn_to_exec, Sleeper};
 
 /// Limits each backend can apply on this host: cgroup v1 has memory, pids and cpu; the
@@ -53,8 +53,8 @@ fn lifecycle(c: &mut Criterion) {
         .sample_size(30);
     let me = std::process::id();
     for backend in ["v1", "v2"] {
-        let cg = plugin("cgroup", backend);
-        if !usable(cg) {
+        let cg = plugin::<CgroupBackend>(backend);
+        if !usable(&cg) {
             continue;
         }
         let mut n = 0u64;
@@ -66,10 +66,9 @@ fn lifecycle(c: &mut Criterion) {
                     let req = request(&format!("bench-cg-{me}-{n}"), backend);
                     let sleeper = Sleeper::start();
                     let start = Instant::now();
-                    let state = cg.cgroup_create(&req).expect("create");
-                    cg.cgroup_add_process(&state, sleeper.0)
-                        .expect("add_process");
-                    cg.cgroup_destroy(&state).expect("destroy");
+                    let state = cg.create(&req).expect("create");
+                    cg.add_process(&state, sleeper.0).expect("add_process");
+                    cg.destroy(&state).expect("destroy");
                     total += start.elapsed();
                     drop(sleeper);
                 }
@@ -86,18 +85,18 @@ fn placement(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    let clone3 = plugin("ns", "clone3");
+    let clone3 = plugin::<NamespaceBackend>("clone3");
     let me = std::process::id();
     for backend in ["v2", "v1"] {
-        let cg = plugin("cgroup", backend);
-        if !usable(cg) {
+        let cg = plugin::<CgroupBackend>(backend);
+        if !usable(&cg) {
             continue;
         }
         let state = cg
-            .cgroup_create(&request(&format!("bench-place-{me}-{backend}"), backend))
+            .create(&request(&format!("bench-place-{me}-{backend}"), backend))
             .expect("create");
         if backend == "v2" {
-            let target = cg.cgroup_clone_target(&state).expect("clone_target");
+            let target = cg.clone_target(&state).expect("clone_target");
             if let Some(fd) = target {
                 use std::os::fd::AsRawFd;
                 group.bench_function(BenchmarkId::new("CLONE_INTO_CGROUP", backend), |b| {
@@ -117,13 +116,13 @@ fn placement(c: &mut Criterion) {
                             clone3,
                             0,
                             -1,
-                            Some(&mut |pid| cg.cgroup_add_process(&state, pid).expect("add")),
+                            Some(&mut |pid| cg.add_process(&state, pid).expect("add")),
                         )
                     })
                     .sum()
             });
         });
-        cg.cgroup_destroy(&state).expect("destroy");
+        cg.destroy(&state).expect("destroy");
     }
     group.finish();
 }

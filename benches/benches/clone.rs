@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
+use tong::plugins::NamespaceBackend;
 use tong_benches::{plugin, require_root, spawn_to_exec, NAMESPACE_SETS};
 
 fn clone(c: &mut Criterion) {
@@ -13,7 +14,7 @@ fn clone(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
     for backend in ["clone3", "fork"] {
-        let ns = plugin("ns", backend);
+        let ns = plugin::<NamespaceBackend>(backend);
         for (set, flags) in NAMESPACE_SETS {
             group.bench_function(BenchmarkId::new(backend, set), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| spawn_to_exec(ns, flags, -1, None)).sum());

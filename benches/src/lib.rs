@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tong::plugins::Plugin;
+use tong::plugins::{Backend, NamespaceBackend};
 use tong_abi::{ChildError, SpawnRequest};
 
 /// Namespace sets of the `clone` bench: each adds to the one before.
@@ -50,15 +50,15 @@ pub fn plugin_dir() -> PathBuf {
     deps.parent().unwrap_or(deps).to_path_buf()
 }
 
-/// Loads the plugin `libtong_plugin_<kind>_<name>.so` from [`plugin_dir`].
-pub fn plugin(kind: &str, name: &str) -> &'static Plugin {
-    let path = plugin_dir().join(format!("libtong_plugin_{kind}_{name}.so"));
+/// Loads the plugin `libtong_plugin_<kind>_<name>.so` of `B`'s kind from [`plugin_dir`].
+pub fn plugin<B: Backend>(name: &str) -> B {
+    let path = plugin_dir().join(format!("libtong_plugin_{}_{name}.so", B::KIND));
     assert!(
         path.exists(),
         "{} is missing: build the plugins first (cargo build --release --workspace) or set TONG_PLUGIN_PATH",
         path.display()
     );
-    tong::plugins::load(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    tong::plugins::load_backend(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
 /// What the benches' own child does: optionally waits for a byte on `go_fd`, then execs
@@ -147,7 +147,7 @@ pub fn reap(pid: i32) -> i32 {
 /// given), and returns the time from the spawn call until the child has exec'd
 /// `/bin/true` (its close-on-exec pipe closes). The child is reaped outside the timing.
 pub fn spawn_to_exec(
-    ns: &Plugin,
+    ns: NamespaceBackend,
     flags: c_int,
     cgroup_fd: RawFd,
     before_go: Option<&mut dyn FnMut(i32)>,

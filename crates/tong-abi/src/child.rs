@@ -10,7 +10,10 @@ use std::ffi::{c_int, CStr};
 pub const CHILD_MESSAGE_LEN: usize = 512;
 
 /// A failure in the child: an errno and a NUL-terminated message. Plain bytes, so the
-/// host can send it through a pipe as is.
+/// host can send it through a pipe as is. (In C the first field is `errnum`: `errno` is
+/// a macro of `<errno.h>`.)
+///
+/// cbindgen:field-names=[errnum, len, message]
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ChildError {
@@ -121,43 +124,6 @@ impl ChildError {
 impl std::fmt::Debug for ChildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
-    }
-}
-
-/// Writes `n` in decimal at the start of `buf` (20 bytes always suffice) and returns the
-/// length. For messages and paths built in the child, where nothing may allocate.
-///
-/// # Panics
-/// When `buf` is shorter than the number's digits.
-pub fn write_decimal(buf: &mut [u8], mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        buf[i] = digits[len - 1 - i];
-    }
-    len
-}
-
-/// The name of a `CLONE_NEW*` namespace type, for messages built in the child.
-pub fn namespace_name(nstype: c_int) -> &'static [u8] {
-    match nstype {
-        libc::CLONE_NEWUSER => b"user",
-        libc::CLONE_NEWNS => b"mount",
-        libc::CLONE_NEWNET => b"network",
-        libc::CLONE_NEWUTS => b"uts",
-        libc::CLONE_NEWIPC => b"ipc",
-        libc::CLONE_NEWCGROUP => b"cgroup",
-        libc::CLONE_NEWPID => b"pid",
-        0x80 => b"time",
-        _ => b"unknown",
     }
 }
 

@@ -16,17 +16,16 @@
 //! Plugins keep no state between processes: whatever a later command needs, they return
 //! as state JSON, which the host stores with the container and hands back.
 //!
-//! Rust plugins implement one of the traits in [`plugin`] and call the matching
-//! `export_*_plugin!` macro; C plugins fill in the same structs by hand.
+//! This crate is the ABI alone: `repr(C)` types and constants, no dependency.
+//! `include/tong_plugin.h` is generated from it (crates/tong-header), so a plugin written
+//! in C uses the same definitions. Rust plugins use the `tong-plugin-sdk` crate instead of
+//! filling in these structs: its traits and export macros build them.
 
 use std::ffi::{c_char, c_int, c_void};
 
 pub mod child;
-pub mod plugin;
-pub mod raw;
-pub mod wire;
 
-pub use child::ChildError;
+pub use child::{ChildError, CHILD_MESSAGE_LEN};
 
 /// The ABI major version. A host refuses a plugin whose major differs.
 pub const ABI_MAJOR: u32 = 1;
@@ -35,7 +34,7 @@ pub const ABI_MINOR: u32 = 1;
 /// The one symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "tong_plugin_entry";
 
-/// Signature of [`ENTRY_SYMBOL`]: given the host's ABI major, returns the plugin's static
+/// Signature of the entry point `tong_plugin_entry` ([`ENTRY_SYMBOL`]): given the host's ABI major, returns the plugin's static
 /// descriptor, or null if the plugin cannot serve that major.
 pub type EntryFn = unsafe extern "C" fn(host_abi_major: u32) -> *const PluginDescriptor;
 
@@ -54,6 +53,15 @@ pub const STATUS_UNSUPPORTED: Status = 3;
 pub const STATUS_PANIC: Status = 4;
 /// Any other failure.
 pub const STATUS_FAILED: Status = 5;
+
+/// [`PluginDescriptor::kind`] of a namespace plugin.
+pub const KIND_NAMESPACE: u32 = 1;
+/// [`PluginDescriptor::kind`] of a cgroup plugin.
+pub const KIND_CGROUP: u32 = 2;
+/// [`PluginDescriptor::kind`] of a rootfs plugin.
+pub const KIND_ROOTFS: u32 = 3;
+/// [`PluginDescriptor::kind`] of a network plugin.
+pub const KIND_NETWORK: u32 = 4;
 
 /// Plugin kinds, as stored in [`PluginDescriptor::kind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,20 +88,20 @@ impl PluginKind {
     /// The numeric value stored in descriptors.
     pub const fn as_raw(self) -> u32 {
         match self {
-            PluginKind::Namespace => 1,
-            PluginKind::Cgroup => 2,
-            PluginKind::Rootfs => 3,
-            PluginKind::Network => 4,
+            PluginKind::Namespace => KIND_NAMESPACE,
+            PluginKind::Cgroup => KIND_CGROUP,
+            PluginKind::Rootfs => KIND_ROOTFS,
+            PluginKind::Network => KIND_NETWORK,
         }
     }
 
     /// Converts a descriptor's raw kind, refusing unknown values.
     pub const fn from_raw(raw: u32) -> Option<PluginKind> {
         match raw {
-            1 => Some(PluginKind::Namespace),
-            2 => Some(PluginKind::Cgroup),
-            3 => Some(PluginKind::Rootfs),
-            4 => Some(PluginKind::Network),
+            KIND_NAMESPACE => Some(PluginKind::Namespace),
+            KIND_CGROUP => Some(PluginKind::Cgroup),
+            KIND_ROOTFS => Some(PluginKind::Rootfs),
+            KIND_NETWORK => Some(PluginKind::Network),
             _ => None,
         }
     }
@@ -207,7 +215,8 @@ impl Sink {
     }
 }
 
-/// The static description of a plugin, returned by [`ENTRY_SYMBOL`].
+/// The static description of a plugin, returned by its entry point `tong_plugin_entry`
+/// ([`ENTRY_SYMBOL`]).
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginDescriptor {
@@ -298,7 +307,7 @@ pub struct NamespaceOps {
 pub struct CgroupOps {
     pub struct_size: usize,
     /// Creates the container's cgroup and applies its limits. `req` is
-    /// [`wire::CgroupRequest`] JSON; the state JSON goes to `state_out`.
+    /// `CgroupRequest` JSON (tong-plugin-sdk's `wire`); the state JSON goes to `state_out`.
     pub create:
         unsafe extern "C" fn(req: Bytes, state_out: *const Sink, err: *const Sink) -> Status,
     /// Opens the cgroup2 directory to clone into (CLONE_INTO_CGROUP); writes -1 when the
@@ -311,7 +320,7 @@ pub struct CgroupOps {
     pub update: unsafe extern "C" fn(state: Bytes, resources: Bytes, err: *const Sink) -> Status,
     /// Freezes (1) or thaws (0) every process in the cgroup, returning once it is done.
     pub set_frozen: unsafe extern "C" fn(state: Bytes, frozen: u32, err: *const Sink) -> Status,
-    /// Writes [`wire::CgroupStats`] JSON.
+    /// Writes `CgroupStats` JSON (tong-plugin-sdk's `wire`).
     pub stats: unsafe extern "C" fn(state: Bytes, out: *const Sink, err: *const Sink) -> Status,
     /// Writes a JSON array of the pids in the cgroup (as the host sees them).
     pub pids: unsafe extern "C" fn(state: Bytes, out: *const Sink, err: *const Sink) -> Status,
@@ -332,7 +341,7 @@ pub const CGROUP_OPS_SIZE_1_0: usize = std::mem::offset_of!(CgroupOps, warm_up);
 #[repr(C)]
 pub struct RootfsOps {
     pub struct_size: usize,
-    /// Parent side: reads [`wire::RootfsRequest`] JSON, does any host-side work (overlay
+    /// Parent side: reads `RootfsRequest` JSON (tong-plugin-sdk's `wire`), does any host-side work (overlay
     /// directories, ...) and returns an opaque plan for `child_setup` plus state JSON for
     /// `cleanup`.
     pub prepare: unsafe extern "C" fn(
@@ -355,7 +364,7 @@ pub struct RootfsOps {
 pub struct NetworkOps {
     pub struct_size: usize,
     /// Parent side, after the child exists and before it runs user code: configures the
-    /// network namespace named in [`wire::NetworkRequest`] JSON; writes state JSON.
+    /// network namespace named in `NetworkRequest` JSON (tong-plugin-sdk's `wire`); writes state JSON.
     pub setup: unsafe extern "C" fn(req: Bytes, state_out: *const Sink, err: *const Sink) -> Status,
     /// Undoes `setup`. Succeeds when there is nothing to undo.
     pub teardown: unsafe extern "C" fn(state: Bytes, err: *const Sink) -> Status,

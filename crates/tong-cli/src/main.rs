@@ -610,7 +610,7 @@ struct PluginRow {
 fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
     let mut rows = Vec::new();
     for c in host.candidates() {
-        let row = match plugins::load(&c.path) {
+        let row = match plugins::load_candidate(&c) {
             Ok(p) => {
                 let probe = p.probe();
                 PluginRow {

@@ -10,12 +10,18 @@ use std::process::Command;
 use common::{config, root_or_skip, unique_id, Bundle, Tong};
 use serde_json::{json, Value};
 
-/// Compiles the C test plugin into `dir` as `libtong_plugin_net_<file_name>.so`.
+/// Compiles the C test plugin into `dir` as `libtong_plugin_net_<file_name>.so`, against
+/// the generated include/tong_plugin.h.
 fn build_c_plugin(dir: &Path, file_name: &str, defines: &[&str]) -> PathBuf {
     let out = dir.join(format!("libtong_plugin_net_{file_name}.so"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/c_net_plugin.c");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = manifest.join("tests/plugins/c_net_plugin.c");
     let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+        .args([
+            "-std=c11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+        ])
+        .arg(format!("-I{}", manifest.join("../../include").display()))
+        .arg("-o")
         .arg(&out)
         .args(defines)
         .arg(&src)
@@ -217,6 +223,43 @@ fn a_plugin_of_another_abi_is_refused_with_both_versions() {
     );
     assert!(err.contains(&file.display().to_string()), "{err}");
     tong.assert_clean(&id, Some(&bundle), None);
+}
+
+/// A file found by the name asked for must hold the plugin of that name: one calling
+/// itself otherwise (a renamed copy) is refused, naming both, before anything is made.
+#[test]
+fn a_plugin_whose_name_differs_from_its_file_name_is_refused() {
+    if !root_or_skip("a_plugin_whose_name_differs_from_its_file_name_is_refused") {
+        return;
+    }
+    let dir = plugin_dir();
+    let file = build_c_plugin(dir.path(), "alias", &["-DNAME=\"ctest\""]);
+    let tong = with_plugin_path(dir.path());
+    let bundle = Bundle::new(&config(&["true"]));
+    let id = unique_id("alias");
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=alias",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains(&format!(
+            "plugin {} calls itself net=\"ctest\", but its file name says net=\"alias\"",
+            file.display()
+        )),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+    // `tong plugins` lists the file as unusable, for the same reason.
+    let row = find(&plugins_json(&tong), "net", "alias").clone();
+    assert_eq!(row["usable"], false, "{row}");
+    assert!(
+        row["probe"].as_str().unwrap().contains("calls itself"),
+        "{row}"
+    );
 }
 
 #[test]

@@ -27,8 +27,8 @@
 //! [`child_main`]).
 
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::os::fd::BorrowedFd;
 
-use tong_abi::raw::write_all;
 use tong_abi::{ChildError, Status, STATUS_OK};
 
 /// Parent → child: setup on the host side is done.
@@ -165,7 +165,13 @@ pub unsafe extern "C" fn child_fail(arg: *mut c_void, err: *const ChildError) {
 fn report_failure(ctx: &ChildContext, err: &ChildError) {
     // Signals stay blocked here, so a parent that went away cannot kill us with SIGPIPE.
     block_all_signals();
-    write_all(ctx.report_fd, err.as_bytes());
+    report(ctx, err.as_bytes());
+}
+
+/// Writes to the report pipe, which stays open in the child until exec (O_CLOEXEC).
+fn report(ctx: &ChildContext, data: &[u8]) {
+    // SAFETY: report_fd is the child's end of the report pipe, open for the child's life.
+    tong_sys::write_all(unsafe { BorrowedFd::borrow_raw(ctx.report_fd) }, data);
 }
 
 fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
@@ -289,7 +295,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         label.apply(err)?;
     }
 
-    write_all(ctx.report_fd, &[READY]);
+    report(ctx, &[READY]);
     if ctx.fifo_fd >= 0 {
         let mut byte = 0u8;
         // SAFETY: reads one byte into a local; blocks until `start` writes the fifo.

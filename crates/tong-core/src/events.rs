@@ -1,11 +1,11 @@
 //! `tong events`: cgroup statistics in runc's event shape, so tools written for
 //! `runc events` read tong's unchanged:
 //! `{"type":"stats","id":ID,"data":{"cpu":{"usage":{...}},"memory":{"usage":{...}},
-//! "pids":{...},"blkio":{...}}}`. The cgroup plugins report [`tong_abi::wire::CgroupStats`]
+//! "pids":{...},"blkio":{...}}}`. The cgroup plugins report [`tong_plugin_sdk::wire::CgroupStats`]
 //! (what the C API returns as is); this is only the translation.
 
 use serde_json::{json, Map, Value};
-use tong_abi::wire::CgroupStats;
+use tong_plugin_sdk::wire::CgroupStats;
 
 /// The `runc events` object for one stats sample.
 pub fn stats_event(id: &str, stats: &Value) -> Value {

@@ -43,7 +43,7 @@ pub fn exec_process(data: &[u8]) {
 /// fail cleanly.
 pub fn plugin_json(data: &[u8]) {
     let _ = serde_json::from_slice::<Vec<i32>>(data);
-    let _ = serde_json::from_slice::<tong_abi::wire::CgroupStats>(data);
+    let _ = serde_json::from_slice::<tong_plugin_sdk::wire::CgroupStats>(data);
     let Ok(state) = crate::runtime::plugin_state(PluginKind::Cgroup, "fuzz", data) else {
         return;
     };

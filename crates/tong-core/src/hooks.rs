@@ -272,7 +272,9 @@ pub(crate) fn run(
 ) -> std::result::Result<(), ()> {
     let name = point.name().as_bytes();
     let path = hook.path.to_bytes();
-    let pid = tong_abi::raw::fork();
+    // SAFETY: the new process runs hook_process only, which allocates nothing, takes no
+    // lock, and execs the hook or _exits.
+    let pid = unsafe { tong_sys::fork() };
     if pid < 0 {
         err.os(&[b"fork for hook ", path]);
         return Err(());
@@ -299,7 +301,7 @@ pub(crate) fn run(
                 libc::waitpid(pid as libc::pid_t, &mut status, 0);
             }
             let mut secs = [0u8; 20];
-            let n = tong_abi::child::write_decimal(&mut secs, (hook.timeout_ms / 1000) as u64);
+            let n = tong_sys::write_decimal(&mut secs, (hook.timeout_ms / 1000) as u64);
             err.set(
                 0,
                 &[
@@ -320,14 +322,14 @@ pub(crate) fn run(
     }
     let mut num = [0u8; 20];
     if libc::WIFSIGNALED(status) {
-        let n = tong_abi::child::write_decimal(&mut num, libc::WTERMSIG(status) as u64);
+        let n = tong_sys::write_decimal(&mut num, libc::WTERMSIG(status) as u64);
         err.set(
             0,
             &[name, b" hook ", path, b": killed by signal ", &num[..n]],
         );
     } else {
         let code = libc::WEXITSTATUS(status);
-        let n = tong_abi::child::write_decimal(&mut num, code as u64);
+        let n = tong_sys::write_decimal(&mut num, code as u64);
         let why: &[u8] = match code {
             EXIT_EXEC if point == Point::CreateContainer => {
                 b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
@@ -367,7 +369,9 @@ fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) 
         }
         if !joins.is_empty() {
             // A joined pid namespace applies to children only: run the hook in one.
-            let pid = tong_abi::raw::fork();
+            // (Inside the unsafe block above.) The new process runs the same
+            // no-allocation code: it execs the hook or _exits.
+            let pid = tong_sys::fork();
             if pid < 0 {
                 libc::_exit(EXIT_SETNS);
             }

@@ -25,7 +25,9 @@ pub fn requested_by(annotations: &std::collections::BTreeMap<String, String>) ->
 pub(crate) fn fork_init(err: &mut ChildError) -> Result<(), ()> {
     // SAFETY: orphans of the container are reparented to us even without a pid namespace.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let pid = tong_abi::raw::fork();
+    // SAFETY: we are the container's child between clone and exec; the new process
+    // returns into that same no-allocation code, which execs the program or _exits.
+    let pid = unsafe { tong_sys::fork() };
     if pid < 0 {
         err.os(&[b"fork of the container's init"]);
         return Err(());

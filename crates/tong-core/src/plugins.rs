@@ -129,8 +129,9 @@ impl PluginHost {
         out
     }
 
-    /// Loads the plugin `kind`/`name` and checks that its probe passes.
-    pub fn select_named(&self, kind: PluginKind, name: &str) -> Result<&'static Plugin> {
+    /// Loads the plugin of `B`'s kind named `name` and checks that its probe passes.
+    pub fn select_named<B: Backend>(&self, name: &str) -> Result<B> {
+        let kind = B::KIND;
         let candidate = self
             .candidates()
             .into_iter()
@@ -141,14 +142,7 @@ impl PluginHost {
                     self.dirs_display()
                 ))
             })?;
-        let plugin = load(&candidate.path)?;
-        if plugin.kind != kind {
-            return Err(Error::Plugin(format!(
-                "plugin {} says it is a {} plugin, not {kind}",
-                plugin.path.display(),
-                plugin.kind
-            )));
-        }
+        let plugin: B = load_typed(&candidate)?;
         plugin.probe().map_err(|why| {
             Error::Plugin(format!(
                 "plugin {kind}={name} ({}) cannot work here: {why}",
@@ -158,27 +152,28 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Picks the usable plugin of `kind` with the highest priority. Priorities come from
-    /// the cache where the file is unchanged since it was last loaded, so in the common
-    /// case only the plugin picked is loaded.
-    pub fn select_best(&self, kind: PluginKind) -> Result<&'static Plugin> {
-        let mut ranked: Vec<(u32, PathBuf)> = Vec::new();
+    /// Picks the usable plugin of `B`'s kind with the highest priority. Priorities come
+    /// from the cache where the file is unchanged since it was last loaded, so in the
+    /// common case only the plugin picked is loaded.
+    pub fn select_best<B: Backend>(&self) -> Result<B> {
+        let kind = B::KIND;
+        let mut ranked: Vec<(u32, Candidate)> = Vec::new();
         for c in self.candidates().into_iter().filter(|c| c.kind == kind) {
             let priority = if let Some(p) = self.priorities.priority(&c.path) {
                 p
             } else {
-                let plugin = load(&c.path)?;
+                let plugin: B = load_typed(&c)?;
                 self.priorities.record(&c.path, plugin.priority);
                 plugin.priority
             };
-            ranked.push((priority, c.path));
+            ranked.push((priority, c));
         }
         // Stable: equal priorities keep the search-path order.
         ranked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
         let mut reasons = Vec::new();
         let mut picked = None;
-        for (_, path) in ranked {
-            let plugin = load(&path)?;
+        for (_, candidate) in ranked {
+            let plugin: B = load_typed(&candidate)?;
             match plugin.probe() {
                 Ok(()) => {
                     picked = Some(plugin);
@@ -204,17 +199,14 @@ impl PluginHost {
         }
     }
 
-    /// Loads a plugin by the path recorded in a container's state, checking its kind.
-    pub fn load_recorded(
-        &self,
-        kind: PluginKind,
-        name: &str,
-        path: &Path,
-    ) -> Result<&'static Plugin> {
+    /// Loads a plugin by the path recorded in a container's state, checking its kind and
+    /// name.
+    pub fn load_recorded<B: Backend>(&self, name: &str, path: &Path) -> Result<B> {
+        let kind = B::KIND;
         let plugin = match load(path) {
             Ok(p) => p,
             // The file moved (reinstall): look it up by name.
-            Err(_) if !path.exists() => return self.select_named(kind, name),
+            Err(_) if !path.exists() => return self.select_named(name),
             Err(e) => return Err(e),
         };
         if plugin.kind != kind || plugin.name != name {
@@ -225,7 +217,7 @@ impl PluginHost {
                 plugin.name
             )));
         }
-        Ok(plugin)
+        typed(plugin)
     }
 
     fn dirs_display(&self) -> String {
@@ -235,6 +227,29 @@ impl PluginHost {
             .collect::<Vec<_>>()
             .join(":")
     }
+}
+
+/// Loads a plugin file found on the search path: its descriptor must say the kind and
+/// the name its file name says, or a lookup by name would find a different plugin than
+/// the one it asked for (and a container recorded with one name could not be found again).
+pub fn load_candidate(candidate: &Candidate) -> Result<&'static Plugin> {
+    let plugin = load(&candidate.path)?;
+    if plugin.kind != candidate.kind || plugin.name != candidate.name {
+        return Err(Error::Plugin(format!(
+            "plugin {} calls itself {}={:?}, but its file name says {}={:?}",
+            candidate.path.display(),
+            plugin.kind,
+            plugin.name,
+            candidate.kind,
+            candidate.name
+        )));
+    }
+    Ok(plugin)
+}
+
+/// [`load_candidate`] as a backend of kind `B::KIND`.
+fn load_typed<B: Backend>(candidate: &Candidate) -> Result<B> {
+    typed(load_candidate(candidate)?)
 }
 
 /// The directories beside the running binary (and `../lib/tong/plugins` for an install
@@ -574,94 +589,189 @@ impl Plugin {
             Err(String::from_utf8_lossy(&reason).into_owned())
         }
     }
+}
 
-    /// The kind's table. A pointer, not a reference: a table from an older minor is
-    /// shorter than `T`. `describe` checked it covers every 1.0 field; later fields are
-    /// read only after a `struct_size` check (see `cgroup_warm_up`). It is static data of
-    /// a never-unloaded library.
-    fn ops<T>(&self, kind: PluginKind) -> *const T {
-        assert_eq!(self.kind, kind, "plugin {} used as {kind}", self.name);
-        self.descriptor.ops.cast::<T>()
+/// A loaded plugin whose kind is known at compile time: one handle type per kind, so a
+/// cgroup operation on a rootfs plugin does not compile. Handles are made only by the
+/// host's selection functions (and [`load_backend`]), which check the descriptor's kind.
+pub trait Backend: sealed::Wrap + Copy + std::ops::Deref<Target = Plugin> {
+    /// The kind of plugin this handle drives.
+    const KIND: PluginKind;
+}
+
+mod sealed {
+    /// Outside this module no handle can be made from an unchecked plugin.
+    pub trait Wrap {
+        /// Wraps a plugin whose kind was checked to be the handle's.
+        fn wrap(plugin: &'static super::Plugin) -> Self;
     }
+}
 
-    /// Namespace plugin: create the container process.
-    pub fn spawn(&self, req: &SpawnRequest) -> Result<SpawnResult> {
-        let ops: *const NamespaceOps = self.ops(PluginKind::Namespace);
+/// Wraps `plugin` in the handle of its kind, refusing another kind.
+fn typed<B: Backend>(plugin: &'static Plugin) -> Result<B> {
+    if plugin.kind == B::KIND {
+        Ok(B::wrap(plugin))
+    } else {
+        Err(Error::Plugin(format!(
+            "plugin {} says it is a {} plugin, not {}",
+            plugin.path.display(),
+            plugin.kind,
+            B::KIND
+        )))
+    }
+}
+
+/// Loads the plugin at `path` (see [`load`]) as a backend of kind `B::KIND`.
+pub fn load_backend<B: Backend>(path: &Path) -> Result<B> {
+    typed(load(path)?)
+}
+
+macro_rules! backend {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $ops:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name(&'static Plugin);
+
+        impl sealed::Wrap for $name {
+            fn wrap(plugin: &'static Plugin) -> Self {
+                $name(plugin)
+            }
+        }
+
+        impl Backend for $name {
+            const KIND: PluginKind = $kind;
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Plugin;
+            fn deref(&self) -> &Plugin {
+                self.0
+            }
+        }
+
+        impl $name {
+            /// The plugin behind the handle.
+            pub fn plugin(self) -> &'static Plugin {
+                self.0
+            }
+
+            /// The kind's table. A pointer, not a reference: a table from an older minor
+            /// is shorter than the type. `describe` checked it covers every 1.0 field;
+            /// later fields are read only after a `struct_size` check (see
+            /// `CgroupBackend::warm_up`). It is static data of a never-unloaded library,
+            /// of this kind (checked when the handle was made).
+            fn ops(self) -> *const $ops {
+                self.0.descriptor.ops.cast::<$ops>()
+            }
+        }
+    };
+}
+
+backend!(
+    /// A namespace plugin: creates the container process.
+    NamespaceBackend,
+    PluginKind::Namespace,
+    NamespaceOps
+);
+backend!(
+    /// A cgroup plugin: creates, limits, freezes and destroys the container's cgroup.
+    CgroupBackend,
+    PluginKind::Cgroup,
+    CgroupOps
+);
+backend!(
+    /// A rootfs plugin: builds the container's root filesystem.
+    RootfsBackend,
+    PluginKind::Rootfs,
+    RootfsOps
+);
+backend!(
+    /// A network plugin: sets up the container's network.
+    NetworkBackend,
+    PluginKind::Network,
+    NetworkOps
+);
+
+impl NamespaceBackend {
+    /// Creates the container process.
+    pub fn spawn(self, req: &SpawnRequest) -> Result<SpawnResult> {
+        let ops = self.ops();
         let mut out = SpawnResult {
             pid: -1,
             pidfd: -1,
             in_cgroup: 0,
         };
         // SAFETY: the request and result are live; the plugin follows the ABI.
-        call(self, "spawn", |err| unsafe {
+        call(&self, "spawn", |err| unsafe {
             ((*ops).spawn)(req, &mut out, err)
         })?;
         Ok(out)
     }
+}
 
-    /// Cgroup plugin: create the cgroup; returns its state.
-    pub fn cgroup_create(&self, req: &[u8]) -> Result<Vec<u8>> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+impl CgroupBackend {
+    /// Creates the cgroup; returns its state.
+    pub fn create(self, req: &[u8]) -> Result<Vec<u8>> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "create", |out, err| unsafe {
+        call_out(&self, "create", |out, err| unsafe {
             ((*ops).create)(Bytes::from_slice(req), out, err)
         })
     }
 
-    /// Cgroup plugin: a cgroup2 directory fd for CLONE_INTO_CGROUP, if the backend has one.
-    pub fn cgroup_clone_target(&self, state: &[u8]) -> Result<Option<std::os::fd::OwnedFd>> {
-        use std::os::fd::FromRawFd;
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// A cgroup2 directory fd for CLONE_INTO_CGROUP, if the backend has one.
+    pub fn clone_target(self, state: &[u8]) -> Result<Option<OwnedFd>> {
+        let ops = self.ops();
         let mut fd: c_int = -1;
         // SAFETY: borrowed bytes, fd slot and sink are live for the call.
-        call(self, "clone_target", |err| unsafe {
+        call(&self, "clone_target", |err| unsafe {
             ((*ops).clone_target)(Bytes::from_slice(state), &mut fd, err)
         })?;
         // SAFETY: on success the plugin hands us ownership of fd (or -1).
-        Ok((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        Ok((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Cgroup plugin: move a process in.
-    pub fn cgroup_add_process(&self, state: &[u8], pid: i32) -> Result<()> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// Moves a process in.
+    pub fn add_process(self, state: &[u8], pid: i32) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "add_process", |err| unsafe {
+        call(&self, "add_process", |err| unsafe {
             ((*ops).add_process)(Bytes::from_slice(state), pid, err)
         })
     }
 
-    /// Cgroup plugin: apply new resources.
-    pub fn cgroup_update(&self, state: &[u8], resources: &[u8]) -> Result<()> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// Applies new resources.
+    pub fn update(self, state: &[u8], resources: &[u8]) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "update", |err| unsafe {
+        call(&self, "update", |err| unsafe {
             ((*ops).update)(Bytes::from_slice(state), Bytes::from_slice(resources), err)
         })
     }
 
-    /// Cgroup plugin: freeze or thaw.
-    pub fn cgroup_set_frozen(&self, state: &[u8], frozen: bool) -> Result<()> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// Freezes or thaws.
+    pub fn set_frozen(self, state: &[u8], frozen: bool) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "set_frozen", |err| unsafe {
+        call(&self, "set_frozen", |err| unsafe {
             ((*ops).set_frozen)(Bytes::from_slice(state), u32::from(frozen), err)
         })
     }
 
-    /// Cgroup plugin: statistics JSON.
-    pub fn cgroup_stats(&self, state: &[u8]) -> Result<Vec<u8>> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// Statistics JSON.
+    pub fn stats(self, state: &[u8]) -> Result<Vec<u8>> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "stats", |out, err| unsafe {
+        call_out(&self, "stats", |out, err| unsafe {
             ((*ops).stats)(Bytes::from_slice(state), out, err)
         })
     }
 
-    /// Cgroup plugin: the pids inside.
-    pub fn cgroup_pids(&self, state: &[u8]) -> Result<Vec<i32>> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// The pids inside.
+    pub fn pids(self, state: &[u8]) -> Result<Vec<i32>> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sinks are live for the call.
-        let out = call_out(self, "pids", |out, err| unsafe {
+        let out = call_out(&self, "pids", |out, err| unsafe {
             ((*ops).pids)(Bytes::from_slice(state), out, err)
         })?;
         serde_json::from_slice(&out).map_err(|e| {
@@ -672,9 +782,9 @@ impl Plugin {
         })
     }
 
-    /// Cgroup plugin (ABI 1.1): start slow kernel work early; absent in 1.0 plugins.
-    pub fn cgroup_warm_up(&self) -> Result<()> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// ABI 1.1: starts slow kernel work early; absent in 1.0 plugins.
+    pub fn warm_up(self) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: every table starts with its struct_size; warm_up is read only when the
         // table is long enough to hold it.
         let warm_up = unsafe {
@@ -687,59 +797,56 @@ impl Plugin {
             return Ok(());
         };
         // SAFETY: the table covers warm_up (checked above); the sink is live for the call.
-        call(self, "warm_up", |err| unsafe { warm_up(err) })
+        call(&self, "warm_up", |err| unsafe { warm_up(err) })
     }
 
-    /// Cgroup plugin: kill everything inside and remove the cgroup.
-    pub fn cgroup_destroy(&self, state: &[u8]) -> Result<()> {
-        let ops: *const CgroupOps = self.ops(PluginKind::Cgroup);
+    /// Kills everything inside and removes the cgroup.
+    pub fn destroy(self, state: &[u8]) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "destroy", |err| unsafe {
+        call(&self, "destroy", |err| unsafe {
             ((*ops).destroy)(Bytes::from_slice(state), err)
         })
     }
+}
 
-    /// Rootfs plugin: plan the root filesystem; returns the plan and the state.
-    pub fn rootfs_prepare(&'static self, req: &[u8]) -> Result<(RootfsPlan, Vec<u8>)> {
-        let ops: *const RootfsOps = self.ops(PluginKind::Rootfs);
+impl RootfsBackend {
+    /// Plans the root filesystem; returns the plan and the state.
+    pub fn prepare(self, req: &[u8]) -> Result<(RootfsPlan, Vec<u8>)> {
+        let ops = self.ops();
         let mut plan: *mut c_void = std::ptr::null_mut();
         // SAFETY: borrowed bytes, plan slot and sinks are live for the call.
-        let state = call_out(self, "prepare", |out, err| unsafe {
+        let state = call_out(&self, "prepare", |out, err| unsafe {
             ((*ops).prepare)(Bytes::from_slice(req), &mut plan, out, err)
         })?;
-        Ok((
-            RootfsPlan {
-                plugin: self,
-                ops,
-                plan,
-            },
-            state,
-        ))
+        Ok((RootfsPlan { rootfs: self, plan }, state))
     }
 
-    /// Rootfs plugin: undo host-side work.
-    pub fn rootfs_cleanup(&self, state: &[u8]) -> Result<()> {
-        let ops: *const RootfsOps = self.ops(PluginKind::Rootfs);
+    /// Undoes host-side work.
+    pub fn cleanup(self, state: &[u8]) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "cleanup", |err| unsafe {
+        call(&self, "cleanup", |err| unsafe {
             ((*ops).cleanup)(Bytes::from_slice(state), err)
         })
     }
+}
 
-    /// Network plugin: configure the container's network; returns its state.
-    pub fn net_setup(&self, req: &[u8]) -> Result<Vec<u8>> {
-        let ops: *const NetworkOps = self.ops(PluginKind::Network);
+impl NetworkBackend {
+    /// Configures the container's network; returns its state.
+    pub fn setup(self, req: &[u8]) -> Result<Vec<u8>> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sinks are live for the call.
-        call_out(self, "setup", |out, err| unsafe {
+        call_out(&self, "setup", |out, err| unsafe {
             ((*ops).setup)(Bytes::from_slice(req), out, err)
         })
     }
 
-    /// Network plugin: undo setup.
-    pub fn net_teardown(&self, state: &[u8]) -> Result<()> {
-        let ops: *const NetworkOps = self.ops(PluginKind::Network);
+    /// Undoes setup.
+    pub fn teardown(self, state: &[u8]) -> Result<()> {
+        let ops = self.ops();
         // SAFETY: borrowed bytes and sink are live for the call.
-        call(self, "teardown", |err| unsafe {
+        call(&self, "teardown", |err| unsafe {
             ((*ops).teardown)(Bytes::from_slice(state), err)
         })
     }
@@ -747,8 +854,7 @@ impl Plugin {
 
 /// A rootfs plan owned by the host; released when dropped (in the parent).
 pub struct RootfsPlan {
-    plugin: &'static Plugin,
-    ops: *const RootfsOps,
+    rootfs: RootfsBackend,
     plan: *mut c_void,
 }
 
@@ -761,12 +867,12 @@ impl RootfsPlan {
         *mut c_void,
     ) {
         // SAFETY: the table covers every 1.0 field (checked when the plugin was loaded).
-        (unsafe { (*self.ops).child_setup }, self.plan)
+        (unsafe { (*self.rootfs.ops()).child_setup }, self.plan)
     }
 
     /// The plugin that made the plan.
-    pub fn plugin(&self) -> &'static Plugin {
-        self.plugin
+    pub fn plugin(&self) -> RootfsBackend {
+        self.rootfs
     }
 }
 
@@ -774,7 +880,7 @@ impl Drop for RootfsPlan {
     fn drop(&mut self) {
         // SAFETY: plan came from this plugin's prepare and is released exactly once; the
         // table covers every 1.0 field.
-        unsafe { ((*self.ops).release)(self.plan) };
+        unsafe { ((*self.rootfs.ops()).release)(self.plan) };
     }
 }
 

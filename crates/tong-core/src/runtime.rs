@@ -16,12 +16,15 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
 use serde_json::Value;
-use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_abi::{ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_plugin_sdk::wire;
 
 use crate::child::{self, CStrings, ChildContext};
 use crate::config::{Bundle, NamespacePlan};
 use crate::error::{Context, Error, Result};
-use crate::plugins::{Plugin, PluginHost};
+use crate::plugins::{
+    Backend, CgroupBackend, NamespaceBackend, NetworkBackend, Plugin, PluginHost, RootfsBackend,
+};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
 use crate::terminal::{Console, ConsoleEnds, Relay};
@@ -279,15 +282,15 @@ impl Runtime {
             paused: false,
             owner: nix::unistd::geteuid().as_raw(),
             backends: backends
-                .iter()
-                .map(|(kind, p)| {
+                .plugins()
+                .map(|p| {
                     let rec = BackendRecord {
                         name: p.name.clone(),
                         path: p.path.clone(),
                         state: None,
                         request: None,
                     };
-                    (kind.as_str().to_string(), rec)
+                    (p.kind.as_str().to_string(), rec)
                 })
                 .collect(),
             hooks: None,
@@ -326,52 +329,63 @@ impl Runtime {
         opts: &CreateOptions,
         namespaces: &NamespacePlan,
         warm_up: &mut WarmUp,
-    ) -> Result<BTreeMap<PluginKind, &'static Plugin>> {
+    ) -> Result<Backends> {
         let annotations = annotations(spec);
-        // Cgroup first: its warm-up then overlaps the loading of the others.
-        let mut kinds = vec![
-            PluginKind::Cgroup,
-            PluginKind::Namespace,
-            PluginKind::Rootfs,
-        ];
-        if namespaces.creates(libc::CLONE_NEWNET) {
-            kinds.push(PluginKind::Network);
+        let creates_network = namespaces.creates(libc::CLONE_NEWNET);
+        if opts.backends.contains_key(&PluginKind::Network) && !creates_network {
+            let kind = PluginKind::Network;
+            return Err(Error::invalid(format!(
+                "--backend {kind}=...: this container has no {kind} to set up (no new network namespace in the config)"
+            )));
         }
-        for kind in opts.backends.keys() {
-            if !kinds.contains(kind) {
-                return Err(Error::invalid(format!(
-                    "--backend {kind}=...: this container has no {kind} to set up (no new network namespace in the config)"
-                )));
-            }
-        }
-        let mut chosen = BTreeMap::new();
-        for kind in kinds {
-            let explicit = opts
-                .backends
+        let explicit = |kind: PluginKind| {
+            opts.backends
                 .get(&kind)
-                .or_else(|| annotations.get(&format!("{BACKEND_ANNOTATION}{kind}")));
-            let plugin = match explicit {
-                Some(name) => self.plugins.select_named(kind, name)?,
-                // Only ns=fork creates namespaces after joining a user namespace, so they
-                // belong to it (clone3 creates them at once, owned by ours).
-                None if kind == PluginKind::Namespace && namespaces.joins_user_and_creates() => {
-                    self.plugins.select_named(kind, "fork")?
+                .or_else(|| annotations.get(&format!("{BACKEND_ANNOTATION}{kind}")))
+                .map(String::as_str)
+        };
+        // Cgroup first: its warm-up then overlaps the loading of the others.
+        let cgroup = match explicit(PluginKind::Cgroup) {
+            Some(name) => Some(self.plugins.select_named::<CgroupBackend>(name)?),
+            None => match self.plugins.select_best::<CgroupBackend>() {
+                Ok(plugin) => Some(plugin),
+                Err(e) if userns::rootless() => {
+                    userns::warn_no_cgroup(&e);
+                    None
                 }
-                None => match self.plugins.select_best(kind) {
-                    Ok(plugin) => plugin,
-                    Err(e) if kind == PluginKind::Cgroup && userns::rootless() => {
-                        userns::warn_no_cgroup(&e);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                },
-            };
-            if kind == PluginKind::Cgroup {
-                warm_up.start(plugin);
-            }
-            chosen.insert(kind, plugin);
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(cgroup) = cgroup {
+            warm_up.start(cgroup);
         }
-        Ok(chosen)
+        let namespace = match explicit(PluginKind::Namespace) {
+            Some(name) => self.plugins.select_named(name)?,
+            // Only ns=fork creates namespaces after joining a user namespace, so they
+            // belong to it (clone3 creates them at once, owned by ours).
+            None if namespaces.joins_user_and_creates() => self.plugins.select_named("fork")?,
+            None => self.plugins.select_best()?,
+        };
+        let rootfs = self.pick(explicit(PluginKind::Rootfs))?;
+        let network = if creates_network {
+            Some(self.pick(explicit(PluginKind::Network))?)
+        } else {
+            None
+        };
+        Ok(Backends {
+            namespace,
+            cgroup,
+            rootfs,
+            network,
+        })
+    }
+
+    /// The plugin named, else the best one that probes usable.
+    fn pick<B: Backend>(&self, name: Option<&str>) -> Result<B> {
+        match name {
+            Some(name) => self.plugins.select_named(name),
+            None => self.plugins.select_best(),
+        }
     }
 
     /// Releases a created container.
@@ -463,9 +477,9 @@ impl Runtime {
             self.open_live(id, "kill")?
         };
         if all {
-            let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+            let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
             let state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
-            for pid in cgroup.cgroup_pids(&state)? {
+            for pid in cgroup.pids(&state)? {
                 // SAFETY: kill(2) on a pid listed in the container's own cgroup.
                 unsafe { libc::kill(pid, signal) };
             }
@@ -562,13 +576,13 @@ impl Runtime {
         let ns = if in_user_namespace && userns::rootless() {
             // Without root, the container's pid namespace can only be joined from inside
             // its user namespace: ns=fork joins that first (clone3 joins pid in the parent).
-            self.plugins.select_named(PluginKind::Namespace, "fork")?
+            self.plugins.select_named::<NamespaceBackend>("fork")?
         } else {
-            self.recorded_plugin(&record, PluginKind::Namespace)?
+            self.recorded_plugin(&record)?
         };
         // A container run without root may have no cgroup (see userns).
         let cgroup = match record.backend(PluginKind::Cgroup) {
-            Some(_) => Some(self.recorded_plugin(&record, PluginKind::Cgroup)?),
+            Some(_) => Some(self.recorded_plugin::<CgroupBackend>(&record)?),
             None => None,
         };
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
@@ -595,7 +609,7 @@ impl Runtime {
         // Its user namespace was mapped without root: setgroups(2) is denied there.
         ctx.set_groups = !(in_user_namespace && userns::rootless());
         let clone_target = match cgroup {
-            Some(cgroup) => cgroup.cgroup_clone_target(&cgroup_state)?,
+            Some(cgroup) => cgroup.clone_target(&cgroup_state)?,
             None => None,
         };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
@@ -613,7 +627,7 @@ impl Runtime {
         let report = File::from(report_parent);
         let handshake = || -> Result<Option<Relay>> {
             if let (Some(cgroup), 0) = (cgroup, spawned.in_cgroup) {
-                cgroup.cgroup_add_process(&cgroup_state, pid)?;
+                cgroup.add_process(&cgroup_state, pid)?;
             }
             host_steps.apply(pid)?;
             (&sync).write_all_bytes(&[child::GO])?;
@@ -684,8 +698,8 @@ impl Runtime {
                 "cannot {verb} container {id:?}: it is {status}, not {want}"
             )));
         }
-        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        cgroup.cgroup_set_frozen(
+        let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
+        cgroup.set_frozen(
             &record.backend_state(PluginKind::Cgroup).unwrap_or_default(),
             paused,
         )?;
@@ -697,8 +711,8 @@ impl Runtime {
     /// through its cgroup backend.
     pub fn update(&self, id: &str, resources: &Value) -> Result<()> {
         let (_dir, record) = self.open_live(id, "update")?;
-        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        cgroup.cgroup_update(
+        let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
+        cgroup.update(
             &record.backend_state(PluginKind::Cgroup).unwrap_or_default(),
             &to_json(resources)?,
         )
@@ -709,9 +723,8 @@ impl Runtime {
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
-        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
-        let raw =
-            cgroup.cgroup_stats(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+        let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
+        let raw = cgroup.stats(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
         serde_json::from_slice(&raw).map_err(|e| {
             Error::Plugin(format!(
                 "cgroup={} stats returned invalid JSON: {e}",
@@ -725,9 +738,9 @@ impl Runtime {
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
-        let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
+        let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
         let mut pids =
-            cgroup.cgroup_pids(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
+            cgroup.pids(&record.backend_state(PluginKind::Cgroup).unwrap_or_default())?;
         pids.sort_unstable();
         Ok(pids)
     }
@@ -773,8 +786,8 @@ impl Runtime {
                 // state to destroy it with. A failed create leaves nothing to undo.
                 (None, Some(req)) if kind == PluginKind::Cgroup => {
                     match self
-                        .recorded_plugin(record, kind)
-                        .and_then(|p| p.cgroup_create(&serde_json::to_vec(req).unwrap_or_default()))
+                        .recorded_plugin::<CgroupBackend>(record)
+                        .and_then(|p| p.create(&serde_json::to_vec(req).unwrap_or_default()))
                     {
                         Ok(state) => state,
                         Err(_) => continue,
@@ -786,17 +799,23 @@ impl Runtime {
                 (None, Some(req)) if kind == PluginKind::Network => {
                     let req = serde_json::to_vec(req).unwrap_or_default();
                     let _ = self
-                        .recorded_plugin(record, kind)
-                        .and_then(|p| p.net_teardown(&req));
+                        .recorded_plugin::<NetworkBackend>(record)
+                        .and_then(|p| p.teardown(&req));
                     continue;
                 }
                 _ => continue,
             };
-            note(self.recorded_plugin(record, kind).and_then(|p| match kind {
-                PluginKind::Network => p.net_teardown(&state),
-                PluginKind::Cgroup => p.cgroup_destroy(&state),
-                _ => p.rootfs_cleanup(&state),
-            }));
+            note(match kind {
+                PluginKind::Network => self
+                    .recorded_plugin::<NetworkBackend>(record)
+                    .and_then(|p| p.teardown(&state)),
+                PluginKind::Cgroup => self
+                    .recorded_plugin::<CgroupBackend>(record)
+                    .and_then(|p| p.destroy(&state)),
+                _ => self
+                    .recorded_plugin::<RootfsBackend>(record)
+                    .and_then(|p| p.cleanup(&state)),
+            });
             fault::point(
                 match kind {
                     PluginKind::Network => "teardown:net-undone",
@@ -834,24 +853,23 @@ impl Runtime {
         if let Some(spec) = spec {
             request.cgroups_path = cgroup_request(&dir.id, &spec)?.cgroups_path;
         }
-        let cgroup = match record.backend(PluginKind::Cgroup) {
-            Some(b) => self
-                .plugins
-                .load_recorded(PluginKind::Cgroup, &b.name, &b.path)?,
-            None => self.plugins.select_best(PluginKind::Cgroup)?,
+        let cgroup: CgroupBackend = match record.backend(PluginKind::Cgroup) {
+            Some(b) => self.plugins.load_recorded(&b.name, &b.path)?,
+            None => self.plugins.select_best()?,
         };
         // Creating the cgroup again adopts it (an existing cgroup with no process left is
         // reused), which gives the state to destroy it with.
-        let state = cgroup.cgroup_create(&to_json(&request)?)?;
-        cgroup.cgroup_destroy(&state)
+        let state = cgroup.create(&to_json(&request)?)?;
+        cgroup.destroy(&state)
     }
 
-    fn recorded_plugin(&self, record: &Record, kind: PluginKind) -> Result<&'static Plugin> {
+    /// The plugin of `B`'s kind the container was made with.
+    fn recorded_plugin<B: Backend>(&self, record: &Record) -> Result<B> {
+        let kind = B::KIND;
         let backend = record.backend(kind).ok_or_else(|| {
             Error::InvalidState(format!("container {:?} has no {kind} backend", record.id))
         })?;
-        self.plugins
-            .load_recorded(kind, &backend.name, &backend.path)
+        self.plugins.load_recorded(&backend.name, &backend.path)
     }
 }
 
@@ -861,12 +879,12 @@ impl Runtime {
 struct WarmUp(Option<std::thread::JoinHandle<()>>);
 
 impl WarmUp {
-    fn start(&mut self, cgroup: &'static Plugin) {
+    fn start(&mut self, cgroup: CgroupBackend) {
         self.0 = std::thread::Builder::new()
             .name("tong-warm-up".into())
             .spawn(move || {
                 // Only an optimisation: a failure costs time, not correctness.
-                let _ = cgroup.cgroup_warm_up();
+                let _ = cgroup.warm_up();
             })
             .ok();
     }
@@ -880,11 +898,35 @@ impl Drop for WarmUp {
     }
 }
 
+/// The backends a container is made with, one typed handle per kind.
+struct Backends {
+    namespace: NamespaceBackend,
+    /// None only without root, when no cgroup may be made (see userns).
+    cgroup: Option<CgroupBackend>,
+    rootfs: RootfsBackend,
+    /// Only with a new network namespace.
+    network: Option<NetworkBackend>,
+}
+
+impl Backends {
+    /// Every plugin chosen, for the record.
+    fn plugins(&self) -> impl Iterator<Item = &'static Plugin> {
+        [
+            Some(self.namespace.plugin()),
+            self.cgroup.map(CgroupBackend::plugin),
+            Some(self.rootfs.plugin()),
+            self.network.map(NetworkBackend::plugin),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// What `create` works from, decided before anything is made on the host.
 struct CreatePlan<'a> {
     bundle: &'a Bundle,
     namespaces: &'a NamespacePlan,
-    backends: &'a BTreeMap<PluginKind, &'static Plugin>,
+    backends: &'a Backends,
     opts: &'a CreateOptions,
     gate: StartGate,
     /// `run` waits for the container here (a terminal may be relayed).
@@ -912,14 +954,14 @@ fn build(
     fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
     // Without root, a cgroup tong may not create is a warning, not an error.
-    let cgroup = match backends.get(&PluginKind::Cgroup) {
-        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_request(&record.id, spec)?)?) {
+    let cgroup = match backends.cgroup {
+        Some(plugin) => match plugin.create(&to_json(&cgroup_request(&record.id, spec)?)?) {
             Ok(state) => {
                 fault::point("create:cgroup-created", 0);
                 set_backend_state(record, PluginKind::Cgroup, &state)?;
                 dir.write(record)?;
                 fault::point("create:cgroup-recorded", 0);
-                Some((*plugin, state))
+                Some((plugin, state))
             }
             Err(e) if userns::rootless() => {
                 userns::warn_no_cgroup(&e);
@@ -931,9 +973,9 @@ fn build(
         None => None,
     };
 
-    let rootfs = backends[&PluginKind::Rootfs];
-    let (plan, rootfs_state) =
-        rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
+    let (plan, rootfs_state) = backends
+        .rootfs
+        .prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
     fault::point("create:rootfs-prepared", 0);
     set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
     if !nothing_to_undo(&rootfs_state) {
@@ -1018,7 +1060,7 @@ fn build(
     ctx.rootfs = Some(plan.child_entry());
     let join_files = open_joins(namespaces)?;
     let clone_target = match &cgroup {
-        Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
+        Some((plugin, state)) => plugin.clone_target(state)?,
         None => None,
     };
     // A cgroup namespace's root is its creator's cgroup. Only CLONE_INTO_CGROUP (cgroup2)
@@ -1030,7 +1072,7 @@ fn build(
         ctx.unshare_cgroup = true;
     }
     let (spawned, pidfd) = spawn(
-        backends[&PluginKind::Namespace],
+        backends.namespace,
         clone_flags,
         &join_files,
         clone_target.as_ref(),
@@ -1062,7 +1104,7 @@ fn build(
         netns_path: format!("/proc/{pid}/ns/net"),
         annotations: record.annotations.clone(),
     };
-    if backends.contains_key(&PluginKind::Network) {
+    if backends.network.is_some() {
         set_backend_request(record, PluginKind::Network, &net_request)?;
     }
     dir.write(record)?;
@@ -1074,14 +1116,14 @@ fn build(
     // cause, not the step of ours that then found it gone.
     let before_go = (|| -> Result<()> {
         if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
-            plugin.cgroup_add_process(state, pid)?;
+            plugin.add_process(state, pid)?;
         }
         if namespaces.creates(libc::CLONE_NEWUSER) {
             userns::write_maps(spec, pid)?;
         }
         host_steps.apply(pid)?;
-        if let Some(net) = backends.get(&PluginKind::Network) {
-            let net_state = net.net_setup(&to_json(&net_request)?)?;
+        if let Some(net) = backends.network {
+            let net_state = net.setup(&to_json(&net_request)?)?;
             fault::point("create:net-setup", pid);
             set_backend_state(record, PluginKind::Network, &net_state)?;
             if !nothing_to_undo(&net_state) {
@@ -1370,7 +1412,7 @@ fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString> {
 /// Creates the child through the namespace plugin, with every signal blocked around the
 /// clone so the child starts with none delivered until it has reset their handlers.
 fn spawn(
-    plugin: &Plugin,
+    plugin: NamespaceBackend,
     clone_flags: u64,
     joins: &[(i32, File)],
     clone_target: Option<&OwnedFd>,

@@ -416,8 +416,7 @@ fn send_master(
     let mut name = [0u8; 32];
     let prefix = b"/dev/pts/";
     name[..prefix.len()].copy_from_slice(prefix);
-    let len =
-        prefix.len() + tong_abi::child::write_decimal(&mut name[prefix.len()..], u64::from(number));
+    let len = prefix.len() + tong_sys::write_decimal(&mut name[prefix.len()..], u64::from(number));
     let mut iov = libc::iovec {
         iov_base: name.as_mut_ptr().cast(),
         iov_len: len,
@@ -472,9 +471,9 @@ mod tests {
     #[test]
     fn decimal() {
         let mut b = [0u8; 20];
-        assert_eq!(tong_abi::child::write_decimal(&mut b, 0), 1);
+        assert_eq!(tong_sys::write_decimal(&mut b, 0), 1);
         assert_eq!(&b[..1], b"0");
-        assert_eq!(tong_abi::child::write_decimal(&mut b, 4071), 4);
+        assert_eq!(tong_sys::write_decimal(&mut b, 4071), 4);
         assert_eq!(&b[..4], b"4071");
     }
 

@@ -1,6 +1,7 @@
-//! Writes `include/tong.h` from `crates/tong-core/src/capi` with the pinned cbindgen and
-//! the repository's `cbindgen.toml`; with `--check`, fails when the committed header
-//! differs from what would be generated.
+//! Writes the two C headers with the pinned cbindgen: `include/tong.h` (libtong's C API)
+//! from `crates/tong-core/src/capi` with `cbindgen.toml`, and `include/tong_plugin.h`
+//! (the plugin ABI) from `crates/tong-abi` with `cbindgen-plugin.toml`. With `--check`,
+//! fails when a committed header differs from what would be generated.
 //!
 //! Usage: `cargo run -p tong-header [-- --check] [--root DIR]`
 
@@ -44,28 +45,43 @@ fn usage() -> ExitCode {
 
 fn run(root: &Path, check: bool) -> Result<String, String> {
     check_core_version(root)?;
-    let header = generate(root)?;
-    let path = root.join("include/tong.h");
-    if check {
-        let current = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if current != header {
-            let first = current
-                .lines()
-                .zip(header.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or_else(|| current.lines().count().min(header.lines().count()));
-            return Err(format!(
-                "{} is stale (first difference at line {}): run `cargo run -p tong-header` and commit it",
-                path.display(),
-                first + 1
-            ));
-        }
-        return Ok(format!("{} is current", path.display()));
+    let headers = [
+        ("include/tong.h", generate(root)?),
+        ("include/tong_plugin.h", generate_plugin(root)?),
+    ];
+    let mut done = Vec::new();
+    for (name, header) in headers {
+        done.push(if check {
+            check_header(&root.join(name), &header)?
+        } else {
+            write_header(root, &root.join(name), &header)?
+        });
     }
+    Ok(done.join("\n"))
+}
+
+fn check_header(path: &Path, header: &str) -> Result<String, String> {
+    let current = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if current != header {
+        let first = current
+            .lines()
+            .zip(header.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| current.lines().count().min(header.lines().count()));
+        return Err(format!(
+            "{} is stale (first difference at line {}): run `cargo run -p tong-header` and commit it",
+            path.display(),
+            first + 1
+        ));
+    }
+    Ok(format!("{} is current", path.display()))
+}
+
+fn write_header(root: &Path, path: &Path, header: &str) -> Result<String, String> {
     std::fs::create_dir_all(root.join("include"))
         .map_err(|e| format!("cannot create include/: {e}"))?;
-    std::fs::write(&path, header).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(path, header).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(format!("wrote {}", path.display()))
 }
 
@@ -112,17 +128,58 @@ const TRAILER: &str = "\
 #define TONG_EXEC_OPTIONS_INIT { sizeof(tong_exec_options), -1, -1, -1, NULL, NULL, 0, NULL, 0 }
 ";
 
-fn generate(root: &Path) -> Result<String, String> {
-    let config_path = root.join("cbindgen.toml");
+/// Runs cbindgen on `src` with the configuration file `config`, with `after_include`
+/// after the includes.
+fn cbindgen(root: &Path, config: &str, src: &str, after_include: &str) -> Result<String, String> {
+    let config_path = root.join(config);
     let config = cbindgen::Config::from_file(&config_path)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("crates/tong-core/src/capi/mod.rs"))
-        .with_after_include(format!("{}\n{TRAILER}", version_macros()?))
+        .with_src(root.join(src))
+        .with_after_include(after_include)
         .generate()
         .map_err(|e| format!("cbindgen: {e}"))?;
     let mut out = Vec::new();
     bindings.write(&mut out);
     String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
+}
+
+/// include/tong.h.
+fn generate(root: &Path) -> Result<String, String> {
+    let after_include = format!("{}\n{TRAILER}", version_macros()?);
+    cbindgen(
+        root,
+        "cbindgen.toml",
+        "crates/tong-core/src/capi/mod.rs",
+        &after_include,
+    )
+}
+
+/// The entry point every plugin defines, declared so the compiler checks a C plugin's
+/// definition against it (tong-abi names it in a `&str` constant, which C cannot have).
+const PLUGIN_ENTRY: &str = "
+#ifdef __cplusplus
+extern \"C\" {
+#endif
+
+/**
+ * The one symbol every plugin exports: given the host's ABI major, returns the plugin's
+ * static descriptor, or NULL when it cannot serve that major.
+ */
+const struct tong_plugin_descriptor *tong_plugin_entry(uint32_t host_abi_major);
+
+#ifdef __cplusplus
+}
+#endif
+";
+
+/// include/tong_plugin.h.
+fn generate_plugin(root: &Path) -> Result<String, String> {
+    cbindgen(
+        root,
+        "cbindgen-plugin.toml",
+        "crates/tong-abi/src/lib.rs",
+        PLUGIN_ENTRY,
+    )
 }

@@ -14,7 +14,7 @@ pub mod mounts;
 pub mod path;
 pub mod testing;
 
-pub use tong_abi::plugin::{PluginError, PluginResult};
+pub use tong_plugin_sdk::{PluginError, PluginResult};
 
 /// Says on stderr that a setting was not applied, without failing: a library caller's
 /// stderr may be a closed pipe, where `eprintln!` would panic.

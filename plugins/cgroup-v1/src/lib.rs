@@ -11,4 +11,4 @@ mod real_tests;
 
 pub use plugin::CgroupV1;
 
-tong_abi::export_cgroup_plugin!(CgroupV1);
+tong_plugin_sdk::export_cgroup_plugin!(CgroupV1);

@@ -8,12 +8,12 @@ use std::os::fd::OwnedFd;
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
-use tong_abi::plugin::{CgroupPlugin, PluginInfo};
-use tong_abi::wire::{CgroupRequest, CgroupStats, CpuStats, MemoryStats, PidsStats};
 use tong_cgroup_common::devices::Policy;
 use tong_cgroup_common::dir::{self, keyed, prefixed, read_opt, read_u64, CgroupDir};
 use tong_cgroup_common::mounts::{self, CgroupMount};
 use tong_cgroup_common::{bpf, controllers, path, PluginError, PluginResult};
+use tong_plugin_sdk::wire::{CgroupRequest, CgroupStats, CpuStats, MemoryStats, PidsStats};
+use tong_plugin_sdk::{CgroupPlugin, PluginInfo};
 
 use crate::translate::{self, Write, UNIFIED};
 

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use tong_abi::plugin::{CgroupPlugin, PluginInfo};
-use tong_abi::wire::CgroupStats;
 use tong_cgroup_common::devices::DEFAULTS;
 use tong_cgroup_common::dir::{keyed, read};
 use tong_cgroup_common::mounts;
 use tong_cgroup_common::testing::{self, ChildGuard, DestroyGuard};
+use tong_plugin_sdk::wire::CgroupStats;
+use tong_plugin_sdk::{CgroupPlugin, PluginInfo};
 
 use crate::plugin::dirs_of;
 use crate::CgroupV1;

@@ -12,4 +12,4 @@ mod real_tests;
 
 pub use plugin::CgroupV2;
 
-tong_abi::export_cgroup_plugin!(CgroupV2);
+tong_plugin_sdk::export_cgroup_plugin!(CgroupV2);

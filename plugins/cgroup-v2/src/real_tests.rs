@@ -9,11 +9,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
 use serde_json::json;
-use tong_abi::plugin::{CgroupPlugin, PluginInfo};
-use tong_abi::wire::CgroupStats;
 use tong_cgroup_common::dir::{keyed, read};
 use tong_cgroup_common::mounts;
 use tong_cgroup_common::testing::{self, ChildGuard, DestroyGuard};
+use tong_plugin_sdk::wire::CgroupStats;
+use tong_plugin_sdk::{CgroupPlugin, PluginInfo};
 
 use crate::CgroupV2;
 

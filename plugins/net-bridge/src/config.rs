@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use tong_abi::plugin::{PluginError, PluginResult};
 use tong_net_common::{
     annotation, flag_annotation, parse_annotation, published_ports, PortMapping,
 };
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 pub const DEFAULT_BRIDGE: &str = "tong0";
 pub const DEFAULT_SUBNET: &str = "10.77.0.0/24";

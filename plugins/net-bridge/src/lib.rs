@@ -18,10 +18,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tong_abi::plugin::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
-use tong_abi::wire::NetworkRequest;
 use tong_net_common::netlink::VethPair;
 use tong_net_common::{loopback_up, Netlink};
+use tong_plugin_sdk::wire::NetworkRequest;
+use tong_plugin_sdk::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
 
 use config::BridgeConfig;
 
@@ -259,7 +259,7 @@ fn host_veth_name(state_dir: &str) -> String {
     format!("tv{:012x}", hash & 0xffff_ffff_ffff)
 }
 
-tong_abi::export_network_plugin!(NetBridge);
+tong_plugin_sdk::export_network_plugin!(NetBridge);
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use tong_abi::plugin::{PluginError, PluginResult};
 use tong_net_common::PortMapping;
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 pub struct Rules<'a> {
     pub table: &'a str,

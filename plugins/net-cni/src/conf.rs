@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 #[derive(Debug)]
 pub struct NetworkList {

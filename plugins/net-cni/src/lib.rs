@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tong_abi::plugin::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
-use tong_abi::wire::NetworkRequest;
 use tong_net_common::{annotation, flag_annotation, loopback_up, published_ports, Netlink};
+use tong_plugin_sdk::wire::NetworkRequest;
+use tong_plugin_sdk::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
 
 use conf::NetworkList;
 use exec::{Command, Invocation};
@@ -349,4 +349,4 @@ fn describe(state: &mut CniState) -> PluginResult<()> {
     Ok(())
 }
 
-tong_abi::export_network_plugin!(NetCni);
+tong_plugin_sdk::export_network_plugin!(NetCni);

@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 /// statfs f_type of nsfs, the filesystem of namespace files.
 const NSFS_MAGIC: libc::c_long = 0x6e73_6673;

@@ -14,7 +14,7 @@ pub use ports::PortMapping;
 
 use std::collections::BTreeMap;
 
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 /// Annotation listing published ports, read by net-bridge and passed to CNI's portmap.
 pub const PUBLISH_ANNOTATION: &str = "tong.net.publish";

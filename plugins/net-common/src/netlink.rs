@@ -18,7 +18,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 /// A NETLINK_ROUTE socket bound to the network namespace it was opened in.
 pub struct Netlink {

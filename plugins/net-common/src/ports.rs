@@ -1,7 +1,7 @@
 //! Published ports: `tong.net.publish` = `HOSTPORT:CONTAINERPORT[/tcp|/udp],...`.
 
 use serde::{Deserialize, Serialize};
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 /// One host port forwarded to a container port, in CNI's `portMappings` shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,12 +12,12 @@
 use std::ffi::{c_int, CStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use tong_abi::plugin::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
-use tong_abi::wire::NetworkRequest;
 use tong_abi::ChildError;
+use tong_plugin_sdk::wire::NetworkRequest;
+use tong_plugin_sdk::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
 
 struct NetNone;
 
@@ -175,7 +175,9 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     }
     // SAFETY: pipe2 just returned these descriptors; they are ours alone.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let pid = tong_abi::raw::fork();
+    // SAFETY: the child runs `helper` only, which makes raw system calls on memory it
+    // owns, allocates nothing and _exits.
+    let pid = unsafe { tong_sys::fork() };
     if pid == 0 {
         // SAFETY: we are the freshly forked child, with our own copies of the fds and ifreq.
         unsafe {
@@ -195,8 +197,8 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     }
     drop(wr);
     let mut report = [0u8; REPORT_LEN];
-    let got = tong_abi::raw::read_full(rd.as_raw_fd(), &mut report);
-    tong_abi::raw::reap(pid as libc::pid_t);
+    let got = tong_sys::read_full(rd.as_fd(), &mut report);
+    tong_sys::reap(pid as libc::pid_t);
     let prefix = "bringing lo up from a helper in the container's user namespace: ";
     if got != REPORT_LEN {
         return Err(PluginError::failed(format!(
@@ -273,7 +275,7 @@ unsafe fn helper(userns: c_int, netns: c_int, ifreq: &mut libc::ifreq, wr: c_int
     }
 }
 
-tong_abi::export_network_plugin!(NetNone);
+tong_plugin_sdk::export_network_plugin!(NetNone);
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,8 @@
 use std::ffi::{c_int, CStr};
 use std::os::fd::AsRawFd;
 
-use tong_abi::plugin::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
 use tong_abi::{ChildError, SpawnRequest, SpawnResult};
+use tong_plugin_sdk::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
 
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -156,7 +156,7 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin], own_pid_n
             let mut err = ChildError::default();
             err.os(&[
                 b"setns into the ",
-                tong_abi::child::namespace_name(j.nstype),
+                tong_sys::namespace_name(j.nstype),
                 b" namespace given in linux.namespaces",
             ]);
             // SAFETY: the host's reporting hook, valid in the child.
@@ -207,4 +207,4 @@ impl Drop for PidNamespaceSwitch {
     }
 }
 
-tong_abi::export_namespace_plugin!(Clone3);
+tong_plugin_sdk::export_namespace_plugin!(Clone3);

@@ -33,9 +33,10 @@
 //! takes a lock: only raw system calls and the fixed-size [`ChildError`].
 
 use std::ffi::{c_int, CStr};
+use std::os::fd::BorrowedFd;
 
-use tong_abi::plugin::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
-use tong_abi::{raw, ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
+use tong_abi::{ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
+use tong_plugin_sdk::{NamespacePlugin, PluginError, PluginInfo, PluginResult};
 
 /// `CLONE_NEWTIME`, like `CLONE_NEWPID`, applies to children only.
 const CLONE_NEWTIME: c_int = 0x80;
@@ -76,7 +77,7 @@ impl NamespacePlugin for Fork {
             if create & ty != 0 && joins.iter().any(|j| j.nstype == ty) {
                 return Err(PluginError::invalid(format!(
                     "the config both creates and joins a {} namespace",
-                    String::from_utf8_lossy(tong_abi::child::namespace_name(ty))
+                    String::from_utf8_lossy(tong_sys::namespace_name(ty))
                 )));
             }
         }
@@ -89,7 +90,9 @@ impl NamespacePlugin for Fork {
             return Err(PluginError::os("pipe2", std::io::Error::last_os_error()));
         }
         let [rd, wr] = fds;
-        let first = raw::clone(libc::SIGCHLD as u64);
+        // SAFETY: the child runs first_child only, which allocates nothing, takes no
+        // lock and ends in exec (child_main) or _exit.
+        let first = unsafe { tong_sys::clone(libc::SIGCHLD as u64) };
         if first == 0 {
             // SAFETY: we are the freshly forked child, with our own copy of `req`.
             unsafe { first_child(req, joins, create, second_fork, rd, wr) }
@@ -103,14 +106,14 @@ impl NamespacePlugin for Fork {
         let first = first as c_int;
         close(wr);
         let mut report = [0u8; REPORT_LEN];
-        let got = raw::read_full(rd, &mut report);
+        let got = tong_sys::read_full(borrow(rd), &mut report);
         close(rd);
         let pid = c_int::from_ne_bytes(report[..PID_LEN].try_into().unwrap_or_default());
         let ok = got >= PID_LEN && pid > 0;
         if second_fork || !ok {
             // The intermediate (or a first child that failed) exits right after its
             // report: reap it so no zombie is left behind.
-            raw::reap(first);
+            tong_sys::reap(first);
         }
         if !ok {
             let message = if got == REPORT_LEN {
@@ -135,6 +138,13 @@ impl NamespacePlugin for Fork {
     }
 }
 
+/// Borrows a pipe end this module opened; it stays open until [`close`].
+fn borrow<'a>(fd: c_int) -> BorrowedFd<'a> {
+    // SAFETY: only called with the pipe ends of `spawn`, open until closed explicitly,
+    // after their last use.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
 fn close(fd: c_int) {
     // SAFETY: closing a descriptor this module opened and owns.
     unsafe { libc::close(fd) };
@@ -142,8 +152,8 @@ fn close(fd: c_int) {
 
 /// Reports failure to the parent and exits. Never returns.
 fn fail(wr: c_int, err: &ChildError) -> ! {
-    raw::write_all(wr, &(-1 as c_int).to_ne_bytes());
-    raw::write_all(wr, err.as_bytes());
+    tong_sys::write_all(borrow(wr), &(-1 as c_int).to_ne_bytes());
+    tong_sys::write_all(borrow(wr), err.as_bytes());
     // SAFETY: leaving the child without running any of the parent's cleanup.
     unsafe { libc::_exit(1) }
 }
@@ -169,7 +179,7 @@ unsafe fn first_child(
         if unsafe { libc::setns(j.fd, j.nstype) } != 0 {
             err.os(&[
                 b"setns into the ",
-                tong_abi::child::namespace_name(j.nstype),
+                tong_sys::namespace_name(j.nstype),
                 b" namespace given in linux.namespaces",
             ]);
             fail(wr, &err);
@@ -191,7 +201,9 @@ unsafe fn first_child(
     if second_fork {
         // CLONE_PARENT: the container process becomes the caller's child, and inherits
         // our exit signal (SIGCHLD).
-        let pid = raw::clone(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
+        // SAFETY: the container process runs run_child_main only, which allocates
+        // nothing before child_main execs or exits.
+        let pid = unsafe { tong_sys::clone(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64) };
         if pid == 0 {
             close(wr);
             // SAFETY: we are the container process, in all our namespaces.
@@ -201,13 +213,13 @@ unsafe fn first_child(
             err.os(&[b"clone(CLONE_PARENT) of the process for the new pid namespace"]);
             fail(wr, &err);
         }
-        raw::write_all(wr, &(pid as c_int).to_ne_bytes());
+        tong_sys::write_all(borrow(wr), &(pid as c_int).to_ne_bytes());
         // SAFETY: the intermediate's work is done; the parent reaps it.
         unsafe { libc::_exit(0) }
     }
     // SAFETY: getpid has no preconditions; our pid namespace did not change.
     let me = unsafe { libc::getpid() };
-    raw::write_all(wr, &me.to_ne_bytes());
+    tong_sys::write_all(borrow(wr), &me.to_ne_bytes());
     close(wr);
     // SAFETY: we are the container process, in all our namespaces.
     unsafe { run_child_main(req) }
@@ -224,7 +236,7 @@ unsafe fn run_child_main(req: &SpawnRequest) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-tong_abi::export_namespace_plugin!(Fork);
+tong_plugin_sdk::export_namespace_plugin!(Fork);
 
 #[cfg(test)]
 mod tests;

@@ -2,11 +2,11 @@
 //! (a process-wide lock) because they look at this process's children.
 
 use std::ffi::{c_int, c_void};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
-use tong_abi::plugin::{NamespacePlugin, PluginInfo};
 use tong_abi::{ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
+use tong_plugin_sdk::{NamespacePlugin, PluginInfo};
 
 use super::Fork;
 
@@ -55,8 +55,10 @@ unsafe extern "C" fn test_main(arg: *mut c_void) -> c_int {
     }
     // SAFETY: getpid/getuid have no preconditions.
     let ids = unsafe { [libc::getpid(), libc::getuid() as c_int] };
-    tong_abi::raw::write_all(ctx.report_fd, &ids[0].to_ne_bytes());
-    tong_abi::raw::write_all(ctx.report_fd, &ids[1].to_ne_bytes());
+    // SAFETY: the test's pipe end, open in this child until it exits.
+    let report = unsafe { std::os::fd::BorrowedFd::borrow_raw(ctx.report_fd) };
+    tong_sys::write_all(report, &ids[0].to_ne_bytes());
+    tong_sys::write_all(report, &ids[1].to_ne_bytes());
     7
 }
 
@@ -109,11 +111,7 @@ fn my_children() -> Vec<i32> {
 /// Reads the child's (pid, uid) report.
 fn read_ids(fd: &OwnedFd) -> (i32, i32) {
     let mut buf = [0u8; 8];
-    assert_eq!(
-        tong_abi::raw::read_full(fd.as_raw_fd(), &mut buf),
-        8,
-        "child report"
-    );
+    assert_eq!(tong_sys::read_full(fd.as_fd(), &mut buf), 8, "child report");
     (
         i32::from_ne_bytes(buf[..4].try_into().unwrap()),
         i32::from_ne_bytes(buf[4..].try_into().unwrap()),
@@ -216,7 +214,7 @@ fn pid_namespace_grandchild_is_our_child() {
         let mine = ns_inode(unsafe { libc::getpid() }, ns);
         assert_ne!(theirs, mine, "{ns} namespace is new");
     }
-    tong_abi::raw::write_all(go_wr.as_raw_fd(), b"g");
+    tong_sys::write_all(go_wr.as_fd(), b"g");
     let (pid, uid) = read_ids(&rd);
     assert_eq!(pid, 1, "pid 1 of its pid namespace");
     assert_eq!(uid, 0);
@@ -246,7 +244,7 @@ fn user_namespace_maps_written_after_spawn() {
     std::fs::write(format!("/proc/{}/uid_map", res.pid), "0 1000 1\n").unwrap();
     std::fs::write(format!("/proc/{}/setgroups", res.pid), "deny").unwrap();
     std::fs::write(format!("/proc/{}/gid_map", res.pid), "0 1000 1\n").unwrap();
-    tong_abi::raw::write_all(go_wr.as_raw_fd(), b"g");
+    tong_sys::write_all(go_wr.as_fd(), b"g");
     let (pid, uid) = read_ids(&rd);
     assert_eq!((pid, uid), (1, 0), "pid 1 and root inside");
     let status = std::fs::read_to_string(format!("/proc/{}/status", res.pid)).unwrap();

@@ -16,8 +16,8 @@
 
 use std::ffi::CStr;
 
-use tong_abi::plugin::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_abi::ChildError;
+use tong_plugin_sdk::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_rootfs_common::{child, plan, Enter, Plan};
 
 /// The plugin.
@@ -52,7 +52,7 @@ impl RootfsPlugin for ChrootRootfs {
     }
 }
 
-tong_abi::export_rootfs_plugin!(ChrootRootfs);
+tong_plugin_sdk::export_rootfs_plugin!(ChrootRootfs);
 
 #[cfg(test)]
 mod tests {

@@ -15,9 +15,9 @@
 use std::ffi::{c_int, CStr, CString};
 use std::path::Path;
 
-use tong_abi::plugin::{PluginError, PluginResult};
 use tong_abi::ChildError;
 use tong_cgroup_common::mounts::{cgroup2_mount, read_mounts, v1_hierarchies};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 use crate::child::{bind, make_symlink, mount, remount_bind, resolve_failed, set_bind_flags};
 use crate::options::REMOUNT_FLAGS;

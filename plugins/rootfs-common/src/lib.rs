@@ -10,7 +10,7 @@
 //! Each backend crate (rootfs-pivot, rootfs-chroot, rootfs-overlay) is a thin
 //! `RootfsPlugin` that picks a [`plan::RootMount`] and a [`plan::Enter`].
 
-use tong_abi::plugin::{PluginError, PluginResult};
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 pub mod cgroup;
 pub mod child;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use libc::{c_ulong, dev_t, mode_t};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
-use tong_abi::plugin::{PluginError, PluginResult};
-use tong_abi::wire::RootfsRequest;
+use tong_plugin_sdk::wire::RootfsRequest;
+use tong_plugin_sdk::{PluginError, PluginResult};
 
 use crate::options::{parse_mount_options, parse_propagation, REMOUNT_FLAGS};
 use crate::resolve::{NAME_MAX, PATH_MAX};

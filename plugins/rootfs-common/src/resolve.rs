@@ -245,7 +245,7 @@ impl ProcFdPath {
         const PREFIX: &[u8] = b"/proc/self/fd/";
         let mut buf = [0u8; 32];
         buf[..PREFIX.len()].copy_from_slice(PREFIX);
-        tong_abi::child::write_decimal(&mut buf[PREFIX.len()..], u64::from(fd.unsigned_abs()));
+        tong_sys::write_decimal(&mut buf[PREFIX.len()..], u64::from(fd.unsigned_abs()));
         ProcFdPath { buf }
     }
 

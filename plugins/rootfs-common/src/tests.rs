@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::{json, Value};
-use tong_abi::raw::write_all;
-use tong_abi::wire::RootfsRequest;
 use tong_abi::ChildError;
+use tong_plugin_sdk::wire::RootfsRequest;
 
 use crate::child;
 use crate::plan::{build, Plan};
@@ -100,6 +99,12 @@ fn exit_now(code: c_int) -> ! {
     // SAFETY: _exit ends the forked process without running the test harness's atexit
     // handlers or destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// Writes to the test's pipe end, open in the forked processes until they exit.
+fn write_all(fd: c_int, data: &[u8]) {
+    // SAFETY: only called with the pipe made by run_container, never closed by the child.
+    tong_sys::write_all(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, data);
 }
 
 /// Which of the first 1024 descriptors are open (plain fcntl probes, no /proc needed).

@@ -15,9 +15,9 @@ use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tong_abi::plugin::{PluginError, PluginInfo, PluginResult, RootfsPlugin};
-use tong_abi::wire::RootfsRequest;
 use tong_abi::ChildError;
+use tong_plugin_sdk::wire::RootfsRequest;
+use tong_plugin_sdk::{PluginError, PluginInfo, PluginResult, RootfsPlugin};
 use tong_rootfs_common::plan::{check_rootfs, Root};
 use tong_rootfs_common::{child, plan, Enter, Plan, RootMount};
 
@@ -259,7 +259,7 @@ impl RootfsPlugin for OverlayRootfs {
     }
 }
 
-tong_abi::export_rootfs_plugin!(OverlayRootfs);
+tong_plugin_sdk::export_rootfs_plugin!(OverlayRootfs);
 
 #[cfg(test)]
 mod tests;

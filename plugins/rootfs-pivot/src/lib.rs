@@ -7,8 +7,8 @@
 
 use std::ffi::CStr;
 
-use tong_abi::plugin::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_abi::ChildError;
+use tong_plugin_sdk::{PluginInfo, PluginResult, RootfsPlugin};
 use tong_rootfs_common::{child, plan, Enter, Plan};
 
 /// The plugin.
@@ -42,7 +42,7 @@ impl RootfsPlugin for PivotRootfs {
     }
 }
 
-tong_abi::export_rootfs_plugin!(PivotRootfs);
+tong_plugin_sdk::export_rootfs_plugin!(PivotRootfs);
 
 #[cfg(test)]
 mod tests {

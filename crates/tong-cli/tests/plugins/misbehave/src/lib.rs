@@ -11,11 +11,11 @@
 use std::ffi::{c_void, CStr};
 use std::os::fd::OwnedFd;
 
-use tong_abi::plugin::{
+use tong_abi::{CgroupOps, NetworkOps, PluginDescriptor, PluginKind, ABI_MAJOR};
+use tong_plugin_sdk::{
     cgroup_ops, descriptor, network_ops, CgroupPlugin, NetworkPlugin, PluginError, PluginInfo,
     PluginResult,
 };
-use tong_abi::{CgroupOps, NetworkOps, PluginDescriptor, PluginKind, ABI_MAJOR};
 
 struct Misbehave;
 

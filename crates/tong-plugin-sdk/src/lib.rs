@@ -1,24 +1,29 @@
-//! Writing plugins in Rust: implement [`PluginInfo`] and one kind trait, then call the
+//! Writing tong plugins in Rust: implement [`PluginInfo`] and one kind trait, then call the
 //! kind's export macro. The macro generates the `extern "C"` table, the static descriptor
-//! and the entry symbol; every generated entry point catches panics and turns them, like
-//! errors, into a [`Status`] plus a message.
+//! and the entry symbol of the plugin ABI (the `tong-abi` crate, `include/tong_plugin.h`
+//! for C); every generated entry point catches panics and turns them, like errors, into
+//! a [`Status`] plus a message. [`wire`] holds the JSON requests the host sends.
 //!
 //! ```ignore
 //! struct Mine;
-//! impl tong_abi::plugin::PluginInfo for Mine { /* name, version, probe */ }
-//! impl tong_abi::plugin::NetworkPlugin for Mine { /* setup, teardown */ }
-//! tong_abi::export_network_plugin!(Mine);
+//! impl tong_plugin_sdk::PluginInfo for Mine { /* name, version, probe */ }
+//! impl tong_plugin_sdk::NetworkPlugin for Mine { /* setup, teardown */ }
+//! tong_plugin_sdk::export_network_plugin!(Mine);
 //! ```
 
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::{
+/// The ABI types, for plugins and for the export macros.
+pub use tong_abi as abi;
+use tong_abi::{
     Bytes, CgroupOps, ChildError, NamespaceOps, NetworkOps, PluginDescriptor, PluginKind,
     RootfsOps, Sink, SpawnRequest, SpawnResult, Status, ABI_MAJOR, ABI_MINOR, STATUS_FAILED,
     STATUS_INVALID, STATUS_OK, STATUS_OS, STATUS_PANIC, STATUS_UNSUPPORTED,
 };
+
+pub mod wire;
 
 /// An error a plugin returns: a status class and a message for the user.
 #[derive(Debug)]
@@ -436,15 +441,15 @@ pub const fn network_ops<P: NetworkPlugin>() -> NetworkOps {
 macro_rules! __export_plugin {
     ($ty:ty, $kind:expr, $ops_ty:ty, $ops:expr) => {
         static TONG_PLUGIN_OPS: $ops_ty = $ops;
-        static TONG_PLUGIN_DESCRIPTOR: $crate::PluginDescriptor =
-            $crate::plugin::descriptor::<$ty>($kind, ::std::ptr::addr_of!(TONG_PLUGIN_OPS).cast());
+        static TONG_PLUGIN_DESCRIPTOR: $crate::abi::PluginDescriptor =
+            $crate::descriptor::<$ty>($kind, ::std::ptr::addr_of!(TONG_PLUGIN_OPS).cast());
 
         /// The plugin's entry point: its descriptor, or null for another ABI major.
         #[no_mangle]
         pub extern "C" fn tong_plugin_entry(
             host_abi_major: u32,
-        ) -> *const $crate::PluginDescriptor {
-            if host_abi_major == $crate::ABI_MAJOR {
+        ) -> *const $crate::abi::PluginDescriptor {
+            if host_abi_major == $crate::abi::ABI_MAJOR {
                 &TONG_PLUGIN_DESCRIPTOR
             } else {
                 ::std::ptr::null()
@@ -459,9 +464,9 @@ macro_rules! export_namespace_plugin {
     ($ty:ty) => {
         $crate::__export_plugin!(
             $ty,
-            $crate::PluginKind::Namespace,
-            $crate::NamespaceOps,
-            $crate::plugin::namespace_ops::<$ty>()
+            $crate::abi::PluginKind::Namespace,
+            $crate::abi::NamespaceOps,
+            $crate::namespace_ops::<$ty>()
         );
     };
 }
@@ -472,9 +477,9 @@ macro_rules! export_cgroup_plugin {
     ($ty:ty) => {
         $crate::__export_plugin!(
             $ty,
-            $crate::PluginKind::Cgroup,
-            $crate::CgroupOps,
-            $crate::plugin::cgroup_ops::<$ty>()
+            $crate::abi::PluginKind::Cgroup,
+            $crate::abi::CgroupOps,
+            $crate::cgroup_ops::<$ty>()
         );
     };
 }
@@ -485,9 +490,9 @@ macro_rules! export_rootfs_plugin {
     ($ty:ty) => {
         $crate::__export_plugin!(
             $ty,
-            $crate::PluginKind::Rootfs,
-            $crate::RootfsOps,
-            $crate::plugin::rootfs_ops::<$ty>()
+            $crate::abi::PluginKind::Rootfs,
+            $crate::abi::RootfsOps,
+            $crate::rootfs_ops::<$ty>()
         );
     };
 }
@@ -498,9 +503,9 @@ macro_rules! export_network_plugin {
     ($ty:ty) => {
         $crate::__export_plugin!(
             $ty,
-            $crate::PluginKind::Network,
-            $crate::NetworkOps,
-            $crate::plugin::network_ops::<$ty>()
+            $crate::abi::PluginKind::Network,
+            $crate::abi::NetworkOps,
+            $crate::network_ops::<$ty>()
         );
     };
 }
