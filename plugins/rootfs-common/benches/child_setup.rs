@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use serde_json::Value;
-use tong_abi::wire::RootfsRequest;
 use tong_abi::ChildError;
+use tong_plugin_sdk::wire::RootfsRequest;
 use tong_rootfs_common::{child, plan};
 
 /// `runc spec` (runc 1.1.5, as tests/fixtures/configs holds it): mounts, masked and
