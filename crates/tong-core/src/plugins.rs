@@ -428,12 +428,19 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Plugin>> {
 
 /// Loads (or returns the already loaded) plugin at `path`, after the trust and ABI checks.
 pub fn load(path: &Path) -> Result<&'static Plugin> {
-    let path = std::fs::canonicalize(path)
-        .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
     let mut loaded = registry()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(p) = loaded.get(&path) {
+    // Known by the name the caller gave: no path resolution (a readlink per component)
+    // on every call into an already loaded plugin.
+    if let Some(p) = loaded.get(path) {
+        return Ok(p);
+    }
+    let given = path.to_path_buf();
+    let path = std::fs::canonicalize(path)
+        .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
+    if let Some(&p) = loaded.get(&path) {
+        loaded.insert(given, p);
         return Ok(p);
     }
     let file = open_trusted(&path)?;
@@ -469,6 +476,7 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     let desc: &'static PluginDescriptor = unsafe { &*desc };
     let plugin = describe(desc, &path)?;
     let plugin: &'static Plugin = Box::leak(Box::new(plugin));
+    loaded.insert(given, plugin);
     loaded.insert(path, plugin);
     Ok(plugin)
 }
