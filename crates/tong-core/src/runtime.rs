@@ -25,7 +25,7 @@ use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
 use crate::terminal::{Console, ConsoleEnds, Relay};
-use crate::{exec_stub, fault, hooks, id, init, process, salvage, terminal, userns};
+use crate::{exec_stub, fault, hooks, id, init, pool, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -1016,7 +1016,17 @@ fn build(
     ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
     ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
     ctx.rootfs = Some(plan.child_entry());
-    let join_files = open_joins(namespaces)?;
+    let mut join_files = open_joins(namespaces)?;
+    let mut clone_flags = namespaces.create;
+    // A pooled network namespace is joined instead of made (not with a new user
+    // namespace: the namespace would belong to tong's, not the container's).
+    if namespaces.creates(libc::CLONE_NEWNET) && !namespaces.has(libc::CLONE_NEWUSER) {
+        if let Some(netns) = pool::take_netns(dir.path.parent().unwrap_or(&dir.path), &dir.path)? {
+            fault::point("create:pool-netns-claimed", 0);
+            join_files.push((libc::CLONE_NEWNET, netns));
+            clone_flags &= !(libc::CLONE_NEWNET as u64);
+        }
+    }
     let clone_target = match &cgroup {
         Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
         None => None,
@@ -1024,7 +1034,6 @@ fn build(
     // A cgroup namespace's root is its creator's cgroup. Only CLONE_INTO_CGROUP (cgroup2)
     // places the child before it exists; otherwise the child is moved after clone and
     // makes the namespace itself once it is there, as runc does.
-    let mut clone_flags = namespaces.create;
     if namespaces.creates(libc::CLONE_NEWCGROUP) && clone_target.is_none() {
         clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
         ctx.unshare_cgroup = true;
@@ -1046,6 +1055,7 @@ fn build(
         console.child,
     ));
     drop(plan);
+    pool::release_claimed(&dir.path)?;
     let pid = spawned.pid;
     fault::point("create:spawned", pid);
     record.pid = pid;
