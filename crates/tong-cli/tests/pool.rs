@@ -88,7 +88,22 @@ fn fill_take_refill_drain_and_never_reuse() {
     let second_ns = netns_inode(pid_of(&tong, &second));
     assert_ne!(first_ns, second_ns);
     assert!(refilled.contains(&second_ns) || pooled.contains(&second_ns));
-    for id in [&first, &second] {
+    // ns=fork joins it too (after its fork, before the second clone).
+    assert!(wait_until(10, || status(&tong).1 == 2));
+    let before_fork = ready_inodes(&tong);
+    let third = unique_id("pool");
+    let path = bundle.path().to_str().unwrap();
+    tong.ok(&[
+        "run",
+        "-d",
+        "--backend",
+        "ns=fork",
+        "--bundle",
+        path,
+        &third,
+    ]);
+    assert!(before_fork.contains(&netns_inode(pid_of(&tong, &third))));
+    for id in [&first, &second, &third] {
         tong.ok(&["delete", "--force", id]);
         tong.assert_clean(id, Some(&bundle), None);
     }

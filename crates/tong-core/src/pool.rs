@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::config::NamespacePlan;
 use crate::error::{Context, Error, Result};
 use crate::runtime::Runtime;
 use crate::state;
@@ -72,7 +73,13 @@ impl Runtime {
                 "tong pool fill: only root can keep a pool of network namespaces (they are bind-mounted)",
             ));
         }
-        let Some(lock) = Locked::open(self.root(), wait)? else {
+        // A background refill never makes a pool a drain removed meanwhile.
+        let lock = if wait {
+            Locked::open(self.root())?
+        } else {
+            Locked::open_existing(self.root(), false).ok().flatten()
+        };
+        let Some(lock) = lock else {
             return self.pool_status();
         };
         lock.discard_unfinished()?;
@@ -92,7 +99,7 @@ impl Runtime {
 
     /// Sets the target to 0, destroys every pooled namespace and removes the pool.
     pub fn pool_drain(&self) -> Result<PoolStatus> {
-        if let Some(lock) = Locked::open_existing(self.root())? {
+        if let Some(lock) = Locked::open_existing(self.root(), true)? {
             lock.discard_unfinished()?;
             for entry in entries(&lock.path.join("netns/ready"))? {
                 discard_entry(&entry)?;
@@ -107,10 +114,55 @@ impl Runtime {
     }
 }
 
-/// Claims a ready network namespace for the container whose directory is `container`,
-/// or `None` when the pool has none. The file returned is the namespace, to be joined;
-/// call [`release_claimed`] once the container's init holds it.
-pub(crate) fn take_netns(root: &Path, container: &Path) -> Result<Option<File>> {
+/// A network namespace claimed by a container, mounted in its directory until the
+/// container's init has joined it.
+pub(crate) struct Claim {
+    inode: u64,
+    container: PathBuf,
+}
+
+impl Claim {
+    /// Waits until `pid` is in the claimed namespace (the namespace plugin's child joins
+    /// it with setns right after clone: a network backend or a hook acting on
+    /// `/proc/PID/ns/net` before that would act on tong's namespace), then releases the
+    /// mount: the namespace now lives as long as the container's processes. If `pid`
+    /// dies first, returns at once: the caller then reports why it died.
+    pub(crate) fn wait_joined(self, pid: i32) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = format!("/proc/{pid}/ns/net");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match std::fs::metadata(&ns) {
+                Ok(m) if m.ino() == self.inode => break,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
+                Ok(_) => {
+                    return Err(Error::Internal(format!(
+                        "process {pid} did not join its pooled network namespace"
+                    )))
+                }
+                Err(_) => break,
+            }
+        }
+        release_claimed(&self.container)
+    }
+}
+
+/// For a config that creates a network namespace (and no user namespace: the pooled
+/// one belongs to tong's, where the container could not administer it), claims a ready
+/// one for the container whose directory is `container`: the namespace to join, and
+/// the claim to wait on. `None` when the pool is off or empty.
+pub(crate) fn take_netns(
+    namespaces: &NamespacePlan,
+    container: &Path,
+) -> Result<Option<(File, Claim)>> {
+    if !namespaces.creates(libc::CLONE_NEWNET) || namespaces.has(libc::CLONE_NEWUSER) {
+        return Ok(None);
+    }
+    let Some(root) = container.parent() else {
+        return Ok(None);
+    };
     let pool = root.join(POOL_DIR);
     let ready = pool.join("netns/ready");
     let names = match std::fs::read_dir(&ready) {
@@ -134,7 +186,13 @@ pub(crate) fn take_netns(root: &Path, container: &Path) -> Result<Option<File>> 
             }
         }
         match open_netns(&claimed.join("ns")) {
-            Ok(file) => return Ok(Some(file)),
+            Ok((file, inode)) => {
+                let claim = Claim {
+                    inode,
+                    container: container.to_path_buf(),
+                };
+                return Ok(Some((file, claim)));
+            }
             // Not a mounted namespace: never join it, try the next one.
             Err(_) => release_claimed(container)?,
         }
@@ -152,8 +210,10 @@ pub(crate) fn release_claimed(container: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens a bind-mounted network namespace, refusing any other file.
-fn open_netns(path: &Path) -> Result<File> {
+/// Opens a bind-mounted network namespace, refusing any other file; returns it with
+/// its inode (which `/proc/PID/ns/net` shows for its members).
+fn open_netns(path: &Path) -> Result<(File, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
@@ -168,7 +228,11 @@ fn open_netns(path: &Path) -> Result<File> {
             path.display()
         )));
     }
-    Ok(file)
+    let inode = file
+        .metadata()
+        .context(|| format!("stat {}", path.display()))?
+        .ino();
+    Ok((file, inode))
 }
 
 /// `_IO(0xb7, 0x3)` from linux/nsfs.h.
@@ -181,8 +245,8 @@ struct Locked {
 }
 
 impl Locked {
-    /// Creates the pool if needed and locks it; `None` if busy and `!wait`.
-    fn open(root: &Path, wait: bool) -> Result<Option<Locked>> {
+    /// Creates the pool if needed and locks it.
+    fn open(root: &Path) -> Result<Option<Locked>> {
         let path = root.join(POOL_DIR);
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true).mode(0o700);
@@ -195,15 +259,16 @@ impl Locked {
                 .create(&dir)
                 .context(|| format!("cannot create {}", dir.display()))?;
         }
-        Self::lock(path, wait)
+        Self::lock(path, true)
     }
 
-    fn open_existing(root: &Path) -> Result<Option<Locked>> {
+    /// Locks the pool if there is one; `None` if not, or if busy and `!wait`.
+    fn open_existing(root: &Path, wait: bool) -> Result<Option<Locked>> {
         let path = root.join(POOL_DIR);
         if !path.exists() {
             return Ok(None);
         }
-        Self::lock(path, true)
+        Self::lock(path, wait)
     }
 
     fn lock(path: PathBuf, wait: bool) -> Result<Option<Locked>> {

@@ -1018,15 +1018,13 @@ fn build(
     ctx.rootfs = Some(plan.child_entry());
     let mut join_files = open_joins(namespaces)?;
     let mut clone_flags = namespaces.create;
-    // A pooled network namespace is joined instead of made (not with a new user
-    // namespace: the namespace would belong to tong's, not the container's).
-    if namespaces.creates(libc::CLONE_NEWNET) && !namespaces.has(libc::CLONE_NEWUSER) {
-        if let Some(netns) = pool::take_netns(dir.path.parent().unwrap_or(&dir.path), &dir.path)? {
-            fault::point("create:pool-netns-claimed", 0);
-            join_files.push((libc::CLONE_NEWNET, netns));
-            clone_flags &= !(libc::CLONE_NEWNET as u64);
-        }
-    }
+    // A ready-made network namespace is joined instead of made (docs/pools.md).
+    let pooled_netns = pool::take_netns(namespaces, &dir.path)?.map(|(netns, claim)| {
+        fault::point("create:pool-netns-claimed", 0);
+        join_files.push((libc::CLONE_NEWNET, netns));
+        clone_flags &= !(libc::CLONE_NEWNET as u64);
+        claim
+    });
     let clone_target = match &cgroup {
         Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
         None => None,
@@ -1055,7 +1053,6 @@ fn build(
         console.child,
     ));
     drop(plan);
-    pool::release_claimed(&dir.path)?;
     let pid = spawned.pid;
     fault::point("create:spawned", pid);
     record.pid = pid;
@@ -1083,6 +1080,10 @@ fn build(
     // If the child died first and said why (a namespace it could not join), that is the
     // cause, not the step of ours that then found it gone.
     let before_go = (|| -> Result<()> {
+        if let Some(claim) = pooled_netns {
+            // Network setup and hooks must find the container in it.
+            claim.wait_joined(pid)?;
+        }
         if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
             plugin.cgroup_add_process(state, pid)?;
         }
