@@ -18,19 +18,9 @@ type PoolStatus struct {
 
 // PoolStatus returns the pool's target and how many namespaces are ready.
 func (r *Runtime) PoolStatus() (PoolStatus, error) {
-	var status PoolStatus
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.rt == nil {
-		return status, ErrClosed
-	}
-	var out *C.char
-	var cerr *C.tong_error
-	if err := check(C.tong_pool_status(r.rt, &out, &cerr), cerr); err != nil {
-		return status, err
-	}
-	err := json.Unmarshal(takeJSON(out), &status)
-	return status, err
+	return r.poolCall(func(out **C.char, cerr **C.tong_error) C.enum_tong_error_code {
+		return C.tong_pool_status(r.rt, out, cerr)
+	})
 }
 
 // PoolFill sets the pool's target to target (a negative target keeps the recorded one)
@@ -38,6 +28,13 @@ func (r *Runtime) PoolStatus() (PoolStatus, error) {
 // PoolFill(-1) after its containers have started, off their path (say, from a
 // goroutine), to refill what creates took.
 func (r *Runtime) PoolFill(target int64) (PoolStatus, error) {
+	return r.poolCall(func(out **C.char, cerr **C.tong_error) C.enum_tong_error_code {
+		return C.tong_pool_fill(r.rt, C.int64_t(target), out, cerr)
+	})
+}
+
+// poolCall runs a pool call that reports the pool's state as JSON.
+func (r *Runtime) poolCall(call func(**C.char, **C.tong_error) C.enum_tong_error_code) (PoolStatus, error) {
 	var status PoolStatus
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -46,7 +43,7 @@ func (r *Runtime) PoolFill(target int64) (PoolStatus, error) {
 	}
 	var out *C.char
 	var cerr *C.tong_error
-	if err := check(C.tong_pool_fill(r.rt, C.int64_t(target), &out, &cerr), cerr); err != nil {
+	if err := check(call(&out, &cerr), cerr); err != nil {
 		return status, err
 	}
 	err := json.Unmarshal(takeJSON(out), &status)
