@@ -215,8 +215,9 @@ enum Command {
 enum PoolAction {
     /// Print the pool's target and how many namespaces are ready, as JSON.
     Status,
-    /// Set the target to N (default: keep it) and make namespaces until N are ready;
-    /// `start` and `run` then refill it in the background as containers take them.
+    /// Set the target to N (default: keep it) and make or destroy namespaces until N
+    /// are ready; `start` and `run` then refill it in the background as containers
+    /// take them.
     Fill {
         n: Option<u32>,
         /// Give up at once if another fill is running (the refill after a start).

@@ -112,6 +112,9 @@ fn fill_take_refill_drain_and_never_reuse() {
     assert!(!ready.contains(&first_ns) && !ready.contains(&second_ns));
 
     assert_eq!(status(&tong), (2, 2));
+    // A lower target destroys the surplus.
+    tong.ok(&["pool", "fill", "1"]);
+    assert_eq!(status(&tong), (1, 1));
     tong.ok(&["pool", "drain"]);
     assert_eq!(status(&tong), (0, 0));
     assert_pool_gone(&tong);

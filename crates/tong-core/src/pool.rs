@@ -64,8 +64,8 @@ impl Runtime {
         })
     }
 
-    /// Sets the target to `target` (or keeps the recorded one when `None`) and makes
-    /// network namespaces until that many are ready. With `wait == false`, returns at
+    /// Sets the target to `target` (or keeps the recorded one when `None`) and makes or
+    /// destroys network namespaces until that many are ready. With `wait == false`, returns at
     /// once when another fill holds the pool (a background refill).
     pub fn pool_fill(&self, target: Option<u32>, wait: bool) -> Result<PoolStatus> {
         if !nix::unistd::geteuid().is_root() {
@@ -94,6 +94,10 @@ impl Runtime {
         while count(&ready)? < target {
             lock.make_netns()?;
         }
+        // A lower target destroys the surplus.
+        for entry in entries(&ready)?.iter().skip(target as usize) {
+            discard_entry(entry)?;
+        }
         self.pool_status()
     }
 
@@ -108,6 +112,7 @@ impl Runtime {
                 remove_dir(&lock.path.join(dir))?;
             }
             remove_file(&lock.path.join(TARGET_FILE))?;
+            remove_file(&lock.path.join(format!("{TARGET_FILE}.tmp")))?;
             remove_dir(&lock.path)?;
         }
         self.pool_status()
