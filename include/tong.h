@@ -609,6 +609,46 @@ void tong_error_free(struct tong_error *err);
 const char *tong_error_code_name(int32_t code);
 
 /**
+ * The pool's state as JSON `{"netns_target": N, "netns_ready": M}` in `*json_out`
+ * (free with `tong_string_free`).
+ *
+ * Errors: TONG_ERR_INVALID_ARGUMENT (NULL arguments, a pool directory others can
+ * write), TONG_ERR_OS.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `json_out` points at writable memory.
+ */
+enum tong_error_code tong_pool_status(const struct tong_runtime *rt,
+                                      char **json_out,
+                                      struct tong_error **err);
+
+/**
+ * Sets the pool's target to `target` (a negative `target` keeps the recorded one) and
+ * makes network namespaces until that many are ready; blocks while another fill runs.
+ * `json_out` may be NULL; otherwise it receives the state as `tong_pool_status` does.
+ *
+ * Errors: TONG_ERR_INVALID_ARGUMENT (not root, a pool directory others can write),
+ * TONG_ERR_OS.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `json_out` is NULL or points at writable memory.
+ */
+enum tong_error_code tong_pool_fill(const struct tong_runtime *rt,
+                                    int64_t target,
+                                    char **json_out,
+                                    struct tong_error **err);
+
+/**
+ * Sets the pool's target to 0, destroys every pooled namespace and removes the pool.
+ *
+ * Errors: TONG_ERR_INVALID_ARGUMENT (a pool directory others can write), TONG_ERR_OS.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime.
+ */
+enum tong_error_code tong_pool_drain(const struct tong_runtime *rt, struct tong_error **err);
+
+/**
  * Frees a string returned by this library (JSON documents). NULL is accepted.
  *
  * # Safety

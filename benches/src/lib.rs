@@ -152,14 +152,29 @@ pub fn spawn_to_exec(
     cgroup_fd: RawFd,
     before_go: Option<&mut dyn FnMut(i32)>,
 ) -> Duration {
+    spawn_joining_to_exec(ns, flags, &[], cgroup_fd, before_go)
+}
+
+/// As [`spawn_to_exec`], the child also joining the namespaces `join`.
+pub fn spawn_joining_to_exec(
+    ns: &Plugin,
+    flags: c_int,
+    join: &[tong_abi::NamespaceJoin],
+    cgroup_fd: RawFd,
+    before_go: Option<&mut dyn FnMut(i32)>,
+) -> Duration {
     let (exec_rd, exec_wr) = pipe();
     let gate = before_go.is_some().then(pipe);
     let child = ExecChild::new(gate.as_ref().map_or(-1, |(rd, _)| rd.as_raw_fd()));
     let req = SpawnRequest {
         struct_size: std::mem::size_of::<SpawnRequest>(),
         clone_flags: flags as u64,
-        join: std::ptr::null(),
-        join_len: 0,
+        join: if join.is_empty() {
+            std::ptr::null()
+        } else {
+            join.as_ptr()
+        },
+        join_len: join.len(),
         cgroup_fd,
         child_main: exec_main,
         child_arg: std::ptr::from_ref(&child).cast_mut().cast(),

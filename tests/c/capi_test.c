@@ -721,6 +721,68 @@ static void test_exec_and_update(tong_runtime *rt)
     tong_container_free(c);
 }
 
+/* The network namespace pool: fill, a create that takes from it, refill by the embedder
+ * (tong_pool_fill with a negative target), drain; bad arguments. */
+static void test_pool(tong_runtime *rt)
+{
+    char id[64], path[1024];
+    snprintf(id, sizeof id, "capi-pool-%d", (int)getpid());
+    tong_error *err = NULL;
+    char *json = NULL;
+
+    ok(tong_has_api_extension("pool") == 1, "extension pool");
+    expect(tong_pool_status(rt, NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "pool_status(json_out=NULL)");
+    expect(tong_pool_drain(NULL, &err), &err, TONG_ERR_INVALID_ARGUMENT, "pool_drain(rt=NULL)");
+    expect(tong_pool_status(rt, &json, &err), &err, TONG_OK, "pool_status(no pool)");
+    ok(contains(json, "\"netns_target\":0,\"netns_ready\":0"), "no pool: %s", json);
+    tong_string_free(json);
+    json = NULL;
+    if (!expect(tong_pool_fill(rt, 1, &json, &err), &err, TONG_OK, "pool_fill(1)"))
+        return;
+    ok(contains(json, "\"netns_target\":1,\"netns_ready\":1"), "filled: %s", json);
+    tong_string_free(json);
+    json = NULL;
+
+    /* The sleeper bundle with a network namespace. */
+    char *net = bundle_path("net-sleeper");
+    write_bundle(net, "\"sleep\", \"1000\"", 0);
+    snprintf(path, sizeof path, "%s/config.json", net);
+    FILE *f = fopen(path, "r+");
+    char config[4096] = {0};
+    size_t n = f ? fread(config, 1, sizeof config - 1, f) : 0;
+    char *pid_ns = strstr(config, "{\"type\": \"pid\"}");
+    if (f == NULL || n == 0 || pid_ns == NULL) {
+        ok(0, "write the net-sleeper bundle");
+        if (f)
+            fclose(f);
+        return;
+    }
+    char patched[4200];
+    snprintf(patched, sizeof patched, "%.*s{\"type\": \"network\"}, %s", (int)(pid_ns - config), config,
+             pid_ns);
+    rewind(f);
+    fputs(patched, f);
+    fclose(f);
+
+    tong_container *c = NULL;
+    if (expect(tong_container_create(rt, id, net, NULL, &c, &err), &err, TONG_OK, "create(pooled netns)")) {
+        expect(tong_pool_status(rt, &json, &err), &err, TONG_OK, "pool_status(taken)");
+        ok(contains(json, "\"netns_ready\":0"), "the container took it: %s", json);
+        tong_string_free(json);
+        json = NULL;
+        expect(tong_container_delete(c, TONG_DELETE_FORCE, &err), &err, TONG_OK, "delete(pooled)");
+        tong_container_free(c);
+    }
+    expect(tong_pool_fill(rt, -1, NULL, &err), &err, TONG_OK, "pool_fill(keep target)");
+    expect(tong_pool_status(rt, &json, &err), &err, TONG_OK, "pool_status(refilled)");
+    ok(contains(json, "\"netns_target\":1,\"netns_ready\":1"), "refilled: %s", json);
+    tong_string_free(json);
+    json = NULL;
+    expect(tong_pool_drain(rt, &err), &err, TONG_OK, "pool_drain");
+    snprintf(path, sizeof path, "%s/-pool", root);
+    ok(access(path, F_OK) != 0, "drained: no %s", path);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -752,6 +814,10 @@ int main(int argc, char **argv)
         test_exec_and_update(rt);
         test_extra_fds(rt);
         test_backends(rt);
+        if (geteuid() == 0)
+            test_pool(rt);
+        else
+            printf("SKIP test_pool: only root can fill a pool of network namespaces\n");
         char *json = NULL;
         tong_runtime_list(rt, &json, NULL);
         ok(json != NULL && strcmp(json, "[]") == 0, "nothing left in the state root: %s", json);

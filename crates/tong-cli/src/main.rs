@@ -198,12 +198,34 @@ enum Command {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
+    /// The pool of ready-made network namespaces (docs/pools.md).
+    Pool {
+        #[command(subcommand)]
+        action: PoolAction,
+    },
     /// List the backend plugins found, with their probe results.
     Plugins {
         /// table or json.
         #[arg(short, long, default_value = "table")]
         format: String,
     },
+}
+
+#[derive(Subcommand)]
+enum PoolAction {
+    /// Print the pool's target and how many namespaces are ready, as JSON.
+    Status,
+    /// Set the target to N (default: keep it) and make or destroy namespaces until N
+    /// are ready; `start` and `run` then refill it in the background as containers
+    /// take them.
+    Fill {
+        n: Option<u32>,
+        /// Give up at once if another fill is running (the refill after a start).
+        #[arg(long, hide = true)]
+        background: bool,
+    },
+    /// Set the target to 0 and destroy every pooled namespace.
+    Drain,
 }
 
 fn main() -> ExitCode {
@@ -269,7 +291,10 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
                 &create_options(args, first_unopened_fd)?,
             )?;
         }
-        Command::Start { id } => runtime.start(id)?,
+        Command::Start { id } => {
+            runtime.start(id)?;
+            refill_pool(cli);
+        }
         Command::State { id } => print_json(&runtime.state(id)?)?,
         Command::Kill { id, signal, all } => runtime.kill(id, signals::parse(signal)?, *all)?,
         Command::Delete { id, force } => runtime.delete(id, *force)?,
@@ -280,7 +305,10 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
                 &create_options(create, first_unopened_fd)?,
                 *detach,
                 true,
-            )?;
+            );
+            // Foreground, the container has exited by now: the refill is for the next.
+            refill_pool(cli);
+            let code = code?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
@@ -314,8 +342,20 @@ fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
         Command::Features => print_json(&tong::features::features())?,
         Command::Spec { bundle } => spec(bundle)?,
         Command::Plugins { format } => list_plugins(runtime.plugins(), format)?,
+        Command::Pool { action } => print_json(&match action {
+            PoolAction::Status => runtime.pool_status()?,
+            PoolAction::Fill { n, background } => runtime.pool_fill(*n, !background)?,
+            PoolAction::Drain => runtime.pool_drain()?,
+        })?,
     }
     Ok(0)
+}
+
+/// After the caller's container runs: a detached `tong pool fill` tops the pool up.
+fn refill_pool(cli: &Cli) {
+    if let Ok(exe) = std::env::current_exe() {
+        tong::pool::refill_in_background(&cli.root, &exe);
+    }
 }
 
 /// The lowest descriptor from 3 up that is not open.

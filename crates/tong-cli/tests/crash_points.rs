@@ -181,3 +181,59 @@ fn the_init_dying_at_every_step_leaves_nothing_after_delete_force() {
         println!("ok: init killed at {step}: {}", err.trim());
     }
 }
+
+/// No mount under the state root and no pool directory: the pool left nothing.
+fn assert_no_pool_left(tong: &Tong, step: &str) {
+    let root = tong.root.path().display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+    assert!(left.is_empty(), "after {step}: mounts left: {left:?}");
+    assert!(
+        rel::left_in_root(tong).is_empty(),
+        "after {step}: left in the state root: {:?}",
+        rel::left_in_root(tong)
+    );
+}
+
+fn pool_ready(tong: &Tong) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&tong.ok(&["pool", "status"])).unwrap();
+    v["netns_ready"].as_u64().unwrap()
+}
+
+#[test]
+fn kill_9_of_tong_at_every_pool_step_leaves_nothing() {
+    if !enabled_or_skip("kill_9_of_tong_at_every_pool_step_leaves_nothing") {
+        return;
+    }
+    let tong = Tong::new();
+    // A fill killed with a namespace mounted but not published: the next fill destroys
+    // it and makes a fresh one; so does a drain.
+    for then_fill in [true, false] {
+        crash_at(&tong, "pool:netns-mounted", &["pool", "fill", "1"]);
+        assert_eq!(
+            pool_ready(&tong),
+            0,
+            "a half-made namespace counted as ready"
+        );
+        if then_fill {
+            tong.ok(&["pool", "fill"]);
+            assert_eq!(pool_ready(&tong), 1);
+        }
+        tong.ok(&["pool", "drain"]);
+        assert_no_pool_left(&tong, "pool:netns-mounted");
+    }
+    println!("ok: kill -9 of tong at pool:netns-mounted");
+    // A create killed with a claimed namespace still mounted in the container's
+    // directory: delete --force unmounts it, and the pool drains clean.
+    let step = "create:pool-netns-claimed";
+    tong.ok(&["pool", "fill", "2"]);
+    let id = unique_id("crashpool");
+    let bundle = marked_bundle(&id);
+    crash_at(&tong, step, &create_args(&bundle, &id));
+    assert_eq!(pool_ready(&tong), 1, "the claimed namespace is not ready");
+    tong.ok(&["delete", "--force", &id]);
+    assert_gone(&tong, &id, &bundle, None);
+    tong.ok(&["pool", "drain"]);
+    assert_no_pool_left(&tong, step);
+    println!("ok: kill -9 of tong at {step}");
+}

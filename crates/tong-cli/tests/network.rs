@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -207,8 +207,11 @@ impl NetTong {
 impl Drop for NetTong {
     fn drop(&mut self) {
         for id in self.container_dirs() {
-            let _ = self.run(&["delete", "--force", &id]);
+            if id != "-pool" {
+                let _ = self.run(&["delete", "--force", &id]);
+            }
         }
+        let _ = self.run(&["pool", "drain"]);
     }
 }
 
@@ -390,8 +393,31 @@ fn address_of(tong: &NetTong, id: &str) -> String {
 /// tong reports, ping each other and the gateway, talk TCP (busybox nc), the published
 /// port answers on the test namespace's loopback; a crashed container's delete removes
 /// its veth and frees its address (the next container gets it back).
-fn two_containers_talk(test: &str, backend: &Backend) {
+///
+/// With `pooled`, the containers join ready-made namespaces of `tong pool` (the veths
+/// go into those) and the pool drains clean afterwards.
+fn two_containers_talk(test: &str, backend: &Backend, pooled: bool) {
     let tong = NetTong::new();
+    // The namespaces of the pool once the refill after the last start has finished.
+    let pool_inodes = |tong: &NetTong| -> Vec<u64> {
+        let ready = tong.root.path().join("-pool/netns/ready");
+        let list = || -> Vec<u64> {
+            std::fs::read_dir(&ready)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| std::fs::metadata(e.path().join("ns")).unwrap().ino())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert!(wait_until(10, || list().len() == 2), "pool not refilled");
+        list()
+    };
+    let mut pooled_inodes = Vec::new();
+    if pooled {
+        tong.ok(&["pool", "fill", "2"]);
+        pooled_inodes = pool_inodes(&tong);
+    }
     let echo = ["nc", "-ll", "-p", "7000", "-e", "cat"];
     let server = backend.bundle(&echo, &[("tong.net.publish", "18080:7000")]);
     let client = backend.bundle(&["sleep", "3600"], &[]);
@@ -406,11 +432,26 @@ fn two_containers_talk(test: &str, backend: &Backend) {
         .cloned()
         .collect();
     assert_eq!(a_veth.len(), 1, "one host-side veth for {a}: {a_veth:?}");
+    if pooled {
+        pooled_inodes.extend(pool_inodes(&tong));
+    }
     tong.ok(&["run", "-d", "--bundle", client.path().to_str().unwrap(), &b]);
     let a_pid = tong.state(&a)["pid"].as_i64().unwrap() as i32;
     let b_pid = tong.state(&b)["pid"].as_i64().unwrap() as i32;
     let (a_ip, b_ip) = (address_of(&tong, &a), address_of(&tong, &b));
     assert_ne!(a_ip, b_ip);
+    if pooled {
+        for pid in [a_pid, b_pid] {
+            let ns = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .unwrap()
+                .ino();
+            assert!(
+                pooled_inodes.contains(&ns),
+                "{pid}: {ns} not a pooled namespace {pooled_inodes:?}, {}",
+                tong.ok(&["pool", "status"])
+            );
+        }
+    }
 
     for (id, ip) in [(&a, &a_ip), (&b, &b_ip)] {
         assert!(ip.starts_with(backend.subnet_prefix), "{id}: {ip}");
@@ -509,6 +550,12 @@ fn two_containers_talk(test: &str, backend: &Backend) {
     let c_pid = tong.state(&c)["pid"].as_i64().unwrap() as i32;
     tong.ok(&["delete", "--force", &b]);
     tong.ok(&["delete", "--force", &c]);
+    if pooled {
+        tong.ok(&["pool", "drain"]);
+        let root = tong.root.path().display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(&root), "pool mounts left under {root}");
+    }
     backend.assert_no_leftovers(&tong, &[&a, &b, &c], &[a_pid, b_pid, c_pid]);
 }
 
@@ -577,7 +624,7 @@ fn bridge_two_containers_talk() {
     {
         return;
     }
-    two_containers_talk("bridge-talk", &Backend::bridge());
+    two_containers_talk("bridge-talk", &Backend::bridge(), false);
 }
 
 #[test]
@@ -599,6 +646,32 @@ fn cni_two_containers_talk() {
     two_containers_talk(
         "cni-talk",
         &Backend::cni(plugins, &[Backend::portmap()], &[]),
+        false,
+    );
+}
+
+#[test]
+fn bridge_two_containers_talk_in_pooled_namespaces() {
+    let test = "bridge_two_containers_talk_in_pooled_namespaces";
+    if !skip_unless_root(test) || !nft_or_skip(test) {
+        return;
+    }
+    two_containers_talk("bridge-pool", &Backend::bridge(), true);
+}
+
+#[test]
+fn cni_two_containers_talk_in_pooled_namespaces() {
+    let test = "cni_two_containers_talk_in_pooled_namespaces";
+    if !skip_unless_root(test) {
+        return;
+    }
+    let Some(plugins) = cni_plugin_dir(test) else {
+        return;
+    };
+    two_containers_talk(
+        "cni-pool",
+        &Backend::cni(plugins, &[Backend::portmap()], &[]),
+        true,
     );
 }
 

@@ -25,6 +25,7 @@ pub mod id;
 pub mod init;
 pub mod plugin_cache;
 pub mod plugins;
+pub mod pool;
 pub mod process;
 pub mod runtime;
 pub mod salvage;

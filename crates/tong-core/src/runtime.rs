@@ -28,7 +28,7 @@ use crate::plugins::{
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
 use crate::terminal::{Console, ConsoleEnds, Relay};
-use crate::{exec_stub, fault, hooks, id, init, process, salvage, terminal, userns};
+use crate::{exec_stub, fault, hooks, id, init, pool, process, salvage, terminal, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
@@ -1058,7 +1058,15 @@ fn build(
     ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
     ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
     ctx.rootfs = Some(plan.child_entry());
-    let join_files = open_joins(namespaces)?;
+    let mut join_files = open_joins(namespaces)?;
+    let mut clone_flags = namespaces.create;
+    // A ready-made network namespace is joined instead of made (docs/pools.md).
+    let pooled_netns = pool::take_netns(namespaces, &dir.path)?.map(|(netns, claim)| {
+        fault::point("create:pool-netns-claimed", 0);
+        join_files.push((libc::CLONE_NEWNET, netns));
+        clone_flags &= !(libc::CLONE_NEWNET as u64);
+        claim
+    });
     let clone_target = match &cgroup {
         Some((plugin, state)) => plugin.clone_target(state)?,
         None => None,
@@ -1066,7 +1074,6 @@ fn build(
     // A cgroup namespace's root is its creator's cgroup. Only CLONE_INTO_CGROUP (cgroup2)
     // places the child before it exists; otherwise the child is moved after clone and
     // makes the namespace itself once it is there, as runc does.
-    let mut clone_flags = namespaces.create;
     if namespaces.creates(libc::CLONE_NEWCGROUP) && clone_target.is_none() {
         clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
         ctx.unshare_cgroup = true;
@@ -1115,6 +1122,10 @@ fn build(
     // If the child died first and said why (a namespace it could not join), that is the
     // cause, not the step of ours that then found it gone.
     let before_go = (|| -> Result<()> {
+        if let Some(claim) = pooled_netns {
+            // Network setup and hooks must find the container in it.
+            claim.wait_joined(pid)?;
+        }
         if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
             plugin.add_process(state, pid)?;
         }

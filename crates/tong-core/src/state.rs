@@ -161,6 +161,8 @@ impl StateStore {
         let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            // The pool's directory: no id starts with '-'.
+            .filter(|e| e.file_name() != crate::pool::POOL_DIR)
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         ids.sort();
@@ -182,7 +184,7 @@ impl StateStore {
 /// record forged there would make tong run its hooks and undo its backends as the caller
 /// (often root). Read and search rights for others are fine (containerd makes its roots
 /// 0711).
-fn check_private(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+pub(crate) fn check_private(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let euid = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() {
@@ -286,6 +288,8 @@ impl ContainerDir {
 
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<()> {
+        // A pooled network namespace still mounted here (create cut short) is busy.
+        crate::pool::release_claimed(&self.path)?;
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -211,7 +211,12 @@ impl Drop for Tong {
         if let Ok(entries) = std::fs::read_dir(self.root.path()) {
             for e in entries.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
-                let _ = self.run(&["delete", "--force", &id]);
+                if id == "-pool" {
+                    // The network namespace pool (docs/pools.md), not a container.
+                    let _ = self.run(&["pool", "drain"]);
+                } else {
+                    let _ = self.run(&["delete", "--force", &id]);
+                }
             }
         }
     }

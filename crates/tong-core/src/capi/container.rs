@@ -50,14 +50,14 @@ impl Logger {
     }
 }
 
-struct Shared {
-    runtime: Runtime,
+pub(super) struct Shared {
+    pub(super) runtime: Runtime,
     logger: Logger,
 }
 
 impl Shared {
     /// Logs the outcome of a call and converts the engine's error.
-    fn outcome<T>(&self, what: &str, id: &str, r: crate::Result<T>) -> CResult<T> {
+    pub(super) fn outcome<T>(&self, what: &str, id: &str, r: crate::Result<T>) -> CResult<T> {
         match r {
             Ok(v) => {
                 self.logger
@@ -77,7 +77,7 @@ impl Shared {
 /// A runtime: a state root, a plugin search path and a log sink. Thread-safe: any number
 /// of threads may use one runtime at once. Free it with `tong_runtime_free`.
 pub struct tong_runtime {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 /// A container of a runtime, by id. Holds a reference to its runtime, so the runtime may
@@ -99,7 +99,7 @@ impl tong_container {
 ///
 /// # Safety
 /// `ptr` is NULL or a live handle of this library.
-unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> CResult<&'a T> {
+pub(super) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> CResult<&'a T> {
     // SAFETY: per the caller's contract.
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(what))
 }
@@ -487,7 +487,7 @@ pub unsafe extern "C" fn tong_container_resume(
 }
 
 /// Writes a JSON document to `*out` (a string the caller frees with `tong_string_free`).
-fn write_json(out: *mut *mut c_char, value: &impl serde::Serialize) -> CResult<()> {
+pub(super) fn write_json(out: *mut *mut c_char, value: &impl serde::Serialize) -> CResult<()> {
     let text = serde_json::to_string(value).map_err(|e| Failure {
         code: tong_error_code::TONG_ERR_INTERNAL,
         message: format!("cannot encode JSON: {e}"),

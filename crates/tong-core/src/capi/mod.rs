@@ -18,6 +18,7 @@ mod container;
 mod error;
 mod guard;
 mod options;
+mod pool;
 mod strings;
 
 use std::ffi::{c_char, c_int};
@@ -27,6 +28,7 @@ pub use error::*;
 pub use options::{
     tong_create_options, tong_exec_options, tong_log_fn, tong_log_level, tong_runtime_options,
 };
+pub use pool::*;
 pub use strings::tong_string_free;
 
 /// Major version of the C ABI; it is also the SONAME's number (`libtong.so.1`). A change
@@ -59,6 +61,7 @@ const API_EXTENSIONS: &[&str] = &[
     "init",
     "hooks",
     "extra-fds",
+    "pool",
     #[cfg(feature = "test-hooks")]
     "test-hooks",
 ];
