@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
+use tong::plugins::NamespaceBackend;
 use tong::{CreateOptions, PluginKind, Runtime};
 use tong_abi::NamespaceJoin;
 use tong_benches::{
@@ -38,7 +39,7 @@ fn clone(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    let ns = plugin("ns", "clone3");
+    let ns = plugin::<NamespaceBackend>("clone3");
     let (_, with_net) = NAMESPACE_SETS[2];
     for pooled in [false, true] {
         let name = if pooled { "pooled" } else { "unpooled" };

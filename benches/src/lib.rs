@@ -157,7 +157,7 @@ pub fn spawn_to_exec(
 
 /// As [`spawn_to_exec`], the child also joining the namespaces `join`.
 pub fn spawn_joining_to_exec(
-    ns: &Plugin,
+    ns: NamespaceBackend,
     flags: c_int,
     join: &[tong_abi::NamespaceJoin],
     cgroup_fd: RawFd,
