@@ -10,7 +10,6 @@
 //! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
 //! - [`userns`]: user namespace id mappings and running without root.
 
-pub mod capi;
 pub mod child;
 pub mod config;
 pub mod error;

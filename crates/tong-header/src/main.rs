@@ -1,4 +1,4 @@
-//! Writes `include/tong.h` from `crates/tong-core/src/capi` with the pinned cbindgen and
+//! Writes `include/tong.h` from `crates/tong-capi/src` with the pinned cbindgen and
 //! the repository's `cbindgen.toml`; with `--check`, fails when the committed header
 //! differs from what would be generated.
 //!
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The version macros come from this crate's version, which is the workspace's, which
-/// is tong-core's (checked below).
+/// is tong-capi's (checked below).
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
@@ -69,10 +69,10 @@ fn run(root: &Path, check: bool) -> Result<String, String> {
     Ok(format!("wrote {}", path.display()))
 }
 
-/// tong-core takes its version from the workspace, as this crate does: the macros then
+/// tong-capi takes its version from the workspace, as this crate does: the macros then
 /// match `tong_version()`.
 fn check_core_version(root: &Path) -> Result<(), String> {
-    let manifest = root.join("crates/tong-core/Cargo.toml");
+    let manifest = root.join("crates/tong-capi/Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
     if text.lines().any(|l| l.trim() == "version.workspace = true") {
@@ -118,7 +118,7 @@ fn generate(root: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("crates/tong-core/src/capi/mod.rs"))
+        .with_src(root.join("crates/tong-capi/src/lib.rs"))
         .with_after_include(format!("{}\n{TRAILER}", version_macros()?))
         .generate()
         .map_err(|e| format!("cbindgen: {e}"))?;

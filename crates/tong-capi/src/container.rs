@@ -14,9 +14,9 @@ use super::options::{
 };
 use super::strings::{check_out, into_c_string, opt_str, req_str};
 use super::{TONG_DELETE_FORCE, TONG_KILL_ALL};
-use crate::plugins::PluginHost;
-use crate::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
-use crate::terminal::Console;
+use engine::plugins::PluginHost;
+use engine::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
+use engine::terminal::Console;
 
 /// Creates in one process are serialized: a container process inherits every descriptor
 /// open in the caller at the moment of its clone (until it execs), including another
@@ -57,7 +57,7 @@ struct Shared {
 
 impl Shared {
     /// Logs the outcome of a call and converts the engine's error.
-    fn outcome<T>(&self, what: &str, id: &str, r: crate::Result<T>) -> CResult<T> {
+    fn outcome<T>(&self, what: &str, id: &str, r: engine::Result<T>) -> CResult<T> {
         match r {
             Ok(v) => {
                 self.logger
@@ -225,7 +225,7 @@ fn create_locked(
     id: &str,
     bundle: &Path,
     opts: &CreateOptions,
-) -> crate::Result<()> {
+) -> engine::Result<()> {
     let _one_at_a_time = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     shared.runtime.create(id, bundle, opts)
 }
@@ -742,6 +742,6 @@ pub unsafe extern "C" fn tong_features(
 ) -> tong_error_code {
     guard("tong_features", err, || {
         check_out(json_out, "json_out")?;
-        write_json(json_out, &crate::features::features())
+        write_json(json_out, &engine::features::features())
     })
 }

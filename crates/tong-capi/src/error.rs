@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, CStr, CString};
 
-use crate::error::{Error, ErrorCode};
+use engine::error::{Error, ErrorCode};
 
 /// What the functions of the C ABI return. The numbers are part of the ABI (they are the
 /// engine's `tong::ErrorCode`) and never change; new codes may be added, so treat an

@@ -187,10 +187,10 @@ pub(crate) unsafe fn read_fds(ptr: *const c_int, len: usize) -> CResult<Vec<c_in
             "extra_fds is NULL but extra_fds_len is {len}"
         )));
     }
-    if len > crate::runtime::MAX_EXTRA_FDS {
+    if len > engine::runtime::MAX_EXTRA_FDS {
         return Err(Failure::invalid(format!(
             "extra_fds_len is {len}; at most {} descriptors can be passed on",
-            crate::runtime::MAX_EXTRA_FDS
+            engine::runtime::MAX_EXTRA_FDS
         )));
     }
     // SAFETY: the caller says `len` ints are readable at `ptr` (non-NULL, checked).
