@@ -499,6 +499,54 @@ static void test_log(void)
     tong_runtime_free(rt);
 }
 
+/* The engine's warnings reach the log callback (not stderr): a poststart hook that fails
+ * only warns, and the warning comes back at TONG_LOG_WARN. */
+static char warnings[4096];
+static void warn_sink(void *data, int level, const char *message)
+{
+    (void)data;
+    if (level == TONG_LOG_WARN && strlen(warnings) + strlen(message) + 2 < sizeof warnings) {
+        strcat(warnings, message);
+        strcat(warnings, "\n");
+    }
+}
+
+static void test_log_warnings(void)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", bundle_path("failing-poststart"));
+    mkdir(bundle_path("failing-poststart"), 0700);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        exit(2);
+    }
+    fprintf(f,
+            "{\"ociVersion\": \"1.0.2\",\n"
+            " \"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"true\"],\n"
+            "   \"env\": [\"PATH=/bin\"], \"cwd\": \"/\"},\n"
+            " \"root\": {\"path\": \"%s\"},\n"
+            " \"hooks\": {\"poststart\": [{\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"exit 9\"]}]},\n"
+            " \"linux\": {\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"mount\"}]}}\n",
+            rootfs);
+    fclose(f);
+    tong_runtime_options opts = TONG_RUNTIME_OPTIONS_INIT;
+    opts.root = root;
+    opts.log_level = TONG_LOG_WARN;
+    opts.log_fn = warn_sink;
+    tong_runtime *rt = NULL;
+    tong_error *err = NULL;
+    expect(tong_runtime_new(&opts, &rt, &err), &err, TONG_OK, "runtime_new(warning sink)");
+    tong_create_options copts = TONG_CREATE_OPTIONS_INIT;
+    int code = -1;
+    expect(tong_container_run(rt, "capi-warn", bundle_path("failing-poststart"), &copts, &code, &err),
+           &err, TONG_OK, "run with a failing poststart hook");
+    ok(code == 0, "run exit code %d", code);
+    ok(contains(warnings, "poststart"), "the poststart warning reached the log callback: %s",
+       warnings);
+    tong_runtime_free(rt);
+}
+
 static void test_panic(int required)
 {
     if (!tong_has_api_extension("test-hooks")) {
@@ -759,6 +807,7 @@ int main(int argc, char **argv)
         tong_runtime_free(rt);
     }
     test_log();
+    test_log_warnings();
     test_panic(require_hooks);
 
     remove_tree(tmpdir);

@@ -95,21 +95,3 @@ impl<T, E: Into<io::Error>> Context<T> for std::result::Result<T, E> {
         self.map_err(|e| Error::os(what(), e))
     }
 }
-
-/// Says something on stderr without failing: a library caller's stderr may be a closed
-/// pipe, where `eprintln!` would panic. The message also goes to the warning log, if
-/// one was set (the CLI's `--log`).
-pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
-    if let Some(log) = WARNING_LOG.get() {
-        log(&message.to_string());
-    }
-}
-
-static WARNING_LOG: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
-
-/// Sends every warning to `log` too (once per process; later calls are ignored).
-pub fn set_warning_log(log: fn(&str)) {
-    let _ = WARNING_LOG.set(log);
-}

@@ -239,7 +239,7 @@ pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
         let result = prepare_one(point, i, hook, false)
             .and_then(|prepared| run_all(point, &[prepared], state, &[]));
         if let Err(e) = result {
-            crate::error::warn(format_args!("{e}"));
+            crate::log::warn(format_args!("{e}"));
         }
     }
 }

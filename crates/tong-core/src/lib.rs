@@ -5,6 +5,7 @@
 //! - [`plugin_cache`]: plugin priorities remembered so selection loads one plugin;
 //! - [`state`]: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
+//! - [`log`]: the engine's one log (stderr, the CLI's `--log`, the C log callback);
 //! - [`child`]: the container's process between clone and exec (no allocation there);
 //! - [`process`]: signalling and waiting through pidfds;
 //! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
@@ -22,6 +23,7 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod init;
+pub mod log;
 pub mod plugin_cache;
 pub mod plugins;
 pub mod process;

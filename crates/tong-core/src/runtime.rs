@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
@@ -21,6 +22,7 @@ use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
 use crate::child::{self, CStrings, ChildContext};
 use crate::config::{Bundle, NamespacePlan};
 use crate::error::{Context, Error, Result};
+use crate::log::{Log, SharedLog};
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
@@ -171,18 +173,35 @@ struct Launched {
     relay: Option<Relay>,
 }
 
-/// The engine: a state root and a plugin search path.
+/// Creates in one process are serialized: a container process inherits every descriptor
+/// open in the caller at the moment of its clone (until it execs), including another
+/// container's state lock and pipes; one create at a time keeps those inheritances
+/// acyclic, so a lock held by a waiting container process never deadlocks two threads.
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The engine: a state root, a plugin search path and a log.
 #[derive(Clone, Debug)]
 pub struct Runtime {
     store: StateStore,
     plugins: PluginHost,
+    log: SharedLog,
 }
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, plugins: PluginHost) -> Runtime {
         let store = StateStore::new(root);
         let plugins = plugins.with_priority_cache(crate::plugin_cache::default_dir().as_deref());
-        Runtime { store, plugins }
+        Runtime {
+            store,
+            plugins,
+            log: SharedLog::default(),
+        }
+    }
+
+    /// Sends the engine's warnings to `log` instead of stderr.
+    pub fn with_log(mut self, log: Arc<dyn Log>) -> Runtime {
+        self.log = SharedLog(log);
+        self
     }
 
     pub fn plugins(&self) -> &PluginHost {
@@ -195,6 +214,7 @@ impl Runtime {
 
     /// Creates a container that waits for `start`.
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.create_with(id, bundle, opts, StartGate::Fifo, false)
             .map(drop)
     }
@@ -211,6 +231,7 @@ impl Runtime {
         detach: bool,
         forward_signals: bool,
     ) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         let mut launched = self
             .create_with(id, bundle, opts, StartGate::Pipe, !detach)?
             .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
@@ -227,11 +248,13 @@ impl Runtime {
             launched.pidfd.as_ref(),
             forward_signals,
             launched.relay.as_mut(),
-        )?;
+        );
         // The terminal is restored before anything else is said.
         drop(launched);
-        self.delete(id, true)?;
-        Ok(code)
+        // Deleted whatever the wait said: run leaves nothing behind.
+        let deleted = self.delete(id, true);
+        let code = code?;
+        deleted.map(|()| code)
     }
 
     /// Lets a `run` container exec, and reports a failed exec. Its record already says
@@ -254,6 +277,7 @@ impl Runtime {
         foreground: bool,
     ) -> Result<Option<Launched>> {
         id::validate(id)?;
+        let _one_at_a_time = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let bundle = Bundle::load(bundle)?;
         let namespaces = NamespacePlan::from_spec(&bundle.spec);
         check_mount_namespace(&bundle.spec, &namespaces)?;
@@ -376,6 +400,7 @@ impl Runtime {
 
     /// Releases a created container.
     pub fn start(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let mut record = dir.read()?;
@@ -429,6 +454,7 @@ impl Runtime {
 
     /// The OCI state of one container.
     pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -437,6 +463,7 @@ impl Runtime {
 
     /// The state of every container; unreadable ones are skipped.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let _log = crate::log::enter(&self.log);
         let mut out = Vec::new();
         // One passwd lookup per owner, not per container (ci/bench-list: 1,000 of them).
         let mut owners = BTreeMap::new();
@@ -455,6 +482,7 @@ impl Runtime {
     /// Sends a signal to the container's init, or with `all` to every process in its
     /// cgroup.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         // With --all, processes left in the cgroup after the init died are still
         // signalled (containerd kills them so; runc does the same).
         let (_dir, record) = if all {
@@ -508,6 +536,7 @@ impl Runtime {
 
     /// Deletes a stopped (or, with `force`, any) container and everything it made.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = match self.store.open(id) {
             Ok(d) => d,
@@ -544,6 +573,7 @@ impl Runtime {
     /// cgroup of the container's init. Returns its exit code (128 + signal when killed),
     /// or 0 at once with `detach`.
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         // The lock is not held while the process runs: other commands must still work.
         let record = {
@@ -661,11 +691,13 @@ impl Runtime {
 
     /// Freezes every process of a running container.
     pub fn pause(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.set_paused(id, true)
     }
 
     /// Thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.set_paused(id, false)
     }
 
@@ -696,6 +728,7 @@ impl Runtime {
     /// Applies new cgroup limits (an OCI `linux.resources` object) to a live container
     /// through its cgroup backend.
     pub fn update(&self, id: &str, resources: &Value) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         let (_dir, record) = self.open_live(id, "update")?;
         let cgroup = self.recorded_plugin(&record, PluginKind::Cgroup)?;
         cgroup.cgroup_update(
@@ -706,6 +739,7 @@ impl Runtime {
 
     /// The container's cgroup statistics (memory, cpu, pids) as JSON.
     pub fn stats(&self, id: &str) -> Result<Value> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -722,6 +756,7 @@ impl Runtime {
 
     /// The pids of every process in the container (as the host sees them).
     pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -735,6 +770,7 @@ impl Runtime {
     /// Waits for the container's init to exit and returns its exit code (128 + signal
     /// when killed). Only a process that created the container gets its exit status.
     pub fn wait(&self, id: &str) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let record = {
             let dir = self.store.open(id)?;
