@@ -6,6 +6,7 @@
 //! - [`state`]: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
 //! - [`log`]: the engine's one log (stderr, the CLI's `--log`, the C log callback);
+//! - [`launch`]: the pipes, descriptors, clone and handshake that make a process;
 //! - [`child`]: the container's process between clone and exec (no allocation there);
 //! - [`process`]: signalling and waiting through pidfds;
 //! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
@@ -13,6 +14,7 @@
 
 pub mod child;
 pub mod config;
+pub mod cstrings;
 pub mod error;
 pub mod events;
 pub mod exec_stub;
@@ -23,13 +25,16 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod id;
 pub mod init;
+pub(crate) mod launch;
 pub mod log;
+pub mod namespaces;
 pub mod plugin_cache;
 pub mod plugins;
 pub mod process;
 pub mod runtime;
 pub mod salvage;
 pub mod security;
+pub mod signals;
 pub mod state;
 pub mod terminal;
 pub mod userns;

@@ -5,11 +5,7 @@
 //! failure inside `create` undoes everything itself through the same teardown.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,25 +13,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
 use serde_json::Value;
-use tong_abi::{wire, ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_abi::{wire, PluginKind};
 
-use crate::child::{self, CStrings, ChildContext};
-use crate::config::{Bundle, NamespacePlan};
+use crate::config::Bundle;
 use crate::error::{Context, Error, Result};
+use crate::launch::{
+    console_for, container_namespaces, how_it_ended, make_fifo, open_joins, process_context, spawn,
+    uts_name, with_listen_fds, Channel, PassedFds, WriteAllBytes,
+};
 use crate::log::{Log, SharedLog};
+use crate::namespaces::NamespacePlan;
 use crate::plugins::{Plugin, PluginHost};
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::terminal::{Console, ConsoleEnds, Relay};
-use crate::{exec_stub, fault, hooks, id, init, process, salvage, terminal, userns};
+use crate::terminal::{Console, Relay};
+use crate::{fault, hooks, id, init, process, salvage, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/run/tong";
-/// The most descriptors `extra_fds` may name.
-pub const MAX_EXTRA_FDS: usize = 1000;
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::launch::MAX_EXTRA_FDS;
 
 /// A container's status, as OCI state reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -167,8 +165,7 @@ enum StartGate {
 struct Launched {
     pid: i32,
     pidfd: Option<OwnedFd>,
-    sync: File,
-    report: File,
+    channel: Channel,
     /// The terminal this process relays (`Console::Relay` in the foreground).
     relay: Option<Relay>,
 }
@@ -260,12 +257,7 @@ impl Runtime {
     /// Lets a `run` container exec, and reports a failed exec. Its record already says
     /// running (written so by create: `run` has no created phase anyone could see).
     fn release(launched: &Launched) -> Result<()> {
-        (&launched.sync).write_all_bytes(&[child::START])?;
-        match read_report(&launched.report)? {
-            Report::Closed => Ok(()),
-            Report::Failed(e) => Err(Error::Container(e.describe())),
-            Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
-        }
+        launched.channel.start()
     }
 
     fn create_with(
@@ -604,19 +596,8 @@ impl Runtime {
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let console = console_for(process, &opts.console, !opts.detach)?;
         let passed = PassedFds::copy(0, &opts.extra_fds)?;
-        let (sync_child, sync_parent) = pipe()?;
-        let (report_parent, report_child) = pipe()?;
-        let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
-        let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
-        let fds = ChildFds {
-            close_first: vec![sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
-            sync_fd: sync_child.as_raw_fd(),
-            report_fd: report_child.as_raw_fd(),
-            fifo_fd: -1,
-            stdio: opts.stdio,
-            console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-            exec_stub: exec_stub.as_raw_fd(),
-        };
+        let (channel, child_ends) = Channel::open(&passed)?;
+        let fds = child_ends.child_fds(channel.raw_fds().to_vec(), opts.stdio, &console, None);
         let mut ctx = process_context(process, fds)?;
         ctx.pass_fds = passed.raw();
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
@@ -629,44 +610,24 @@ impl Runtime {
             None => None,
         };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
-        drop((
-            sync_child,
-            report_child,
-            clone_target,
-            joins,
-            console.child,
-            passed,
-        ));
+        // The child has its own copies; ours must close so EOF means what it should.
+        drop((child_ends, clone_target, joins, console.child, passed));
         let pid = spawned.pid;
         let start = state::process_start_time(pid).unwrap_or(0);
-        let sync = File::from(sync_parent);
-        let report = File::from(report_parent);
         let handshake = || -> Result<Option<Relay>> {
             if let (Some(cgroup), 0) = (cgroup, spawned.in_cgroup) {
                 cgroup.cgroup_add_process(&cgroup_state, pid)?;
             }
             host_steps.apply(pid)?;
-            (&sync).write_all_bytes(&[child::GO])?;
-            match read_report(&report)? {
-                Report::Ready => {}
-                Report::Failed(e) => return Err(Error::Container(e.describe())),
-                Report::Closed => {
-                    return Err(Error::Container(
-                        "the exec'd process exited during setup".into(),
-                    ))
-                }
-            }
+            channel.go()?;
+            channel.ready(|| "the exec'd process exited during setup".into())?;
             if let Some(path) = &opts.pid_file {
                 write_pid_file(path, pid)?;
             }
             // Sent before ready; received before start, so the size is right at once.
             let relay = console.relay.as_ref().map(Relay::receive).transpose()?;
-            (&sync).write_all_bytes(&[child::START])?;
-            match read_report(&report)? {
-                Report::Closed => Ok(relay),
-                Report::Failed(e) => Err(Error::Container(e.describe())),
-                Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
-            }
+            channel.start()?;
+            Ok(relay)
         };
         let mut relay = match handshake() {
             Ok(relay) => relay,
@@ -977,10 +938,7 @@ fn build(
     }
     fault::point("create:rootfs-recorded", 0);
 
-    // The child's ends, which it still uses after moving the passed descriptors in.
-    let (sync_child, sync_parent) = pipe()?;
-    let (report_parent, report_child) = pipe()?;
-    let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
+    let (channel, child_ends) = Channel::open(passed)?;
     let fifo = match gate {
         StartGate::Fifo => Some(passed.above(make_fifo(&dir.fifo_path())?.into())?),
         StartGate::Pipe => None,
@@ -1006,25 +964,14 @@ fn build(
         hooks::Point::StartContainer.of(&config_hooks),
         false,
     )?;
-    let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
     let start_state = if start_hooks.is_empty() {
         None
     } else {
         Some(passed.above(hooks::state_memfd(b"")?)?)
     };
-    let fds = ChildFds {
-        close_first: vec![
-            dir.lock_fd(),
-            sync_parent.as_raw_fd(),
-            report_parent.as_raw_fd(),
-        ],
-        sync_fd: sync_child.as_raw_fd(),
-        report_fd: report_child.as_raw_fd(),
-        fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        stdio: opts.stdio,
-        console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        exec_stub: exec_stub.as_raw_fd(),
-    };
+    let [sync_parent, report_parent] = channel.raw_fds();
+    let close_first = vec![dir.lock_fd(), sync_parent, report_parent];
+    let fds = child_ends.child_fds(close_first, opts.stdio, &console, fifo.as_ref());
     let listen_env;
     let process = if opts.listen_fds > 0 {
         listen_env = with_listen_fds(process, opts.listen_fds);
@@ -1073,14 +1020,7 @@ fn build(
         &ctx,
     )?;
     // The child has its own copies; ours must close so EOF means what it should.
-    drop((
-        sync_child,
-        report_child,
-        fifo,
-        clone_target,
-        join_files,
-        console.child,
-    ));
+    drop((child_ends, fifo, clone_target, join_files, console.child));
     drop(plan);
     let pid = spawned.pid;
     fault::point("create:spawned", pid);
@@ -1104,8 +1044,6 @@ fn build(
     dir.write(record)?;
     fault::point("create:pid-recorded", pid);
 
-    let sync = File::from(sync_parent);
-    let report = File::from(report_parent);
     // If the child died first and said why (a namespace it could not join), that is the
     // cause, not the step of ours that then found it gone.
     let before_go = (|| -> Result<()> {
@@ -1128,7 +1066,7 @@ fn build(
         Ok(())
     })();
     if let Err(e) = before_go {
-        return Err(child_error_or(e, pid, record.pid_start, &report));
+        return Err(channel.child_error_or(e, pid, record.pid_start));
     }
     // Only with hooks: the state names the owner, a passwd lookup through NSS.
     let has_runtime_hooks = !(prestart.is_empty() && create_runtime.is_empty());
@@ -1143,20 +1081,11 @@ fn build(
         let state = container_hook_state(record, &dir.path, Status::Created);
         hooks::write_state(fd, &state)?;
     }
-    (&sync)
-        .write_all_bytes(&[child::GO])
-        .map_err(|e| child_error_or(e, pid, record.pid_start, &report))?;
+    channel
+        .go()
+        .map_err(|e| channel.child_error_or(e, pid, record.pid_start))?;
     fault::point("create:go-sent", pid);
-    match read_report(&report)? {
-        Report::Ready => {}
-        Report::Failed(e) => return Err(Error::Container(e.describe())),
-        Report::Closed => {
-            return Err(Error::Container(format!(
-                "the container process {}during setup",
-                how_it_ended(pid)
-            )));
-        }
-    }
+    channel.ready(|| format!("the container process {}during setup", how_it_ended(pid)))?;
     fault::point("create:child-ready", pid);
     if !create_container.is_empty() {
         let joins = container_namespaces(pid)?;
@@ -1183,8 +1112,7 @@ fn build(
     Ok((gate == StartGate::Pipe).then_some(Launched {
         pid,
         pidfd,
-        sync,
-        report,
+        channel,
         relay,
     }))
 }
@@ -1399,197 +1327,12 @@ fn rootfs_request(
     })
 }
 
-fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
-}
-
-/// Creates the child through the namespace plugin, with every signal blocked around the
-/// clone so the child starts with none delivered until it has reset their handlers.
-fn spawn(
-    plugin: &Plugin,
-    clone_flags: u64,
-    joins: &[(i32, File)],
-    clone_target: Option<&OwnedFd>,
-    ctx: &ChildContext,
-) -> Result<(tong_abi::SpawnResult, Option<OwnedFd>)> {
-    let joins: Vec<NamespaceJoin> = joins
-        .iter()
-        .map(|(nstype, f)| NamespaceJoin {
-            fd: f.as_raw_fd(),
-            nstype: *nstype,
-        })
-        .collect();
-    let req = SpawnRequest {
-        struct_size: std::mem::size_of::<SpawnRequest>(),
-        clone_flags,
-        join: joins.as_ptr(),
-        join_len: joins.len(),
-        cgroup_fd: clone_target.map_or(-1, AsRawFd::as_raw_fd),
-        child_main: child::child_main,
-        child_arg: std::ptr::from_ref(ctx).cast_mut().cast(),
-        child_fail: child::child_fail,
-    };
-    let mask = child::block_all_signals();
-    let spawned = plugin.spawn(&req);
-    child::restore_signal_mask(&mask);
-    let spawned = spawned?;
-    // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
-    let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
-    Ok((spawned, pidfd))
-}
-
-/// Namespace files of a running container that differ from ours, user namespace first:
-/// what an exec'd process must join.
-fn container_namespaces(pid: i32) -> Result<Vec<(i32, File)>> {
-    use std::os::unix::fs::MetadataExt;
-    const KINDS: [(&str, i32); 8] = [
-        ("user", libc::CLONE_NEWUSER),
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("pid", libc::CLONE_NEWPID),
-        ("cgroup", libc::CLONE_NEWCGROUP),
-        ("time", 0x80),
-        ("mnt", libc::CLONE_NEWNS),
-    ];
-    let mut out = Vec::new();
-    for (name, flag) in KINDS {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let (Ok(a), Ok(b)) = (
-            std::fs::metadata(&theirs),
-            std::fs::metadata(format!("/proc/self/ns/{name}")),
-        ) else {
-            continue;
-        };
-        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&theirs)
-                .context(|| format!("cannot open {theirs}"))?;
-            out.push((flag, file));
-        }
-    }
-    Ok(out)
-}
-
-/// Checks an OCI process as `exec` and `create` would before any clone (the fuzz
-/// targets use it): everything the child needs must be buildable.
-pub fn check_process(process: &Process) -> Result<()> {
-    let fds = ChildFds {
-        close_first: Vec::new(),
-        sync_fd: -1,
-        report_fd: -1,
-        fifo_fd: -1,
-        stdio: [-1; 3],
-        console_socket: -1,
-        exec_stub: -1,
-    };
-    process_context(process, fds).map(drop)
-}
-
-/// The descriptors a child uses or must close.
-struct ChildFds {
-    close_first: Vec<RawFd>,
-    sync_fd: RawFd,
-    report_fd: RawFd,
-    fifo_fd: RawFd,
-    stdio: [RawFd; 3],
-    console_socket: RawFd,
-    /// The exec stub's sealed memfd (see exec_stub.rs).
-    exec_stub: RawFd,
-}
-
-/// Close-on-exec copies of the descriptors a container's process gets as 3, 4, ...:
-/// the caller's own 3 up to 3 + `inherited` (LISTEN_FDS, --preserve-fds), then
-/// `extra_fds`. Sources and targets may overlap (the caller's 4 meant as 3 and its 3 as
-/// 4), so every copy sits at or above 3 + their count: the child then dup2s copy i onto
-/// 3 + i, from the first to the last, and never overwrites a copy it has yet to move.
-/// Copying in the parent also checks each source once, with a clear error, and keeps a
-/// descriptor another thread of the caller closes meanwhile.
-struct PassedFds {
-    copies: Vec<OwnedFd>,
-}
-
-impl PassedFds {
-    fn copy(inherited: u32, extra: &[RawFd]) -> Result<PassedFds> {
-        if extra.len() > MAX_EXTRA_FDS {
-            return Err(Error::invalid(format!(
-                "extra_fds names {} descriptors; at most {MAX_EXTRA_FDS} can be passed on",
-                extra.len()
-            )));
-        }
-        let count = inherited as usize + extra.len();
-        let floor = RawFd::try_from(3 + count)
-            .map_err(|_| Error::invalid(format!("{count} descriptors to pass on")))?;
-        let inherited = (0..inherited as RawFd).map(|i| (3 + i, None));
-        let extra = extra.iter().enumerate().map(|(i, &fd)| (fd, Some(i)));
-        let mut copies = Vec::new();
-        for (target, (fd, index)) in (3..).zip(inherited.chain(extra)) {
-            let name = match index {
-                Some(i) => format!("extra_fds[{i}] ({fd}, to be descriptor {target})"),
-                None => format!("descriptor {fd} (LISTEN_FDS, --preserve-fds)"),
-            };
-            if fd < 0 {
-                return Err(Error::invalid(format!("{name} is negative")));
-            }
-            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; it only reads `fd`.
-            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-            if copy < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EBADF) {
-                    return Err(Error::invalid(format!("{name} is not an open descriptor")));
-                }
-                return Err(Error::os(
-                    format!("cannot copy {name} to {floor} or above (RLIMIT_NOFILE?)"),
-                    e,
-                ));
-            }
-            // SAFETY: a new descriptor of ours.
-            copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
-        }
-        Ok(PassedFds { copies })
-    }
-
-    /// The copies for the child, in target order.
-    fn raw(&self) -> Vec<RawFd> {
-        self.copies.iter().map(AsRawFd::as_raw_fd).collect()
-    }
-
-    /// `fd`, moved at or above the targets when it is among them: the child still uses
-    /// it after the passed descriptors are in place.
-    fn above(&self, fd: OwnedFd) -> Result<OwnedFd> {
-        let floor = 3 + self.copies.len() as RawFd;
-        if fd.as_raw_fd() >= floor {
-            return Ok(fd);
-        }
-        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; `fd` then closes.
-        let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-        if copy < 0 {
-            return Err(Error::os(
-                format!(
-                    "cannot move descriptor {} to {floor} or above",
-                    fd.as_raw_fd()
-                ),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: a new descriptor of ours.
-        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-    }
-}
-
 /// Whether a backend's state says it made nothing teardown would undo (pivot and
 /// chroot's rootfs, net-none): `{}` (or empty, which means the same). Its record write
 /// waits for the next one, so a crash before that finds no state and skips the backend,
 /// which is then right.
 fn nothing_to_undo(state: &[u8]) -> bool {
     matches!(state.trim_ascii(), b"" | b"{}")
-}
-
-/// The console's descriptors when the process wants a terminal.
-fn console_for(process: &Process, console: &Console, foreground: bool) -> Result<ConsoleEnds> {
-    terminal::console_ends(process.terminal().unwrap_or(false), console, foreground)
 }
 
 /// The state JSON given to hooks on stdin; `status` overrides the computed one.
@@ -1634,241 +1377,9 @@ fn pid_in_container(pid: i32) -> i32 {
         .unwrap_or(pid)
 }
 
-/// Builds everything the child needs to become `process`, so that it allocates nothing.
-/// Hostname and rootfs are left to the caller (a new container sets them, exec does not).
-fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
-    let args: Vec<String> = process.args().clone().unwrap_or_default();
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
-    let program = args.first().cloned().unwrap_or_default();
-    if program.is_empty() {
-        return Err(Error::invalid("process.args is empty"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::invalid(format!(
-            "process.cwd {} is not an absolute path",
-            process.cwd().display()
-        )));
-    }
-    // Named by their own field, before PATH candidates are made from args[0].
-    for (what, items) in [("process.args", &args), ("process.env", &env)] {
-        if items.iter().any(|a| a.contains('\0')) {
-            return Err(Error::invalid(format!("{what} contains a NUL byte")));
-        }
-    }
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    let exec_candidates = if program.contains('/') {
-        vec![cstring("process.args[0]", program.clone())?]
-    } else {
-        path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstring("PATH", format!("{}/{program}", d.trim_end_matches('/'))))
-            .collect::<Result<_>>()?
-    };
-    let user = process.user();
-    let strings = |what: &str, items: &[String]| -> Result<CStrings> {
-        Ok(CStrings::new(
-            items
-                .iter()
-                .map(|a| cstring(what, a.as_bytes()))
-                .collect::<Result<_>>()?,
-        ))
-    };
-    let argv = strings("process.args", &args)?;
-    let stub_args = exec_stub::StubArgs::new(
-        fds.exec_stub,
-        fds.report_fd,
-        &exec_candidates,
-        argv.pointers(),
-    );
-    Ok(ChildContext {
-        close_first: fds.close_first,
-        sync_fd: fds.sync_fd,
-        report_fd: fds.report_fd,
-        fifo_fd: fds.fifo_fd,
-        stdio: fds.stdio,
-        hostname: None,
-        domainname: None,
-        rootfs: None,
-        uid: user.uid(),
-        gid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
-        set_groups: true,
-        umask: user.umask(),
-        cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
-        no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        argv,
-        envp: strings("process.env", &env)?,
-        exec_candidates,
-        program: cstring("process.args[0]", program)?,
-        exec_stub: fds.exec_stub,
-        stub_args,
-        dumpable_until_go: false,
-        pass_fds: Vec::new(),
-        console_socket: fds.console_socket,
-        init: false,
-        start_hooks: hooks::StartHooks::default(),
-        security: ChildSecurity::default(),
-        user_namespace_root: false,
-        unshare_cgroup: false,
-    })
-}
-
-/// The hostname or domainname to set, refused without a uts namespace.
-fn uts_name(
-    what: &str,
-    value: Option<&String>,
-    namespaces: &NamespacePlan,
-) -> Result<Option<CString>> {
-    match value {
-        Some(v) if namespaces.has(libc::CLONE_NEWUTS) => Ok(Some(cstring(what, v.as_bytes())?)),
-        Some(_) => Err(Error::invalid(format!(
-            "{what} is set but the config has no uts namespace"
-        ))),
-        None => Ok(None),
-    }
-}
-
-fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
-    ns.join
-        .iter()
-        .map(|(nstype, path)| {
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(path)
-                .map_err(|e| {
-                    Error::invalid(format!("cannot open namespace {}: {e}", path.display()))
-                })?;
-            Ok((*nstype, file))
-        })
-        .collect()
-}
-
-/// The process with LISTEN_FDS and LISTEN_PID=1 set for the socket-activation
-/// descriptors passed on (replacing any it had).
-fn with_listen_fds(process: &Process, count: u32) -> Process {
-    let mut process = process.clone();
-    let mut env: Vec<String> = process
-        .env()
-        .iter()
-        .flatten()
-        .filter(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="))
-        .cloned()
-        .collect();
-    env.push(format!("LISTEN_FDS={count}"));
-    env.push("LISTEN_PID=1".to_string());
-    process.set_env(Some(env));
-    process
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "pipe2".to_string())
-}
-
-fn make_fifo(path: &Path) -> Result<File> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .context(|| format!("mkfifo {}", path.display()))?;
-    // Read-write so the open never blocks; the child keeps it and blocks on read.
-    File::options()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .context(|| format!("open {}", path.display()))
-}
-
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tong-tmp");
     std::fs::write(&tmp, pid.to_string())
         .context(|| format!("cannot write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
-}
-
-enum Report {
-    Ready,
-    Failed(Box<ChildError>),
-    Closed,
-}
-
-/// After a failed step of create: the child's own report when it died first, else `err`.
-fn child_error_or(err: Error, pid: i32, start: u64, report: &File) -> Error {
-    if state::is_alive(pid, start) {
-        return err;
-    }
-    // It is dead, so its end of the pipe is closed and this read cannot block.
-    match read_report(report) {
-        Ok(Report::Failed(e)) => Error::Container(e.describe()),
-        Ok(Report::Closed) => Error::Container(format!(
-            "the container process {}during setup",
-            how_it_ended(pid)
-        )),
-        _ => err,
-    }
-}
-
-/// "was killed by SIGKILL " or "exited with status 1 " for a child of ours that closed
-/// its report pipe without a word; empty when it is not our child.
-fn how_it_ended(pid: i32) -> String {
-    let mut status = 0;
-    // SAFETY: waitpid on the container's init, which no longer talks to us (it closed
-    // the report pipe: it is exiting); ECHILD when it is not our child.
-    if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
-        return "exited ".into();
-    }
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
-        format!("was killed by {name} ")
-    } else {
-        format!("exited with status {} ", libc::WEXITSTATUS(status))
-    }
-}
-
-/// Reads the child's next report: READY, a ChildError, or EOF.
-fn read_report(mut file: &File) -> Result<Report> {
-    let mut buf = [0u8; std::mem::size_of::<ChildError>()];
-    let mut got = 0;
-    loop {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n;
-                if got == 1 && buf[0] == child::READY {
-                    return Ok(Report::Ready);
-                }
-                if got == buf.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::os("reading the container's report", e)),
-        }
-    }
-    match got {
-        0 => Ok(Report::Closed),
-        _ => ChildError::from_bytes(&buf[..got])
-            .map(|e| Report::Failed(Box::new(e)))
-            .ok_or_else(|| {
-                Error::Container(format!(
-                    "the container process sent a malformed report ({got} bytes)"
-                ))
-            }),
-    }
-}
-
-/// `write_all` that names the failure.
-trait WriteAllBytes {
-    fn write_all_bytes(self, data: &[u8]) -> Result<()>;
-}
-
-impl WriteAllBytes for &File {
-    fn write_all_bytes(mut self, data: &[u8]) -> Result<()> {
-        use std::io::Write;
-        self.write_all(data)
-            .context(|| "cannot reach the container process".to_string())
-    }
 }

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
-use crate::config::NamespacePlan;
 use crate::error::{Error, Result};
+use crate::namespaces::NamespacePlan;
 
 /// The kernel's limit on lines in an id map (since Linux 4.15).
 const MAX_MAP_LINES: usize = 340;

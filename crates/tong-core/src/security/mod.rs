@@ -16,8 +16,8 @@ pub mod sysctl;
 use oci_spec::runtime::{Process, Spec};
 use serde_json::Value;
 
-use crate::config::NamespacePlan;
 use crate::error::{Error, Result};
+use crate::namespaces::NamespacePlan;
 
 /// What the child applies, prepared by the parent. The default does nothing.
 #[derive(Debug, Default)]
