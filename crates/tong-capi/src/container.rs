@@ -17,7 +17,7 @@ use super::{TONG_DELETE_FORCE, TONG_KILL_ALL};
 use engine::log::{Level, Log};
 use engine::plugins::PluginHost;
 use engine::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
-use engine::terminal::Console;
+use engine::Console;
 
 /// The caller's log callback: the engine's warnings and the outcome of every call.
 struct Logger {

@@ -70,6 +70,8 @@ pub struct ChildContext {
     pub umask: Option<libc::mode_t>,
     pub cwd: CString,
     pub no_new_privileges: bool,
+    /// Owns the strings `stub_args` points into (the stub execs with them).
+    #[allow(dead_code)]
     pub argv: CStrings,
     pub envp: CStrings,
     /// Where the executable may be: `args[0]` itself when it holds a `/`, else each

@@ -12,33 +12,33 @@
 //! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
 //! - [`userns`]: user namespace id mappings and running without root.
 
-pub mod child;
+pub(crate) mod child;
 pub mod config;
-pub mod cstrings;
+pub(crate) mod cstrings;
 pub mod error;
 pub mod events;
-pub mod exec_stub;
+pub(crate) mod exec_stub;
 pub mod fault;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hooks;
-pub mod id;
-pub mod init;
+pub(crate) mod hooks;
+pub(crate) mod id;
+pub(crate) mod init;
 pub(crate) mod launch;
 pub mod log;
-pub mod namespaces;
-pub mod plugin_cache;
+pub(crate) mod namespaces;
+pub(crate) mod plugin_cache;
 pub mod plugins;
-pub mod process;
+pub(crate) mod process;
 pub mod runtime;
-pub mod salvage;
-pub mod security;
-pub mod signals;
-pub mod state;
-pub mod terminal;
-pub mod userns;
-pub mod watchdog;
+pub(crate) mod salvage;
+pub(crate) mod security;
+pub(crate) mod signals;
+pub(crate) mod state;
+pub(crate) mod terminal;
+pub(crate) mod userns;
+pub(crate) mod watchdog;
 
 pub use error::{Error, ErrorCode, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};

@@ -1383,3 +1383,73 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .context(|| format!("cannot write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The lifecycle's status rules without root: this test process plays a live
+    //! container process, a reaped child a dead one.
+
+    use super::*;
+
+    fn record(phase: Phase, pid: i32, pid_start: u64, paused: bool) -> Record {
+        Record {
+            oci_version: "1.0.2".into(),
+            id: "t".into(),
+            bundle: PathBuf::from("/b"),
+            rootfs: PathBuf::from("/b/rootfs"),
+            created: String::new(),
+            annotations: BTreeMap::new(),
+            phase,
+            pid,
+            pid_start,
+            paused,
+            owner: 0,
+            backends: BTreeMap::new(),
+            hooks: None,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_record_and_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let start = state::process_start_time(me).unwrap();
+        let live = |phase, paused| status_of(&record(phase, me, start, paused), dir.path());
+        assert_eq!(live(Phase::Creating, false), Status::Creating);
+        // Created only while the exec fifo is there (start removes it).
+        assert_eq!(live(Phase::Created, false), Status::Running);
+        std::fs::write(dir.path().join(state::FIFO_FILE), b"").unwrap();
+        assert_eq!(live(Phase::Created, false), Status::Created);
+        assert_eq!(live(Phase::Running, false), Status::Running);
+        assert_eq!(live(Phase::Running, true), Status::Paused);
+        // Our pid with another start time is a recycled pid: not the container.
+        let recycled = record(Phase::Running, me, start + 1, false);
+        assert_eq!(status_of(&recycled, dir.path()), Status::Stopped);
+        // A process that exited (and was reaped) is stopped, whatever the record says.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert_eq!(
+            status_of(&record(Phase::Running, pid, 1, false), dir.path()),
+            Status::Stopped
+        );
+        assert_eq!(
+            status_of(&record(Phase::Creating, 0, 0, false), dir.path()),
+            Status::Stopped
+        );
+    }
+
+    #[test]
+    fn plugin_state_is_checked_before_it_is_recorded() {
+        assert_eq!(
+            plugin_state(PluginKind::Cgroup, "v1", b"").unwrap(),
+            serde_json::json!({})
+        );
+        let err = plugin_state(PluginKind::Cgroup, "v1", b"null").unwrap_err();
+        assert!(err.to_string().contains("returned null"), "{err}");
+        let deep = "[".repeat(MAX_STATE_DEPTH + 1) + &"]".repeat(MAX_STATE_DEPTH + 1);
+        let err = plugin_state(PluginKind::Rootfs, "x", deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        assert!(nothing_to_undo(b" {} ") && nothing_to_undo(b"") && !nothing_to_undo(b"{\"a\":1}"));
+    }
+}
