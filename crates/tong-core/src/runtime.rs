@@ -889,7 +889,7 @@ struct CreatePlan<'a> {
     passed: &'a PassedFds,
 }
 
-/// The steps of create after the state directory exists. Each step that makes
+/// The steps of create after the state directory exists, in order. Each step that makes
 /// something on the host is recorded before the next begins.
 fn build(
     plan: &CreatePlan<'_>,
@@ -908,36 +908,10 @@ fn build(
     } = *plan;
     fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
-    // Without root, a cgroup tong may not create is a warning, not an error.
-    let cgroup = match backends.get(&PluginKind::Cgroup) {
-        Some(plugin) => match plugin.cgroup_create(&to_json(&cgroup_request(&record.id, spec)?)?) {
-            Ok(state) => {
-                fault::point("create:cgroup-created", 0);
-                set_backend_state(record, PluginKind::Cgroup, &state)?;
-                dir.write(record)?;
-                fault::point("create:cgroup-recorded", 0);
-                Some((*plugin, state))
-            }
-            Err(e) if userns::rootless() => {
-                userns::warn_no_cgroup(&e);
-                record.backends.remove(PluginKind::Cgroup.as_str());
-                None
-            }
-            Err(e) => return Err(e),
-        },
-        None => None,
-    };
+    let cgroup = create_cgroup(backends, spec, dir, record)?;
+    let rootfs_plan = prepare_rootfs(backends, bundle, namespaces, dir, record)?;
 
-    let rootfs = backends[&PluginKind::Rootfs];
-    let (plan, rootfs_state) =
-        rootfs.rootfs_prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
-    fault::point("create:rootfs-prepared", 0);
-    set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
-    if !nothing_to_undo(&rootfs_state) {
-        dir.write(record)?;
-    }
-    fault::point("create:rootfs-recorded", 0);
-
+    // The process, everything it needs prepared now: it allocates nothing after clone.
     let (channel, child_ends) = Channel::open(passed)?;
     let fifo = match gate {
         StartGate::Fifo => Some(passed.above(make_fifo(&dir.fifo_path())?.into())?),
@@ -948,27 +922,7 @@ fn build(
         .as_ref()
         .ok_or_else(|| Error::invalid("config has no process"))?;
     let console = console_for(process, &opts.console, foreground)?;
-    let config_hooks = spec.hooks().clone().unwrap_or_default();
-    hooks::validate(&config_hooks)?;
-    let runtime_hooks = [hooks::Point::Prestart, hooks::Point::CreateRuntime]
-        .map(|p| hooks::prepare(p, p.of(&config_hooks), false));
-    let [prestart, create_runtime] = runtime_hooks;
-    let (prestart, create_runtime) = (prestart?, create_runtime?);
-    let create_container = hooks::prepare(
-        hooks::Point::CreateContainer,
-        hooks::Point::CreateContainer.of(&config_hooks),
-        true,
-    )?;
-    let start_hooks = hooks::prepare(
-        hooks::Point::StartContainer,
-        hooks::Point::StartContainer.of(&config_hooks),
-        false,
-    )?;
-    let start_state = if start_hooks.is_empty() {
-        None
-    } else {
-        Some(passed.above(hooks::state_memfd(b"")?)?)
-    };
+    let mut hooks = CreateHooks::prepare(spec, passed)?;
     let [sync_parent, report_parent] = channel.raw_fds();
     let close_first = vec![dir.lock_fd(), sync_parent, report_parent];
     let fds = child_ends.child_fds(close_first, opts.stdio, &console, fifo.as_ref());
@@ -981,24 +935,13 @@ fn build(
     };
     let mut ctx = process_context(process, fds)?;
     ctx.init = opts.init || init::requested_by(&record.annotations);
-    ctx.start_hooks = hooks::StartHooks {
-        hooks: start_hooks,
-        state_fd: start_state,
-    };
+    ctx.start_hooks = std::mem::take(&mut hooks.start);
     ctx.security = child_security;
     ctx.pass_fds = passed.raw();
-    if namespaces.has(libc::CLONE_NEWUSER) {
-        // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
-        // which have no mapping there (files it made would say "overflow").
-        ctx.user_namespace_root = true;
-        // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
-        ctx.set_groups = !userns::rootless();
-        // Such a user can write the id maps of a dumpable child only.
-        ctx.dumpable_until_go = userns::rootless();
-    }
-    ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
-    ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
-    ctx.rootfs = Some(plan.child_entry());
+    ctx.rootfs = Some(rootfs_plan.child_entry());
+    set_namespace_steps(&mut ctx, spec, namespaces)?;
+
+    // Clone.
     let join_files = open_joins(namespaces)?;
     let clone_target = match &cgroup {
         Some((plugin, state)) => plugin.cgroup_clone_target(state)?,
@@ -1021,33 +964,16 @@ fn build(
     )?;
     // The child has its own copies; ours must close so EOF means what it should.
     drop((child_ends, fifo, clone_target, join_files, console.child));
-    drop(plan);
+    drop(rootfs_plan);
     let pid = spawned.pid;
     fault::point("create:spawned", pid);
-    record.pid = pid;
-    record.pid_start = state::process_start_time(pid).unwrap_or(0);
-    if !hooks::is_empty(&config_hooks) {
-        record.hooks = Some(to_value(&config_hooks)?);
-    }
-    // Recorded with the pid (no write of its own), so that a crash during network setup
-    // leaves the backend what it needs to undo a partial setup.
-    let net_request = wire::NetworkRequest {
-        id: record.id.clone(),
-        state_dir: dir.path.display().to_string(),
-        pid,
-        netns_path: format!("/proc/{pid}/ns/net"),
-        annotations: record.annotations.clone(),
-    };
-    if backends.contains_key(&PluginKind::Network) {
-        set_backend_request(record, PluginKind::Network, &net_request)?;
-    }
-    dir.write(record)?;
-    fault::point("create:pid-recorded", pid);
+    let net_request = record_pid(record, dir, backends, &hooks.config, pid)?;
 
-    // If the child died first and said why (a namespace it could not join), that is the
-    // cause, not the step of ours that then found it gone.
-    let before_go = (|| -> Result<()> {
-        if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
+    // The host's side, then GO. If the child died first and said why (a namespace it
+    // could not join), that is the cause, not the step of ours that then found it gone.
+    let in_cgroup = spawned.in_cgroup != 0;
+    let host_side = (|| -> Result<()> {
+        if let (Some((plugin, state)), false) = (&cgroup, in_cgroup) {
             plugin.cgroup_add_process(state, pid)?;
         }
         if namespaces.creates(libc::CLONE_NEWUSER) {
@@ -1055,49 +981,21 @@ fn build(
         }
         host_steps.apply(pid)?;
         if let Some(net) = backends.get(&PluginKind::Network) {
-            let net_state = net.net_setup(&to_json(&net_request)?)?;
-            fault::point("create:net-setup", pid);
-            set_backend_state(record, PluginKind::Network, &net_state)?;
-            if !nothing_to_undo(&net_state) {
-                dir.write(record)?;
-            }
-            fault::point("create:net-recorded", pid);
+            setup_network(net, &net_request, dir, record)?;
         }
         Ok(())
     })();
-    if let Err(e) = before_go {
-        return Err(channel.child_error_or(e, pid, record.pid_start));
-    }
-    // Only with hooks: the state names the owner, a passwd lookup through NSS.
-    let has_runtime_hooks = !(prestart.is_empty() && create_runtime.is_empty());
-    let state = if has_runtime_hooks {
-        hook_state(record, &dir.path, Some(Status::Creating))
-    } else {
-        Vec::new()
-    };
-    hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
-    hooks::run_all(hooks::Point::CreateRuntime, &create_runtime, &state, &[])?;
-    if let Some(fd) = &ctx.start_hooks.state_fd {
-        let state = container_hook_state(record, &dir.path, Status::Created);
-        hooks::write_state(fd, &state)?;
-    }
+    host_side.map_err(|e| channel.child_error_or(e, pid, record.pid_start))?;
+    hooks.run_before_go(record, &dir.path, ctx.start_hooks.state_fd.as_ref())?;
     channel
         .go()
         .map_err(|e| channel.child_error_or(e, pid, record.pid_start))?;
     fault::point("create:go-sent", pid);
     channel.ready(|| format!("the container process {}during setup", how_it_ended(pid)))?;
     fault::point("create:child-ready", pid);
-    if !create_container.is_empty() {
-        let joins = container_namespaces(pid)?;
-        let state = container_hook_state(record, &dir.path, Status::Creating);
-        hooks::run_all(
-            hooks::Point::CreateContainer,
-            &create_container,
-            &state,
-            &joins,
-        )?;
-    }
-    // `run` releases the container next: one record write, not created then running.
+    hooks.run_create_container(record, &dir.path, pid)?;
+
+    // Created (`run` releases the container next: one record write, not two).
     record.phase = match gate {
         StartGate::Fifo => Phase::Created,
         StartGate::Pipe => Phase::Running,
@@ -1115,6 +1013,215 @@ fn build(
         channel,
         relay,
     }))
+}
+
+/// The cgroup, recorded. Without root, a cgroup tong may not create is a warning, not an
+/// error (and the container has none).
+fn create_cgroup(
+    backends: &BTreeMap<PluginKind, &'static Plugin>,
+    spec: &Spec,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<Option<(&'static Plugin, Vec<u8>)>> {
+    let Some(&plugin) = backends.get(&PluginKind::Cgroup) else {
+        return Ok(None);
+    };
+    match plugin.cgroup_create(&to_json(&cgroup_request(&record.id, spec)?)?) {
+        Ok(state) => {
+            fault::point("create:cgroup-created", 0);
+            set_backend_state(record, PluginKind::Cgroup, &state)?;
+            dir.write(record)?;
+            fault::point("create:cgroup-recorded", 0);
+            Ok(Some((plugin, state)))
+        }
+        Err(e) if userns::rootless() => {
+            userns::warn_no_cgroup(&e);
+            record.backends.remove(PluginKind::Cgroup.as_str());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The rootfs plugin's plan for the child, its state recorded (unless `{}`).
+fn prepare_rootfs(
+    backends: &BTreeMap<PluginKind, &'static Plugin>,
+    bundle: &Bundle,
+    namespaces: &NamespacePlan,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<crate::plugins::RootfsPlan> {
+    let rootfs = backends[&PluginKind::Rootfs];
+    let request = rootfs_request(record, bundle, dir, namespaces)?;
+    let (plan, state) = rootfs.rootfs_prepare(&to_json(&request)?)?;
+    fault::point("create:rootfs-prepared", 0);
+    set_backend_state(record, PluginKind::Rootfs, &state)?;
+    if !nothing_to_undo(&state) {
+        dir.write(record)?;
+    }
+    fault::point("create:rootfs-recorded", 0);
+    Ok(plan)
+}
+
+/// The child's steps that depend on its namespaces: ids in a new user namespace, and the
+/// hostname and domainname (refused without a uts namespace).
+fn set_namespace_steps(
+    ctx: &mut crate::child::ChildContext,
+    spec: &Spec,
+    namespaces: &NamespacePlan,
+) -> Result<()> {
+    if namespaces.has(libc::CLONE_NEWUSER) {
+        // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
+        // which have no mapping there (files it made would say "overflow").
+        ctx.user_namespace_root = true;
+        // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
+        ctx.set_groups = !userns::rootless();
+        // Such a user can write the id maps of a dumpable child only.
+        ctx.dumpable_until_go = userns::rootless();
+    }
+    ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
+    ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
+    Ok(())
+}
+
+/// Records the new process (with the config's hooks, and the network request, so that a
+/// crash during network setup leaves the backend what it needs to undo a partial
+/// setup). Returns that request.
+fn record_pid(
+    record: &mut Record,
+    dir: &ContainerDir,
+    backends: &BTreeMap<PluginKind, &'static Plugin>,
+    config_hooks: &oci_spec::runtime::Hooks,
+    pid: i32,
+) -> Result<wire::NetworkRequest> {
+    record.pid = pid;
+    record.pid_start = state::process_start_time(pid).unwrap_or(0);
+    if !hooks::is_empty(config_hooks) {
+        record.hooks = Some(to_value(config_hooks)?);
+    }
+    let net_request = wire::NetworkRequest {
+        id: record.id.clone(),
+        state_dir: dir.path.display().to_string(),
+        pid,
+        netns_path: format!("/proc/{pid}/ns/net"),
+        annotations: record.annotations.clone(),
+    };
+    if backends.contains_key(&PluginKind::Network) {
+        set_backend_request(record, PluginKind::Network, &net_request)?;
+    }
+    dir.write(record)?;
+    fault::point("create:pid-recorded", pid);
+    Ok(net_request)
+}
+
+/// The network plugin's setup of the container's namespace, recorded (unless `{}`).
+fn setup_network(
+    net: &Plugin,
+    request: &wire::NetworkRequest,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<()> {
+    let pid = request.pid;
+    let state = net.net_setup(&to_json(request)?)?;
+    fault::point("create:net-setup", pid);
+    set_backend_state(record, PluginKind::Network, &state)?;
+    if !nothing_to_undo(&state) {
+        dir.write(record)?;
+    }
+    fault::point("create:net-recorded", pid);
+    Ok(())
+}
+
+/// The config's hooks of create, checked and prepared before the clone.
+struct CreateHooks {
+    config: oci_spec::runtime::Hooks,
+    prestart: Vec<hooks::PreparedHook>,
+    create_runtime: Vec<hooks::PreparedHook>,
+    create_container: Vec<hooks::PreparedHook>,
+    /// startContainer: the child runs them, from a state memfd written before GO.
+    start: hooks::StartHooks,
+}
+
+impl CreateHooks {
+    fn prepare(spec: &Spec, passed: &PassedFds) -> Result<CreateHooks> {
+        use hooks::Point;
+        let config = spec.hooks().clone().unwrap_or_default();
+        hooks::validate(&config)?;
+        let prestart = hooks::prepare(Point::Prestart, Point::Prestart.of(&config), false)?;
+        let create_runtime = hooks::prepare(
+            Point::CreateRuntime,
+            Point::CreateRuntime.of(&config),
+            false,
+        )?;
+        let create_container = hooks::prepare(
+            Point::CreateContainer,
+            Point::CreateContainer.of(&config),
+            true,
+        )?;
+        let start_hooks = hooks::prepare(
+            Point::StartContainer,
+            Point::StartContainer.of(&config),
+            false,
+        )?;
+        let state_fd = if start_hooks.is_empty() {
+            None
+        } else {
+            Some(passed.above(hooks::state_memfd(b"")?)?)
+        };
+        Ok(CreateHooks {
+            config,
+            prestart,
+            create_runtime,
+            create_container,
+            start: hooks::StartHooks {
+                hooks: start_hooks,
+                state_fd,
+            },
+        })
+    }
+
+    /// prestart and createRuntime, in the runtime's namespaces, and the state the
+    /// child's startContainer hooks will read.
+    fn run_before_go(
+        &self,
+        record: &Record,
+        dir: &Path,
+        start_state: Option<&OwnedFd>,
+    ) -> Result<()> {
+        // Only with hooks: the state names the owner, a passwd lookup through NSS.
+        let state = if self.prestart.is_empty() && self.create_runtime.is_empty() {
+            Vec::new()
+        } else {
+            hook_state(record, dir, Some(Status::Creating))
+        };
+        hooks::run_all(hooks::Point::Prestart, &self.prestart, &state, &[])?;
+        hooks::run_all(
+            hooks::Point::CreateRuntime,
+            &self.create_runtime,
+            &state,
+            &[],
+        )?;
+        if let Some(fd) = start_state {
+            let state = container_hook_state(record, dir, Status::Created);
+            hooks::write_state(fd, &state)?;
+        }
+        Ok(())
+    }
+
+    /// createContainer, in the container's namespaces once its rootfs is in place.
+    fn run_create_container(&self, record: &Record, dir: &Path, pid: i32) -> Result<()> {
+        if self.create_container.is_empty() {
+            return Ok(());
+        }
+        let joins = container_namespaces(pid)?;
+        let state = container_hook_state(record, dir, Status::Creating);
+        hooks::run_all(
+            hooks::Point::CreateContainer,
+            &self.create_container,
+            &state,
+            &joins,
+        )
+    }
 }
 
 /// Computes the live status from the record and the process.
