@@ -523,7 +523,7 @@ static void test_log_warnings(void)
     }
     fprintf(f,
             "{\"ociVersion\": \"1.0.2\",\n"
-            " \"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"true\"],\n"
+            " \"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\", \"-c\", \"exit 0\"],\n"
             "   \"env\": [\"PATH=/bin\"], \"cwd\": \"/\"},\n"
             " \"root\": {\"path\": \"%s\"},\n"
             " \"hooks\": {\"poststart\": [{\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"exit 9\"]}]},\n"
