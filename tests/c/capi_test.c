@@ -74,7 +74,8 @@ static int contains(const char *haystack, const char *needle)
 }
 
 /* Writes BUNDLE/config.json running ARGS (a JSON array body) on the shared rootfs. */
-static void write_bundle(const char *dir, const char *args, int with_resources)
+/* Makes the bundle directory DIR and opens its config.json for writing (exits on failure). */
+static FILE *open_config(const char *dir)
 {
     char path[1024];
     mkdir(dir, 0700);
@@ -84,6 +85,12 @@ static void write_bundle(const char *dir, const char *args, int with_resources)
         perror(path);
         exit(2);
     }
+    return f;
+}
+
+static void write_bundle(const char *dir, const char *args, int with_resources)
+{
+    FILE *f = open_config(dir);
     fprintf(f,
             "{\"ociVersion\": \"1.0.2\",\n"
             " \"process\": {\"terminal\": false, \"user\": {\"uid\": 0, \"gid\": 0},\n"
@@ -513,14 +520,7 @@ static void warn_sink(void *data, int level, const char *message)
 
 static void test_log_warnings(void)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/config.json", bundle_path("failing-poststart"));
-    mkdir(bundle_path("failing-poststart"), 0700);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        perror(path);
-        exit(2);
-    }
+    FILE *f = open_config(bundle_path("failing-poststart"));
     fprintf(f,
             "{\"ociVersion\": \"1.0.2\",\n"
             " \"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\", \"-c\", \"exit 0\"],\n"

@@ -24,6 +24,15 @@ pub enum tong_log_level {
     TONG_LOG_DEBUG = 4,
 }
 
+// The C levels are the engine's (`engine::log::Level`): a renumbering fails the build.
+const _: () = {
+    use engine::log::Level;
+    assert!(tong_log_level::TONG_LOG_ERROR as i32 == Level::Error as i32);
+    assert!(tong_log_level::TONG_LOG_WARN as i32 == Level::Warn as i32);
+    assert!(tong_log_level::TONG_LOG_INFO as i32 == Level::Info as i32);
+    assert!(tong_log_level::TONG_LOG_DEBUG as i32 == Level::Debug as i32);
+};
+
 /// A log sink: called on the thread making the call, with a message valid for the
 /// duration of the callback only. It must not call back into the library.
 pub type tong_log_fn =
