@@ -737,3 +737,55 @@ pub unsafe extern "C" fn tong_features(
         write_json(json_out, &engine::features::features())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    static SEEN: StdMutex<Vec<(c_int, String)>> = StdMutex::new(Vec::new());
+
+    unsafe extern "C" fn collect(_data: *mut c_void, level: c_int, message: *const c_char) {
+        // SAFETY: the library passes a NUL-terminated message valid for the call.
+        let text = unsafe { std::ffi::CStr::from_ptr(message) };
+        SEEN.lock()
+            .unwrap()
+            .push((level, text.to_string_lossy().into_owned()));
+    }
+
+    /// The engine's log reaches the C callback up to the caller's level, NUL bytes
+    /// escaped; with no callback the runtime keeps the engine's default (stderr).
+    #[test]
+    fn engine_messages_reach_the_callback_up_to_its_level() {
+        let root = std::env::temp_dir().join("tong-capi-log-test");
+        let root = CString::new(root.to_str().unwrap()).unwrap();
+        let opts = tong_runtime_options {
+            root: root.as_ptr(),
+            log_level: tong_log_level::TONG_LOG_WARN as c_int,
+            log_fn: Some(collect),
+            ..tong_runtime_options::default()
+        };
+        let mut rt = std::ptr::null_mut();
+        // SAFETY: valid options and out pointer.
+        let code = unsafe { tong_runtime_new(&opts, &mut rt, std::ptr::null_mut()) };
+        assert_eq!(code, tong_error_code::TONG_OK);
+        // SAFETY: the runtime just made.
+        let shared = Arc::clone(&unsafe { &*rt }.shared);
+        let logger = shared.logger.clone().unwrap();
+        logger.log(Level::Warn, "a\0b");
+        logger.log(Level::Info, "not at WARN");
+        shared.log(Level::Error, || "failed".into());
+        shared.log(Level::Debug, || {
+            unreachable!("not formatted above the level")
+        });
+        assert_eq!(
+            *SEEN.lock().unwrap(),
+            [
+                (Level::Warn as c_int, "a\\0b".to_string()),
+                (Level::Error as c_int, "failed".to_string())
+            ]
+        );
+        // SAFETY: made above, freed once.
+        unsafe { tong_runtime_free(rt) };
+    }
+}
