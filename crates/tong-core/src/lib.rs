@@ -1,16 +1,19 @@
-//! tong-core: the container engine behind the `tong` command and `libtong`.
+//! tong-core: the container engine behind the `tong` command and `libtong`
+//! (crates/tong-capi). Public: [`Runtime`] and its options, [`config`], [`error`],
+//! [`log`], [`plugins`], [`features`], [`events`]; the rest is the engine's own.
+//!
 //!
 //! - [`config`]: bundle loading and checks (config.json through `oci-spec`);
 //! - [`plugins`]: discovery, trust and ABI checks, loading and selection of backends;
-//! - [`plugin_cache`]: plugin priorities remembered so selection loads one plugin;
-//! - [`state`]: the per-container state directory and record;
+//! - `plugin_cache`: plugin priorities remembered so selection loads one plugin;
+//! - `state`: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
 //! - [`log`]: the engine's one log (stderr, the CLI's `--log`, the C log callback);
-//! - [`launch`]: the pipes, descriptors, clone and handshake that make a process;
-//! - [`child`]: the container's process between clone and exec (no allocation there);
-//! - [`process`]: signalling and waiting through pidfds;
-//! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
-//! - [`userns`]: user namespace id mappings and running without root.
+//! - `launch`: the pipes, descriptors, clone and handshake that make a process;
+//! - `child`: the container's process between clone and exec (no allocation there);
+//! - `process`: signalling and waiting through pidfds;
+//! - `security`: capabilities, seccomp, rlimits, sysctls, LSM labels;
+//! - `userns`: user namespace id mappings and running without root.
 
 pub(crate) mod child;
 pub mod config;

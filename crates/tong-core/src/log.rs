@@ -5,7 +5,7 @@
 //! (and through it Go's).
 //!
 //! The warning sites are deep in the engine and on the caller's thread, so the runtime
-//! makes its log the thread's current one for the length of each call ([`enter`])
+//! makes its log the thread's current one for the length of each call (`enter`)
 //! instead of handing it down through every function.
 
 use std::cell::RefCell;

@@ -1,4 +1,7 @@
-//! The lifecycle: create, start, state, kill, delete, run, list.
+//! The lifecycle front: create, start, run, exec, state, kill, delete, pause, resume,
+//! update, stats, ps, wait, list. The processes themselves are made by the launcher
+//! (`launch.rs`); each public call makes the runtime's log the thread's current one
+//! ([`crate::log`]).
 //!
 //! `create` records what it is about to make in the container's state file before each
 //! step, so `delete --force` can undo a create that failed or was killed half-way; a
