@@ -39,9 +39,9 @@
 #define TONG_DELETE_FORCE 1
 
 /**
- * What the functions of the C ABI return. The numbers are part of the ABI (they are the
- * engine's `tong::ErrorCode`) and never change; new codes may be added, so treat an
- * unknown code like `TONG_ERR_INTERNAL`.
+ * What the functions of the C ABI return. The numbers are part of the ABI (defined here
+ * only; each engine error maps onto one) and never change; new codes may be added, so
+ * treat an unknown code like `TONG_ERR_INTERNAL`.
  */
 typedef enum tong_error_code {
     /**

@@ -43,7 +43,7 @@ pub(crate) mod terminal;
 pub(crate) mod userns;
 pub(crate) mod watchdog;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};
 pub use terminal::Console;
 pub use tong_abi::PluginKind;
