@@ -13,6 +13,7 @@ package tong
 
 /*
 #cgo pkg-config: tong
+#include <stdint.h>
 #include <stdlib.h>
 #include <tong.h>
 
@@ -24,6 +25,15 @@ static tong_create_options tong_go_create_options(void) {
 static tong_exec_options tong_go_exec_options(void) {
 	tong_exec_options o = TONG_EXEC_OPTIONS_INIT;
 	return o;
+}
+
+// The log callback, defined in log.go (cgo's prototype of an exported function has a
+// non-const char *).
+extern void tongGoLog(void *data, int level, char *message);
+
+// A cgo.Handle as the log callback's user data (a number, never dereferenced).
+static void *tong_go_handle(uintptr_t h) {
+	return (void *)h;
 }
 
 static tong_runtime_options tong_go_runtime_options(void) {
@@ -38,6 +48,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/cgo"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -84,6 +95,12 @@ type RuntimeOptions struct {
 	// system ones; "" means $TONG_PLUGIN_PATH, the directory beside libtong, then
 	// /usr/local/lib/tong/plugins and /usr/lib/tong/plugins.
 	PluginPath string
+	// Log, when set, receives the library's messages up to LogLevel (LogWarn when
+	// zero): the engine's warnings, which otherwise go to stderr, and with LogInfo and
+	// LogDebug the outcome of each call.
+	Log LogFunc
+	// LogLevel is the most detailed level passed to Log.
+	LogLevel LogLevel
 }
 
 // Runtime is a libtong runtime handle.
@@ -102,6 +119,14 @@ func NewRuntime(opts RuntimeOptions) (*Runtime, error) {
 	if opts.PluginPath != "" {
 		copts.plugin_path = C.CString(opts.PluginPath)
 		defer C.free(unsafe.Pointer(copts.plugin_path))
+	}
+	if opts.Log != nil {
+		level := opts.LogLevel
+		if level == 0 {
+			level = LogWarn
+		}
+		copts.log_level = C.int(level)
+		copts.log_fn, copts.log_user_data = logCallback(opts.Log)
 	}
 	var rt *C.tong_runtime
 	var cerr *C.tong_error
@@ -589,4 +614,11 @@ func (c *Container) Update(resources json.RawMessage) error {
 	return c.call(func(h *C.tong_container, e **C.tong_error) C.enum_tong_error_code {
 		return C.tong_container_update(h, cres, e)
 	})
+}
+
+// logCallback is the C callback and its user data for f. The handle is kept for the
+// life of the process: containers opened from a runtime outlive it and still log.
+func logCallback(f LogFunc) (C.tong_log_fn, unsafe.Pointer) {
+	h := cgo.NewHandle(f)
+	return C.tong_log_fn(C.tongGoLog), C.tong_go_handle(C.uintptr_t(h))
 }

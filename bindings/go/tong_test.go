@@ -540,3 +540,42 @@ func TestExtraFiles(t *testing.T) {
 		t.Errorf("exec with ExtraFiles: %d %v %q", code, err, out)
 	}
 }
+
+// TestLogWarnings: the engine's warnings reach the Go log function, not stderr. A
+// poststart hook that fails only warns.
+func TestLogWarnings(t *testing.T) {
+	dir := t.TempDir()
+	config := fmt.Sprintf(`{"ociVersion": "1.0.2",
+ "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", "exit 0"], "env": ["PATH=/bin"], "cwd": "/"},
+ "root": {"path": %q},
+ "hooks": {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 9"]}]},
+ "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}}`, rootfs)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var warnings []string
+	rt, err := NewRuntime(RuntimeOptions{
+		Root: filepath.Join(t.TempDir(), "state"),
+		Log: func(level LogLevel, message string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if level == LogWarn {
+				warnings = append(warnings, message)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	code, err := rt.Run(uniqueID("go-warn"), dir, nil)
+	if err != nil || code != 0 {
+		t.Fatalf("run: code %d, %v", code, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(warnings) == 0 || !strings.Contains(strings.Join(warnings, "\n"), "poststart") {
+		t.Fatalf("no poststart warning in the log: %q", warnings)
+	}
+}

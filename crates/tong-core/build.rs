@@ -1,17 +1,10 @@
-//! Link arguments of `libtong.so`: the SONAME carries the C ABI major, and a version
-//! script exports only `tong_*` symbols (under the `TONG_1` version node).
-//!
-//! Also builds the exec stub (stub/exec-stub.c, see src/exec_stub.rs): a freestanding
+//! Builds the exec stub (stub/exec-stub.c, see src/exec_stub.rs): a freestanding
 //! static program of a few KB, compiled with the C compiler ($CC, else `cc`) and embedded
 //! in the library.
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let script = format!("{dir}/libtong.map");
-    println!("cargo:rerun-if-changed=libtong.map");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libtong.so.1");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={script}");
     build_exec_stub(&dir);
 }
 

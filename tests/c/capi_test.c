@@ -74,7 +74,8 @@ static int contains(const char *haystack, const char *needle)
 }
 
 /* Writes BUNDLE/config.json running ARGS (a JSON array body) on the shared rootfs. */
-static void write_bundle(const char *dir, const char *args, int with_resources)
+/* Makes the bundle directory DIR and opens its config.json for writing (exits on failure). */
+static FILE *open_config(const char *dir)
 {
     char path[1024];
     mkdir(dir, 0700);
@@ -84,6 +85,12 @@ static void write_bundle(const char *dir, const char *args, int with_resources)
         perror(path);
         exit(2);
     }
+    return f;
+}
+
+static void write_bundle(const char *dir, const char *args, int with_resources)
+{
+    FILE *f = open_config(dir);
     fprintf(f,
             "{\"ociVersion\": \"1.0.2\",\n"
             " \"process\": {\"terminal\": false, \"user\": {\"uid\": 0, \"gid\": 0},\n"
@@ -499,6 +506,49 @@ static void test_log(void)
     tong_runtime_free(rt);
 }
 
+/* The engine's warnings reach the log callback (not stderr): a poststart hook that fails
+ * only warns, and the warning comes back at TONG_LOG_WARN. */
+static char warnings[4096];
+static void warn_sink(void *data, int level, const char *message)
+{
+    (void)data;
+    if (level == TONG_LOG_WARN && strlen(warnings) + strlen(message) + 2 < sizeof warnings) {
+        strcat(warnings, message);
+        strcat(warnings, "\n");
+    }
+}
+
+static void test_log_warnings(void)
+{
+    FILE *f = open_config(bundle_path("failing-poststart"));
+    fprintf(f,
+            "{\"ociVersion\": \"1.0.2\",\n"
+            " \"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\", \"-c\", \"exit 0\"],\n"
+            "   \"env\": [\"PATH=/bin\"], \"cwd\": \"/\"},\n"
+            " \"root\": {\"path\": \"%s\"},\n"
+            " \"hooks\": {\"poststart\": [{\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"exit 9\"]}]},\n"
+            /* /proc as in the other bundles: under valgrind the exec stub is run by path. */
+            " \"mounts\": [{\"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\"}],\n"
+            " \"linux\": {\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"mount\"}]}}\n",
+            rootfs);
+    fclose(f);
+    tong_runtime_options opts = TONG_RUNTIME_OPTIONS_INIT;
+    opts.root = root;
+    opts.log_level = TONG_LOG_WARN;
+    opts.log_fn = warn_sink;
+    tong_runtime *rt = NULL;
+    tong_error *err = NULL;
+    expect(tong_runtime_new(&opts, &rt, &err), &err, TONG_OK, "runtime_new(warning sink)");
+    tong_create_options copts = TONG_CREATE_OPTIONS_INIT;
+    int code = -1;
+    expect(tong_container_run(rt, "capi-warn", bundle_path("failing-poststart"), &copts, &code, &err),
+           &err, TONG_OK, "run with a failing poststart hook");
+    ok(code == 0, "run exit code %d", code);
+    ok(contains(warnings, "poststart"), "the poststart warning reached the log callback: %s",
+       warnings);
+    tong_runtime_free(rt);
+}
+
 static void test_panic(int required)
 {
     if (!tong_has_api_extension("test-hooks")) {
@@ -825,6 +875,7 @@ int main(int argc, char **argv)
         tong_runtime_free(rt);
     }
     test_log();
+    test_log_warnings();
     test_panic(require_hooks);
 
     remove_tree(tmpdir);

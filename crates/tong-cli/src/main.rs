@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tong::plugins::{self, PluginHost};
@@ -255,17 +256,6 @@ fn main() -> ExitCode {
         path: cli.log.clone(),
         format: cli.log_format,
     };
-    if log.path.is_some() {
-        let _ = WARNING_LOG.set(Logger {
-            path: cli.log.clone(),
-            format: cli.log_format,
-        });
-        tong::error::set_warning_log(|msg| {
-            if let Some(log) = WARNING_LOG.get() {
-                log.write_level("warning", msg);
-            }
-        });
-    }
     match execute(&cli, first_unopened_fd) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -282,7 +272,10 @@ fn main() -> ExitCode {
 }
 
 fn execute(cli: &Cli, first_unopened_fd: i32) -> Result<u8, Error> {
-    let runtime = Runtime::new(&cli.root, PluginHost::from_env());
+    let runtime = Runtime::new(&cli.root, PluginHost::from_env()).with_log(Arc::new(Logger {
+        path: cli.log.clone(),
+        format: cli.log_format,
+    }));
     match &cli.command {
         Command::Create(args) => {
             runtime.create(
@@ -706,14 +699,21 @@ fn list_plugins(host: &PluginHost, format: &str) -> Result<(), Error> {
     }
 }
 
-/// Where tong-core's warnings go besides stderr: the `--log` file.
-static WARNING_LOG: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
-
 /// Writes errors to stderr and, with `--log`, to the log file in runc's formats
 /// (containerd shows the last `"level":"error"` line of a JSON log to its user).
 struct Logger {
     path: Option<PathBuf>,
     format: LogFormat,
+}
+
+/// The engine's warnings: stderr, and the --log file when there is one.
+impl tong::log::Log for Logger {
+    fn log(&self, level: tong::log::Level, msg: &str) {
+        if level <= tong::log::Level::Warn {
+            tong::log::Stderr.log(level, msg);
+            self.write_level(level.as_str(), msg);
+        }
+    }
 }
 
 impl Logger {

@@ -26,8 +26,10 @@
 //! The child is non-dumpable from its first instruction until that exec (see
 //! [`child_main`]).
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::os::fd::BorrowedFd;
+
+use crate::cstrings::CStrings;
 
 use tong_abi::{ChildError, Status, STATUS_OK};
 
@@ -43,34 +45,6 @@ pub type RootfsEntry = (
     unsafe extern "C" fn(*mut c_void, *mut ChildError) -> Status,
     *mut c_void,
 );
-
-/// A C array of C strings, with its storage.
-#[derive(Debug, Default)]
-pub struct CStrings {
-    _owned: Vec<CString>,
-    ptrs: Vec<*const c_char>,
-}
-
-impl CStrings {
-    pub fn new(items: Vec<CString>) -> CStrings {
-        let mut ptrs: Vec<*const c_char> = items.iter().map(|s| s.as_ptr()).collect();
-        ptrs.push(std::ptr::null());
-        CStrings {
-            _owned: items,
-            ptrs,
-        }
-    }
-
-    /// The NULL-terminated array.
-    pub fn as_ptr(&self) -> *const *const c_char {
-        self.ptrs.as_ptr()
-    }
-
-    /// The pointers, NULL included.
-    pub fn pointers(&self) -> &[*const c_char] {
-        &self.ptrs
-    }
-}
 
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
@@ -96,6 +70,8 @@ pub struct ChildContext {
     pub umask: Option<libc::mode_t>,
     pub cwd: CString,
     pub no_new_privileges: bool,
+    /// Owns the strings `stub_args` points into (the stub execs with them).
+    #[allow(dead_code)]
     pub argv: CStrings,
     pub envp: CStrings,
     /// Where the executable may be: `args[0]` itself when it holds a `/`, else each
@@ -164,7 +140,7 @@ pub unsafe extern "C" fn child_fail(arg: *mut c_void, err: *const ChildError) {
 
 fn report_failure(ctx: &ChildContext, err: &ChildError) {
     // Signals stay blocked here, so a parent that went away cannot kill us with SIGPIPE.
-    block_all_signals();
+    crate::signals::block_all_signals();
     report(ctx, err.as_bytes());
 }
 
@@ -179,7 +155,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         // SAFETY: closing descriptors the parent listed as ours to drop.
         unsafe { libc::close(fd) };
     }
-    reset_signal_handlers();
+    crate::signals::reset_signal_handlers();
     wait_for(ctx.sync_fd, GO, err, b"waiting for the runtime")?;
     if ctx.dumpable_until_go {
         set_non_dumpable();
@@ -324,7 +300,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         crate::terminal::take_controlling(err)?;
     }
 
-    unblock_all_signals();
+    crate::signals::unblock_all_signals();
     if filter_pending {
         // As close to execve as possible, so the profile need allow almost nothing of ours.
         if let Some(seccomp) = &security.seccomp {
@@ -459,47 +435,5 @@ fn check(ret: c_int, err: &mut ChildError, what: &[&[u8]]) -> Result<(), ()> {
         Err(())
     } else {
         Ok(())
-    }
-}
-
-/// Handlers of the parent (a Go runtime's, Rust's SIGPIPE ignore) must not reach the
-/// container: every signal goes back to its default action.
-pub(crate) fn reset_signal_handlers() {
-    // SAFETY: sigaction with a zeroed struct (SIG_DFL, empty mask) for each signal;
-    // failures (SIGKILL, SIGSTOP, reserved signals) are harmless and ignored.
-    unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..libc::SIGRTMAX() {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Blocks every signal in the calling thread; the parent does this around clone so the
-/// child starts with signals blocked until its handlers are reset.
-pub fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: sigset operations on locals; pthread_sigmask affects only this thread.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
-    }
-}
-
-/// Restores a signal mask saved by [`block_all_signals`].
-pub fn restore_signal_mask(old: &libc::sigset_t) {
-    // SAFETY: restores this thread's mask from a valid set.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
-}
-
-pub(crate) fn unblock_all_signals() {
-    // SAFETY: an empty set on a local; only this (single) thread is affected.
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
 
@@ -168,68 +168,6 @@ fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
-/// The namespaces a config asks for: which to create and which to join by path.
-#[derive(Debug, Default, Clone)]
-pub struct NamespacePlan {
-    /// `CLONE_NEW*` flags of namespaces to create.
-    pub create: u64,
-    /// Namespaces to join: (`CLONE_NEW*` type, path).
-    pub join: Vec<(i32, PathBuf)>,
-}
-
-impl NamespacePlan {
-    /// Reads `linux.namespaces`.
-    pub fn from_spec(spec: &Spec) -> NamespacePlan {
-        let mut plan = NamespacePlan::default();
-        for ns in spec
-            .linux()
-            .iter()
-            .flat_map(|l| l.namespaces().iter().flatten())
-        {
-            let flag = clone_flag(ns.typ());
-            match ns.path() {
-                Some(path) => plan.join.push((flag as i32, path.clone())),
-                None => plan.create |= flag,
-            }
-        }
-        // A user namespace must be joined first: it decides what the others may do.
-        plan.join
-            .sort_by_key(|(t, _)| i32::from(*t != libc::CLONE_NEWUSER));
-        plan
-    }
-
-    /// Whether the container gets (creates or joins) a namespace of this type.
-    pub fn has(&self, flag: i32) -> bool {
-        self.create & flag as u64 != 0 || self.join.iter().any(|(t, _)| *t == flag)
-    }
-
-    /// Whether the config joins a user namespace by path and creates other namespaces:
-    /// those must be created after the join to belong to it (ns=fork does that).
-    pub fn joins_user_and_creates(&self) -> bool {
-        self.create != 0 && self.join.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER)
-    }
-
-    /// Whether the container creates a namespace of this type.
-    pub fn creates(&self, flag: i32) -> bool {
-        self.create & flag as u64 != 0
-    }
-}
-
-/// The `CLONE_NEW*` flag of a namespace type.
-pub fn clone_flag(typ: LinuxNamespaceType) -> u64 {
-    let flag = match typ {
-        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
-        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
-        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
-        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
-        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
-        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
-        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
-        LinuxNamespaceType::Time => 0x80,
-    };
-    flag as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,21 +186,5 @@ mod tests {
             .unwrap_err()
             .contains("unsupported ociVersion"));
         assert!(check_version("").is_err());
-    }
-
-    #[test]
-    fn plans_namespaces_user_first() {
-        let spec: Spec = serde_json::from_str(
-            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
-                {"type":"pid"},{"type":"network","path":"/run/netns/x"},
-                {"type":"user","path":"/proc/1/ns/user"},{"type":"mount"}]}}"#,
-        )
-        .unwrap();
-        let plan = NamespacePlan::from_spec(&spec);
-        assert_eq!(plan.create, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
-        assert_eq!(plan.join[0].0, libc::CLONE_NEWUSER);
-        assert_eq!(plan.join[1].0, libc::CLONE_NEWNET);
-        assert!(plan.has(libc::CLONE_NEWNET));
-        assert!(!plan.creates(libc::CLONE_NEWNET));
     }
 }

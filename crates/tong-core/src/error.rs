@@ -1,32 +1,7 @@
-//! Errors of the engine. Each variant maps to one stable [`ErrorCode`] for the C ABI.
+//! Errors of the engine. Each variant is one stable error code of the C ABI
+//! (`tong_error_code` in crates/tong-capi, the one place the numbers are defined).
 
 use std::io;
-
-/// Stable error codes, shared with the C ABI (`tong_error_code`). Never renumbered.
-#[repr(i32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Success (only used at the C boundary).
-    Ok = 0,
-    /// Bad input: an invalid id, config, option or argument.
-    InvalidArgument = 1,
-    /// No container with that id.
-    NotFound = 2,
-    /// A container with that id exists already.
-    AlreadyExists = 3,
-    /// The container is not in a state that allows the operation.
-    InvalidState = 4,
-    /// A plugin is missing, untrusted, of the wrong ABI, unusable here, or failed.
-    Plugin = 5,
-    /// A system call failed.
-    Os = 6,
-    /// The container's process failed before exec (executable not found, mount error).
-    Container = 7,
-    /// A panic was caught at the boundary.
-    Panic = 8,
-    /// Anything else.
-    Internal = 9,
-}
 
 /// The engine's error type.
 #[derive(Debug, thiserror::Error)]
@@ -69,20 +44,6 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
     }
-
-    /// The stable code of this error.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Error::NotFound(_) => ErrorCode::NotFound,
-            Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            Error::InvalidState(_) => ErrorCode::InvalidState,
-            Error::Plugin(_) => ErrorCode::Plugin,
-            Error::Os { .. } => ErrorCode::Os,
-            Error::Container(_) => ErrorCode::Container,
-            Error::Internal(_) => ErrorCode::Internal,
-        }
-    }
 }
 
 /// Adds context to `io::Result`s.
@@ -94,22 +55,4 @@ impl<T, E: Into<io::Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::os(what(), e))
     }
-}
-
-/// Says something on stderr without failing: a library caller's stderr may be a closed
-/// pipe, where `eprintln!` would panic. The message also goes to the warning log, if
-/// one was set (the CLI's `--log`).
-pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
-    if let Some(log) = WARNING_LOG.get() {
-        log(&message.to_string());
-    }
-}
-
-static WARNING_LOG: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
-
-/// Sends every warning to `log` too (once per process; later calls are ignored).
-pub fn set_warning_log(log: fn(&str)) {
-    let _ = WARNING_LOG.set(log);
 }

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use tong_abi::PluginKind;
 
-use crate::config::{Bundle, NamespacePlan};
+use crate::config::Bundle;
+use crate::namespaces::NamespacePlan;
 use crate::state::{BackendRecord, Phase, Record};
 
 /// config.json: parsed and checked as `create` does (against a real, empty bundle);
@@ -27,14 +28,14 @@ pub fn config(data: &[u8]) {
     let plan = NamespacePlan::from_spec(&bundle.spec);
     let _ = plan.has(libc::CLONE_NEWNET);
     if let Some(process) = bundle.spec.process() {
-        let _ = crate::runtime::check_process(process);
+        let _ = crate::launch::check_process(process);
     }
 }
 
 /// The process JSON of `exec --process FILE`.
 pub fn exec_process(data: &[u8]) {
     if let Ok(process) = serde_json::from_slice::<oci_spec::runtime::Process>(data) {
-        let _ = crate::runtime::check_process(&process);
+        let _ = crate::launch::check_process(&process);
     }
 }
 

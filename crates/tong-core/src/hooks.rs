@@ -28,7 +28,7 @@ use oci_spec::runtime::{Hook, Hooks};
 use serde_json::Value;
 use tong_abi::ChildError;
 
-use crate::child::CStrings;
+use crate::cstrings::CStrings;
 use crate::error::{Error, Result};
 
 /// The hook points, by their config.json names.
@@ -222,9 +222,9 @@ pub fn run_all(
     let joins: Vec<(c_int, c_int)> = joins.iter().map(|(t, f)| (f.as_raw_fd(), *t)).collect();
     for hook in hooks {
         let mut err = ChildError::default();
-        let mask = crate::child::block_all_signals();
+        let mask = crate::signals::block_all_signals();
         let r = run(point, hook, memfd.as_raw_fd(), &joins, &mut err);
-        crate::child::restore_signal_mask(&mask);
+        crate::signals::restore_signal_mask(&mask);
         if r.is_err() {
             return Err(Error::Container(err.describe()));
         }
@@ -239,7 +239,7 @@ pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
         let result = prepare_one(point, i, hook, false)
             .and_then(|prepared| run_all(point, &[prepared], state, &[]));
         if let Err(e) = result {
-            crate::error::warn(format_args!("{e}"));
+            crate::log::warn(format_args!("{e}"));
         }
     }
 }
@@ -386,8 +386,8 @@ fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) 
         if libc::dup2(stdin_fd, 0) < 0 {
             libc::_exit(EXIT_EXEC);
         }
-        crate::child::reset_signal_handlers();
-        crate::child::unblock_all_signals();
+        crate::signals::reset_signal_handlers();
+        crate::signals::unblock_all_signals();
         match &hook.exe {
             Some(exe) => {
                 // Scripts are run by the kernel as /dev/fd/N: the descriptor must survive exec.

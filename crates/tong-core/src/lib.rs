@@ -1,41 +1,50 @@
-//! tong-core: the container engine behind the `tong` command and `libtong`.
+//! tong-core: the container engine behind the `tong` command and `libtong`
+//! (crates/tong-capi). Public: [`Runtime`] and its options, [`config`], [`error`],
+//! [`log`], [`plugins`], [`features`], [`events`]; the rest is the engine's own.
+//!
 //!
 //! - [`config`]: bundle loading and checks (config.json through `oci-spec`);
 //! - [`plugins`]: discovery, trust and ABI checks, loading and selection of backends;
-//! - [`plugin_cache`]: plugin priorities remembered so selection loads one plugin;
-//! - [`state`]: the per-container state directory and record;
+//! - `plugin_cache`: plugin priorities remembered so selection loads one plugin;
+//! - `state`: the per-container state directory and record;
 //! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
-//! - [`child`]: the container's process between clone and exec (no allocation there);
-//! - [`process`]: signalling and waiting through pidfds;
-//! - [`security`]: capabilities, seccomp, rlimits, sysctls, LSM labels;
-//! - [`userns`]: user namespace id mappings and running without root.
+//! - [`log`]: the engine's one log (stderr, the CLI's `--log`, the C log callback);
+//! - `launch`: the pipes, descriptors, clone and handshake that make a process;
+//! - `child`: the container's process between clone and exec (no allocation there);
+//! - `process`: signalling and waiting through pidfds;
+//! - `security`: capabilities, seccomp, rlimits, sysctls, LSM labels;
+//! - `userns`: user namespace id mappings and running without root.
 
-pub mod capi;
-pub mod child;
+pub(crate) mod child;
 pub mod config;
+pub(crate) mod cstrings;
 pub mod error;
 pub mod events;
-pub mod exec_stub;
+pub(crate) mod exec_stub;
 pub mod fault;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hooks;
-pub mod id;
-pub mod init;
-pub mod plugin_cache;
+pub(crate) mod hooks;
+pub(crate) mod id;
+pub(crate) mod init;
+pub(crate) mod launch;
+pub mod log;
+pub(crate) mod namespaces;
+pub(crate) mod plugin_cache;
 pub mod plugins;
 pub mod pool;
-pub mod process;
+pub(crate) mod process;
 pub mod runtime;
-pub mod salvage;
-pub mod security;
-pub mod state;
-pub mod terminal;
-pub mod userns;
-pub mod watchdog;
+pub(crate) mod salvage;
+pub(crate) mod security;
+pub(crate) mod signals;
+pub(crate) mod state;
+pub(crate) mod terminal;
+pub(crate) mod userns;
+pub(crate) mod watchdog;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, Result};
 pub use runtime::{ContainerState, CreateOptions, ExecOptions, Runtime, Status};
 pub use terminal::Console;
 pub use tong_abi::PluginKind;

@@ -82,7 +82,7 @@ impl PluginHost {
         }
     }
 
-    /// Keeps the priority cache in `dir` (see [`crate::plugin_cache::default_dir`]), so
+    /// Keeps the priority cache in `dir` (see `plugin_cache::default_dir`), so
     /// later processes load only the plugins they pick; `None` keeps it in memory.
     #[must_use]
     pub fn with_priority_cache(mut self, dir: Option<&Path>) -> PluginHost {

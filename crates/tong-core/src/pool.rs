@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::config::NamespacePlan;
 use crate::error::{Context, Error, Result};
+use crate::namespaces::NamespacePlan;
 use crate::runtime::Runtime;
 use crate::state;
 

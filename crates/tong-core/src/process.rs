@@ -175,12 +175,8 @@ const FORWARDED: [i32; 9] = [
 ];
 
 /// Waits for our child `pid` to exit and returns its exit code. With `forward`, the
-/// usual termination and job-control signals sent to us go to it meanwhile.
-pub fn wait_exit(pid: i32, pidfd: Option<&OwnedFd>, forward: bool) -> Result<i32> {
-    wait_and_relay(pid, pidfd, forward, None)
-}
-
-/// [`wait_exit`], relaying the process's terminal meanwhile when there is one: then
+/// usual termination and job-control signals sent to us go to it meanwhile. Relays the
+/// process's terminal meanwhile when there is one: then
 /// SIGWINCH resizes the pty instead of being forwarded, and once the process exited,
 /// the output it left in the pty is copied out before returning.
 pub(crate) fn wait_and_relay(

@@ -1,42 +1,45 @@
-//! The lifecycle: create, start, state, kill, delete, run, list.
+//! The lifecycle front: create, start, run, exec, state, kill, delete, pause, resume,
+//! update, stats, ps, wait, list. The processes themselves are made by the launcher
+//! (`launch.rs`); each public call makes the runtime's log the thread's current one
+//! ([`crate::log`]).
 //!
 //! `create` records what it is about to make in the container's state file before each
 //! step, so `delete --force` can undo a create that failed or was killed half-way; a
 //! failure inside `create` undoes everything itself through the same teardown.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::runtime::{Process, Spec};
 use serde::Serialize;
 use serde_json::Value;
-use tong_abi::{ChildError, NamespaceJoin, PluginKind, SpawnRequest};
+use tong_abi::PluginKind;
 use tong_plugin_sdk::wire;
 
-use crate::child::{self, CStrings, ChildContext};
-use crate::config::{Bundle, NamespacePlan};
+use crate::config::Bundle;
 use crate::error::{Context, Error, Result};
+use crate::launch::{
+    console_for, container_namespaces, how_it_ended, make_fifo, open_joins, process_context, spawn,
+    uts_name, with_listen_fds, Channel, PassedFds, WriteAllBytes,
+};
+use crate::log::{Log, SharedLog};
+use crate::namespaces::NamespacePlan;
 use crate::plugins::{
     Backend, CgroupBackend, NamespaceBackend, NetworkBackend, Plugin, PluginHost, RootfsBackend,
 };
 use crate::security::{self, ChildSecurity, HostSteps};
 use crate::state::{self, BackendRecord, ContainerDir, Phase, Record, StateStore};
-use crate::terminal::{Console, ConsoleEnds, Relay};
-use crate::{exec_stub, fault, hooks, id, init, pool, process, salvage, terminal, userns};
+use crate::terminal::{Console, Relay};
+use crate::{fault, hooks, id, init, pool, process, salvage, userns};
 
 /// Annotation prefix choosing a backend per kind: `tong.backend.cgroup: v1`.
 pub const BACKEND_ANNOTATION: &str = "tong.backend.";
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/run/tong";
-/// The most descriptors `extra_fds` may name.
-pub const MAX_EXTRA_FDS: usize = 1000;
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::launch::MAX_EXTRA_FDS;
 
 /// A container's status, as OCI state reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -168,24 +171,40 @@ enum StartGate {
 struct Launched {
     pid: i32,
     pidfd: Option<OwnedFd>,
-    sync: File,
-    report: File,
+    channel: Channel,
     /// The terminal this process relays (`Console::Relay` in the foreground).
     relay: Option<Relay>,
 }
 
-/// The engine: a state root and a plugin search path.
+/// Creates in one process are serialized: a container process inherits every descriptor
+/// open in the caller at the moment of its clone (until it execs), including another
+/// container's state lock and pipes; one create at a time keeps those inheritances
+/// acyclic, so a lock held by a waiting container process never deadlocks two threads.
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The engine: a state root, a plugin search path and a log.
 #[derive(Clone, Debug)]
 pub struct Runtime {
     store: StateStore,
     plugins: PluginHost,
+    log: SharedLog,
 }
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, plugins: PluginHost) -> Runtime {
         let store = StateStore::new(root);
         let plugins = plugins.with_priority_cache(crate::plugin_cache::default_dir().as_deref());
-        Runtime { store, plugins }
+        Runtime {
+            store,
+            plugins,
+            log: SharedLog::default(),
+        }
+    }
+
+    /// Sends the engine's warnings to `log` instead of stderr.
+    pub fn with_log(mut self, log: Arc<dyn Log>) -> Runtime {
+        self.log = SharedLog(log);
+        self
     }
 
     pub fn plugins(&self) -> &PluginHost {
@@ -198,6 +217,7 @@ impl Runtime {
 
     /// Creates a container that waits for `start`.
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.create_with(id, bundle, opts, StartGate::Fifo, false)
             .map(drop)
     }
@@ -214,6 +234,7 @@ impl Runtime {
         detach: bool,
         forward_signals: bool,
     ) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         let mut launched = self
             .create_with(id, bundle, opts, StartGate::Pipe, !detach)?
             .ok_or_else(|| Error::Internal("run: no launch handle".into()))?;
@@ -230,22 +251,19 @@ impl Runtime {
             launched.pidfd.as_ref(),
             forward_signals,
             launched.relay.as_mut(),
-        )?;
+        );
         // The terminal is restored before anything else is said.
         drop(launched);
-        self.delete(id, true)?;
-        Ok(code)
+        // Deleted whatever the wait said: run leaves nothing behind.
+        let deleted = self.delete(id, true);
+        let code = code?;
+        deleted.map(|()| code)
     }
 
     /// Lets a `run` container exec, and reports a failed exec. Its record already says
     /// running (written so by create: `run` has no created phase anyone could see).
     fn release(launched: &Launched) -> Result<()> {
-        (&launched.sync).write_all_bytes(&[child::START])?;
-        match read_report(&launched.report)? {
-            Report::Closed => Ok(()),
-            Report::Failed(e) => Err(Error::Container(e.describe())),
-            Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
-        }
+        launched.channel.start()
     }
 
     fn create_with(
@@ -257,6 +275,7 @@ impl Runtime {
         foreground: bool,
     ) -> Result<Option<Launched>> {
         id::validate(id)?;
+        let _one_at_a_time = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let bundle = Bundle::load(bundle)?;
         let namespaces = NamespacePlan::from_spec(&bundle.spec);
         check_mount_namespace(&bundle.spec, &namespaces)?;
@@ -390,6 +409,7 @@ impl Runtime {
 
     /// Releases a created container.
     pub fn start(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let mut record = dir.read()?;
@@ -443,6 +463,7 @@ impl Runtime {
 
     /// The OCI state of one container.
     pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -451,6 +472,7 @@ impl Runtime {
 
     /// The state of every container; unreadable ones are skipped.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let _log = crate::log::enter(&self.log);
         let mut out = Vec::new();
         // One passwd lookup per owner, not per container (ci/bench-list: 1,000 of them).
         let mut owners = BTreeMap::new();
@@ -469,6 +491,7 @@ impl Runtime {
     /// Sends a signal to the container's init, or with `all` to every process in its
     /// cgroup.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         // With --all, processes left in the cgroup after the init died are still
         // signalled (containerd kills them so; runc does the same).
         let (_dir, record) = if all {
@@ -522,6 +545,7 @@ impl Runtime {
 
     /// Deletes a stopped (or, with `force`, any) container and everything it made.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = match self.store.open(id) {
             Ok(d) => d,
@@ -558,6 +582,7 @@ impl Runtime {
     /// cgroup of the container's init. Returns its exit code (128 + signal when killed),
     /// or 0 at once with `detach`.
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         // The lock is not held while the process runs: other commands must still work.
         let record = {
@@ -588,19 +613,8 @@ impl Runtime {
         let cgroup_state = record.backend_state(PluginKind::Cgroup).unwrap_or_default();
         let console = console_for(process, &opts.console, !opts.detach)?;
         let passed = PassedFds::copy(0, &opts.extra_fds)?;
-        let (sync_child, sync_parent) = pipe()?;
-        let (report_parent, report_child) = pipe()?;
-        let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
-        let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
-        let fds = ChildFds {
-            close_first: vec![sync_parent.as_raw_fd(), report_parent.as_raw_fd()],
-            sync_fd: sync_child.as_raw_fd(),
-            report_fd: report_child.as_raw_fd(),
-            fifo_fd: -1,
-            stdio: opts.stdio,
-            console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-            exec_stub: exec_stub.as_raw_fd(),
-        };
+        let (channel, child_ends) = Channel::open(&passed)?;
+        let fds = child_ends.child_fds(channel.raw_fds().to_vec(), opts.stdio, &console, None);
         let mut ctx = process_context(process, fds)?;
         ctx.pass_fds = passed.raw();
         let (child_security, host_steps) = security::prepare(process, in_user_namespace)?;
@@ -613,44 +627,24 @@ impl Runtime {
             None => None,
         };
         let (spawned, pidfd) = spawn(ns, 0, &joins, clone_target.as_ref(), &ctx)?;
-        drop((
-            sync_child,
-            report_child,
-            clone_target,
-            joins,
-            console.child,
-            passed,
-        ));
+        // The child has its own copies; ours must close so EOF means what it should.
+        drop((child_ends, clone_target, joins, console.child, passed));
         let pid = spawned.pid;
         let start = state::process_start_time(pid).unwrap_or(0);
-        let sync = File::from(sync_parent);
-        let report = File::from(report_parent);
         let handshake = || -> Result<Option<Relay>> {
             if let (Some(cgroup), 0) = (cgroup, spawned.in_cgroup) {
                 cgroup.add_process(&cgroup_state, pid)?;
             }
             host_steps.apply(pid)?;
-            (&sync).write_all_bytes(&[child::GO])?;
-            match read_report(&report)? {
-                Report::Ready => {}
-                Report::Failed(e) => return Err(Error::Container(e.describe())),
-                Report::Closed => {
-                    return Err(Error::Container(
-                        "the exec'd process exited during setup".into(),
-                    ))
-                }
-            }
+            channel.go()?;
+            channel.ready(|| "the exec'd process exited during setup".into())?;
             if let Some(path) = &opts.pid_file {
                 write_pid_file(path, pid)?;
             }
             // Sent before ready; received before start, so the size is right at once.
             let relay = console.relay.as_ref().map(Relay::receive).transpose()?;
-            (&sync).write_all_bytes(&[child::START])?;
-            match read_report(&report)? {
-                Report::Closed => Ok(relay),
-                Report::Failed(e) => Err(Error::Container(e.describe())),
-                Report::Ready => Err(Error::Internal("unexpected second ready report".into())),
-            }
+            channel.start()?;
+            Ok(relay)
         };
         let mut relay = match handshake() {
             Ok(relay) => relay,
@@ -675,11 +669,13 @@ impl Runtime {
 
     /// Freezes every process of a running container.
     pub fn pause(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.set_paused(id, true)
     }
 
     /// Thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         self.set_paused(id, false)
     }
 
@@ -710,6 +706,7 @@ impl Runtime {
     /// Applies new cgroup limits (an OCI `linux.resources` object) to a live container
     /// through its cgroup backend.
     pub fn update(&self, id: &str, resources: &Value) -> Result<()> {
+        let _log = crate::log::enter(&self.log);
         let (_dir, record) = self.open_live(id, "update")?;
         let cgroup: CgroupBackend = self.recorded_plugin(&record)?;
         cgroup.update(
@@ -720,6 +717,7 @@ impl Runtime {
 
     /// The container's cgroup statistics (memory, cpu, pids) as JSON.
     pub fn stats(&self, id: &str) -> Result<Value> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -735,6 +733,7 @@ impl Runtime {
 
     /// The pids of every process in the container (as the host sees them).
     pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let dir = self.store.open(id)?;
         let record = dir.read()?;
@@ -748,6 +747,7 @@ impl Runtime {
     /// Waits for the container's init to exit and returns its exit code (128 + signal
     /// when killed). Only a process that created the container gets its exit status.
     pub fn wait(&self, id: &str) -> Result<i32> {
+        let _log = crate::log::enter(&self.log);
         id::validate(id)?;
         let record = {
             let dir = self.store.open(id)?;
@@ -934,7 +934,7 @@ struct CreatePlan<'a> {
     passed: &'a PassedFds,
 }
 
-/// The steps of create after the state directory exists. Each step that makes
+/// The steps of create after the state directory exists, in order. Each step that makes
 /// something on the host is recorded before the next begins.
 fn build(
     plan: &CreatePlan<'_>,
@@ -953,40 +953,11 @@ fn build(
     } = *plan;
     fault::point("create:record-creating", 0);
     let spec = &bundle.spec;
-    // Without root, a cgroup tong may not create is a warning, not an error.
-    let cgroup = match backends.cgroup {
-        Some(plugin) => match plugin.create(&to_json(&cgroup_request(&record.id, spec)?)?) {
-            Ok(state) => {
-                fault::point("create:cgroup-created", 0);
-                set_backend_state(record, PluginKind::Cgroup, &state)?;
-                dir.write(record)?;
-                fault::point("create:cgroup-recorded", 0);
-                Some((plugin, state))
-            }
-            Err(e) if userns::rootless() => {
-                userns::warn_no_cgroup(&e);
-                record.backends.remove(PluginKind::Cgroup.as_str());
-                None
-            }
-            Err(e) => return Err(e),
-        },
-        None => None,
-    };
+    let cgroup = create_cgroup(backends, spec, dir, record)?;
+    let rootfs_plan = prepare_rootfs(backends, bundle, namespaces, dir, record)?;
 
-    let (plan, rootfs_state) = backends
-        .rootfs
-        .prepare(&to_json(&rootfs_request(record, bundle, dir, namespaces)?)?)?;
-    fault::point("create:rootfs-prepared", 0);
-    set_backend_state(record, PluginKind::Rootfs, &rootfs_state)?;
-    if !nothing_to_undo(&rootfs_state) {
-        dir.write(record)?;
-    }
-    fault::point("create:rootfs-recorded", 0);
-
-    // The child's ends, which it still uses after moving the passed descriptors in.
-    let (sync_child, sync_parent) = pipe()?;
-    let (report_parent, report_child) = pipe()?;
-    let (sync_child, report_child) = (passed.above(sync_child)?, passed.above(report_child)?);
+    // The process, everything it needs prepared now: it allocates nothing after clone.
+    let (channel, child_ends) = Channel::open(passed)?;
     let fifo = match gate {
         StartGate::Fifo => Some(passed.above(make_fifo(&dir.fifo_path())?.into())?),
         StartGate::Pipe => None,
@@ -996,41 +967,10 @@ fn build(
         .as_ref()
         .ok_or_else(|| Error::invalid("config has no process"))?;
     let console = console_for(process, &opts.console, foreground)?;
-    let config_hooks = spec.hooks().clone().unwrap_or_default();
-    hooks::validate(&config_hooks)?;
-    let runtime_hooks = [hooks::Point::Prestart, hooks::Point::CreateRuntime]
-        .map(|p| hooks::prepare(p, p.of(&config_hooks), false));
-    let [prestart, create_runtime] = runtime_hooks;
-    let (prestart, create_runtime) = (prestart?, create_runtime?);
-    let create_container = hooks::prepare(
-        hooks::Point::CreateContainer,
-        hooks::Point::CreateContainer.of(&config_hooks),
-        true,
-    )?;
-    let start_hooks = hooks::prepare(
-        hooks::Point::StartContainer,
-        hooks::Point::StartContainer.of(&config_hooks),
-        false,
-    )?;
-    let exec_stub = passed.above(exec_stub::sealed_memfd()?)?;
-    let start_state = if start_hooks.is_empty() {
-        None
-    } else {
-        Some(passed.above(hooks::state_memfd(b"")?)?)
-    };
-    let fds = ChildFds {
-        close_first: vec![
-            dir.lock_fd(),
-            sync_parent.as_raw_fd(),
-            report_parent.as_raw_fd(),
-        ],
-        sync_fd: sync_child.as_raw_fd(),
-        report_fd: report_child.as_raw_fd(),
-        fifo_fd: fifo.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        stdio: opts.stdio,
-        console_socket: console.child.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        exec_stub: exec_stub.as_raw_fd(),
-    };
+    let mut hooks = CreateHooks::prepare(spec, passed)?;
+    let [sync_parent, report_parent] = channel.raw_fds();
+    let close_first = vec![dir.lock_fd(), sync_parent, report_parent];
+    let fds = child_ends.child_fds(close_first, opts.stdio, &console, fifo.as_ref());
     let listen_env;
     let process = if opts.listen_fds > 0 {
         listen_env = with_listen_fds(process, opts.listen_fds);
@@ -1040,24 +980,13 @@ fn build(
     };
     let mut ctx = process_context(process, fds)?;
     ctx.init = opts.init || init::requested_by(&record.annotations);
-    ctx.start_hooks = hooks::StartHooks {
-        hooks: start_hooks,
-        state_fd: start_state,
-    };
+    ctx.start_hooks = std::mem::take(&mut hooks.start);
     ctx.security = child_security;
     ctx.pass_fds = passed.raw();
-    if namespaces.has(libc::CLONE_NEWUSER) {
-        // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
-        // which have no mapping there (files it made would say "overflow").
-        ctx.user_namespace_root = true;
-        // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
-        ctx.set_groups = !userns::rootless();
-        // Such a user can write the id maps of a dumpable child only.
-        ctx.dumpable_until_go = userns::rootless();
-    }
-    ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
-    ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
-    ctx.rootfs = Some(plan.child_entry());
+    ctx.rootfs = Some(rootfs_plan.child_entry());
+    set_namespace_steps(&mut ctx, spec, namespaces)?;
+
+    // Clone.
     let mut join_files = open_joins(namespaces)?;
     let mut clone_flags = namespaces.create;
     // A ready-made network namespace is joined instead of made (docs/pools.md).
@@ -1086,47 +1015,21 @@ fn build(
         &ctx,
     )?;
     // The child has its own copies; ours must close so EOF means what it should.
-    drop((
-        sync_child,
-        report_child,
-        fifo,
-        clone_target,
-        join_files,
-        console.child,
-    ));
-    drop(plan);
+    drop((child_ends, fifo, clone_target, join_files, console.child));
+    drop(rootfs_plan);
     let pid = spawned.pid;
     fault::point("create:spawned", pid);
-    record.pid = pid;
-    record.pid_start = state::process_start_time(pid).unwrap_or(0);
-    if !hooks::is_empty(&config_hooks) {
-        record.hooks = Some(to_value(&config_hooks)?);
-    }
-    // Recorded with the pid (no write of its own), so that a crash during network setup
-    // leaves the backend what it needs to undo a partial setup.
-    let net_request = wire::NetworkRequest {
-        id: record.id.clone(),
-        state_dir: dir.path.display().to_string(),
-        pid,
-        netns_path: format!("/proc/{pid}/ns/net"),
-        annotations: record.annotations.clone(),
-    };
-    if backends.network.is_some() {
-        set_backend_request(record, PluginKind::Network, &net_request)?;
-    }
-    dir.write(record)?;
-    fault::point("create:pid-recorded", pid);
+    let net_request = record_pid(record, dir, backends, &hooks.config, pid)?;
 
-    let sync = File::from(sync_parent);
-    let report = File::from(report_parent);
-    // If the child died first and said why (a namespace it could not join), that is the
-    // cause, not the step of ours that then found it gone.
-    let before_go = (|| -> Result<()> {
+    // The host's side, then GO. If the child died first and said why (a namespace it
+    // could not join), that is the cause, not the step of ours that then found it gone.
+    let in_cgroup = spawned.in_cgroup != 0;
+    let host_side = (|| -> Result<()> {
         if let Some(claim) = pooled_netns {
             // Network setup and hooks must find the container in it.
             claim.wait_joined(pid)?;
         }
-        if let (Some((plugin, state)), 0) = (&cgroup, spawned.in_cgroup) {
+        if let (Some((plugin, state)), false) = (&cgroup, in_cgroup) {
             plugin.add_process(state, pid)?;
         }
         if namespaces.creates(libc::CLONE_NEWUSER) {
@@ -1134,58 +1037,21 @@ fn build(
         }
         host_steps.apply(pid)?;
         if let Some(net) = backends.network {
-            let net_state = net.setup(&to_json(&net_request)?)?;
-            fault::point("create:net-setup", pid);
-            set_backend_state(record, PluginKind::Network, &net_state)?;
-            if !nothing_to_undo(&net_state) {
-                dir.write(record)?;
-            }
-            fault::point("create:net-recorded", pid);
+            setup_network(net, &net_request, dir, record)?;
         }
         Ok(())
     })();
-    if let Err(e) = before_go {
-        return Err(child_error_or(e, pid, record.pid_start, &report));
-    }
-    // Only with hooks: the state names the owner, a passwd lookup through NSS.
-    let has_runtime_hooks = !(prestart.is_empty() && create_runtime.is_empty());
-    let state = if has_runtime_hooks {
-        hook_state(record, &dir.path, Some(Status::Creating))
-    } else {
-        Vec::new()
-    };
-    hooks::run_all(hooks::Point::Prestart, &prestart, &state, &[])?;
-    hooks::run_all(hooks::Point::CreateRuntime, &create_runtime, &state, &[])?;
-    if let Some(fd) = &ctx.start_hooks.state_fd {
-        let state = container_hook_state(record, &dir.path, Status::Created);
-        hooks::write_state(fd, &state)?;
-    }
-    (&sync)
-        .write_all_bytes(&[child::GO])
-        .map_err(|e| child_error_or(e, pid, record.pid_start, &report))?;
+    host_side.map_err(|e| channel.child_error_or(e, pid, record.pid_start))?;
+    hooks.run_before_go(record, &dir.path, ctx.start_hooks.state_fd.as_ref())?;
+    channel
+        .go()
+        .map_err(|e| channel.child_error_or(e, pid, record.pid_start))?;
     fault::point("create:go-sent", pid);
-    match read_report(&report)? {
-        Report::Ready => {}
-        Report::Failed(e) => return Err(Error::Container(e.describe())),
-        Report::Closed => {
-            return Err(Error::Container(format!(
-                "the container process {}during setup",
-                how_it_ended(pid)
-            )));
-        }
-    }
+    channel.ready(|| format!("the container process {}during setup", how_it_ended(pid)))?;
     fault::point("create:child-ready", pid);
-    if !create_container.is_empty() {
-        let joins = container_namespaces(pid)?;
-        let state = container_hook_state(record, &dir.path, Status::Creating);
-        hooks::run_all(
-            hooks::Point::CreateContainer,
-            &create_container,
-            &state,
-            &joins,
-        )?;
-    }
-    // `run` releases the container next: one record write, not created then running.
+    hooks.run_create_container(record, &dir.path, pid)?;
+
+    // Created (`run` releases the container next: one record write, not two).
     record.phase = match gate {
         StartGate::Fifo => Phase::Created,
         StartGate::Pipe => Phase::Running,
@@ -1200,10 +1066,217 @@ fn build(
     Ok((gate == StartGate::Pipe).then_some(Launched {
         pid,
         pidfd,
-        sync,
-        report,
+        channel,
         relay,
     }))
+}
+
+/// The cgroup, recorded. Without root, a cgroup tong may not create is a warning, not an
+/// error (and the container has none).
+fn create_cgroup(
+    backends: &Backends,
+    spec: &Spec,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<Option<(CgroupBackend, Vec<u8>)>> {
+    let Some(plugin) = backends.cgroup else {
+        return Ok(None);
+    };
+    match plugin.create(&to_json(&cgroup_request(&record.id, spec)?)?) {
+        Ok(state) => {
+            fault::point("create:cgroup-created", 0);
+            set_backend_state(record, PluginKind::Cgroup, &state)?;
+            dir.write(record)?;
+            fault::point("create:cgroup-recorded", 0);
+            Ok(Some((plugin, state)))
+        }
+        Err(e) if userns::rootless() => {
+            userns::warn_no_cgroup(&e);
+            record.backends.remove(PluginKind::Cgroup.as_str());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The rootfs plugin's plan for the child, its state recorded (unless `{}`).
+fn prepare_rootfs(
+    backends: &Backends,
+    bundle: &Bundle,
+    namespaces: &NamespacePlan,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<crate::plugins::RootfsPlan> {
+    let request = rootfs_request(record, bundle, dir, namespaces)?;
+    let (plan, state) = backends.rootfs.prepare(&to_json(&request)?)?;
+    fault::point("create:rootfs-prepared", 0);
+    set_backend_state(record, PluginKind::Rootfs, &state)?;
+    if !nothing_to_undo(&state) {
+        dir.write(record)?;
+    }
+    fault::point("create:rootfs-recorded", 0);
+    Ok(plan)
+}
+
+/// The child's steps that depend on its namespaces: ids in a new user namespace, and the
+/// hostname and domainname (refused without a uts namespace).
+fn set_namespace_steps(
+    ctx: &mut crate::child::ChildContext,
+    spec: &Spec,
+    namespaces: &NamespacePlan,
+) -> Result<()> {
+    if namespaces.has(libc::CLONE_NEWUSER) {
+        // Until it takes uid 0 of its user namespace, the child keeps tong's own ids,
+        // which have no mapping there (files it made would say "overflow").
+        ctx.user_namespace_root = true;
+        // The kernel denies setgroups(2) in a user namespace mapped by a non-root user.
+        ctx.set_groups = !userns::rootless();
+        // Such a user can write the id maps of a dumpable child only.
+        ctx.dumpable_until_go = userns::rootless();
+    }
+    ctx.hostname = uts_name("hostname", spec.hostname().as_ref(), namespaces)?;
+    ctx.domainname = uts_name("domainname", spec.domainname().as_ref(), namespaces)?;
+    Ok(())
+}
+
+/// Records the new process (with the config's hooks, and the network request, so that a
+/// crash during network setup leaves the backend what it needs to undo a partial
+/// setup). Returns that request.
+fn record_pid(
+    record: &mut Record,
+    dir: &ContainerDir,
+    backends: &Backends,
+    config_hooks: &oci_spec::runtime::Hooks,
+    pid: i32,
+) -> Result<wire::NetworkRequest> {
+    record.pid = pid;
+    record.pid_start = state::process_start_time(pid).unwrap_or(0);
+    if !hooks::is_empty(config_hooks) {
+        record.hooks = Some(to_value(config_hooks)?);
+    }
+    let net_request = wire::NetworkRequest {
+        id: record.id.clone(),
+        state_dir: dir.path.display().to_string(),
+        pid,
+        netns_path: format!("/proc/{pid}/ns/net"),
+        annotations: record.annotations.clone(),
+    };
+    if backends.network.is_some() {
+        set_backend_request(record, PluginKind::Network, &net_request)?;
+    }
+    dir.write(record)?;
+    fault::point("create:pid-recorded", pid);
+    Ok(net_request)
+}
+
+/// The network plugin's setup of the container's namespace, recorded (unless `{}`).
+fn setup_network(
+    net: NetworkBackend,
+    request: &wire::NetworkRequest,
+    dir: &ContainerDir,
+    record: &mut Record,
+) -> Result<()> {
+    let pid = request.pid;
+    let state = net.setup(&to_json(request)?)?;
+    fault::point("create:net-setup", pid);
+    set_backend_state(record, PluginKind::Network, &state)?;
+    if !nothing_to_undo(&state) {
+        dir.write(record)?;
+    }
+    fault::point("create:net-recorded", pid);
+    Ok(())
+}
+
+/// The config's hooks of create, checked and prepared before the clone.
+struct CreateHooks {
+    config: oci_spec::runtime::Hooks,
+    prestart: Vec<hooks::PreparedHook>,
+    create_runtime: Vec<hooks::PreparedHook>,
+    create_container: Vec<hooks::PreparedHook>,
+    /// startContainer: the child runs them, from a state memfd written before GO.
+    start: hooks::StartHooks,
+}
+
+impl CreateHooks {
+    fn prepare(spec: &Spec, passed: &PassedFds) -> Result<CreateHooks> {
+        use hooks::Point;
+        let config = spec.hooks().clone().unwrap_or_default();
+        hooks::validate(&config)?;
+        let prestart = hooks::prepare(Point::Prestart, Point::Prestart.of(&config), false)?;
+        let create_runtime = hooks::prepare(
+            Point::CreateRuntime,
+            Point::CreateRuntime.of(&config),
+            false,
+        )?;
+        let create_container = hooks::prepare(
+            Point::CreateContainer,
+            Point::CreateContainer.of(&config),
+            true,
+        )?;
+        let start_hooks = hooks::prepare(
+            Point::StartContainer,
+            Point::StartContainer.of(&config),
+            false,
+        )?;
+        let state_fd = if start_hooks.is_empty() {
+            None
+        } else {
+            Some(passed.above(hooks::state_memfd(b"")?)?)
+        };
+        Ok(CreateHooks {
+            config,
+            prestart,
+            create_runtime,
+            create_container,
+            start: hooks::StartHooks {
+                hooks: start_hooks,
+                state_fd,
+            },
+        })
+    }
+
+    /// prestart and createRuntime, in the runtime's namespaces, and the state the
+    /// child's startContainer hooks will read.
+    fn run_before_go(
+        &self,
+        record: &Record,
+        dir: &Path,
+        start_state: Option<&OwnedFd>,
+    ) -> Result<()> {
+        // Only with hooks: the state names the owner, a passwd lookup through NSS.
+        let state = if self.prestart.is_empty() && self.create_runtime.is_empty() {
+            Vec::new()
+        } else {
+            hook_state(record, dir, Some(Status::Creating))
+        };
+        hooks::run_all(hooks::Point::Prestart, &self.prestart, &state, &[])?;
+        hooks::run_all(
+            hooks::Point::CreateRuntime,
+            &self.create_runtime,
+            &state,
+            &[],
+        )?;
+        if let Some(fd) = start_state {
+            let state = container_hook_state(record, dir, Status::Created);
+            hooks::write_state(fd, &state)?;
+        }
+        Ok(())
+    }
+
+    /// createContainer, in the container's namespaces once its rootfs is in place.
+    fn run_create_container(&self, record: &Record, dir: &Path, pid: i32) -> Result<()> {
+        if self.create_container.is_empty() {
+            return Ok(());
+        }
+        let joins = container_namespaces(pid)?;
+        let state = container_hook_state(record, dir, Status::Creating);
+        hooks::run_all(
+            hooks::Point::CreateContainer,
+            &self.create_container,
+            &state,
+            &joins,
+        )
+    }
 }
 
 /// Computes the live status from the record and the process.
@@ -1416,197 +1489,12 @@ fn rootfs_request(
     })
 }
 
-fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
-}
-
-/// Creates the child through the namespace plugin, with every signal blocked around the
-/// clone so the child starts with none delivered until it has reset their handlers.
-fn spawn(
-    plugin: NamespaceBackend,
-    clone_flags: u64,
-    joins: &[(i32, File)],
-    clone_target: Option<&OwnedFd>,
-    ctx: &ChildContext,
-) -> Result<(tong_abi::SpawnResult, Option<OwnedFd>)> {
-    let joins: Vec<NamespaceJoin> = joins
-        .iter()
-        .map(|(nstype, f)| NamespaceJoin {
-            fd: f.as_raw_fd(),
-            nstype: *nstype,
-        })
-        .collect();
-    let req = SpawnRequest {
-        struct_size: std::mem::size_of::<SpawnRequest>(),
-        clone_flags,
-        join: joins.as_ptr(),
-        join_len: joins.len(),
-        cgroup_fd: clone_target.map_or(-1, AsRawFd::as_raw_fd),
-        child_main: child::child_main,
-        child_arg: std::ptr::from_ref(ctx).cast_mut().cast(),
-        child_fail: child::child_fail,
-    };
-    let mask = child::block_all_signals();
-    let spawned = plugin.spawn(&req);
-    child::restore_signal_mask(&mask);
-    let spawned = spawned?;
-    // SAFETY: on success the plugin hands us ownership of the pidfd (or -1).
-    let pidfd = (spawned.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(spawned.pidfd) });
-    Ok((spawned, pidfd))
-}
-
-/// Namespace files of a running container that differ from ours, user namespace first:
-/// what an exec'd process must join.
-fn container_namespaces(pid: i32) -> Result<Vec<(i32, File)>> {
-    use std::os::unix::fs::MetadataExt;
-    const KINDS: [(&str, i32); 8] = [
-        ("user", libc::CLONE_NEWUSER),
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("pid", libc::CLONE_NEWPID),
-        ("cgroup", libc::CLONE_NEWCGROUP),
-        ("time", 0x80),
-        ("mnt", libc::CLONE_NEWNS),
-    ];
-    let mut out = Vec::new();
-    for (name, flag) in KINDS {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let (Ok(a), Ok(b)) = (
-            std::fs::metadata(&theirs),
-            std::fs::metadata(format!("/proc/self/ns/{name}")),
-        ) else {
-            continue;
-        };
-        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&theirs)
-                .context(|| format!("cannot open {theirs}"))?;
-            out.push((flag, file));
-        }
-    }
-    Ok(out)
-}
-
-/// Checks an OCI process as `exec` and `create` would before any clone (the fuzz
-/// targets use it): everything the child needs must be buildable.
-pub fn check_process(process: &Process) -> Result<()> {
-    let fds = ChildFds {
-        close_first: Vec::new(),
-        sync_fd: -1,
-        report_fd: -1,
-        fifo_fd: -1,
-        stdio: [-1; 3],
-        console_socket: -1,
-        exec_stub: -1,
-    };
-    process_context(process, fds).map(drop)
-}
-
-/// The descriptors a child uses or must close.
-struct ChildFds {
-    close_first: Vec<RawFd>,
-    sync_fd: RawFd,
-    report_fd: RawFd,
-    fifo_fd: RawFd,
-    stdio: [RawFd; 3],
-    console_socket: RawFd,
-    /// The exec stub's sealed memfd (see exec_stub.rs).
-    exec_stub: RawFd,
-}
-
-/// Close-on-exec copies of the descriptors a container's process gets as 3, 4, ...:
-/// the caller's own 3 up to 3 + `inherited` (LISTEN_FDS, --preserve-fds), then
-/// `extra_fds`. Sources and targets may overlap (the caller's 4 meant as 3 and its 3 as
-/// 4), so every copy sits at or above 3 + their count: the child then dup2s copy i onto
-/// 3 + i, from the first to the last, and never overwrites a copy it has yet to move.
-/// Copying in the parent also checks each source once, with a clear error, and keeps a
-/// descriptor another thread of the caller closes meanwhile.
-struct PassedFds {
-    copies: Vec<OwnedFd>,
-}
-
-impl PassedFds {
-    fn copy(inherited: u32, extra: &[RawFd]) -> Result<PassedFds> {
-        if extra.len() > MAX_EXTRA_FDS {
-            return Err(Error::invalid(format!(
-                "extra_fds names {} descriptors; at most {MAX_EXTRA_FDS} can be passed on",
-                extra.len()
-            )));
-        }
-        let count = inherited as usize + extra.len();
-        let floor = RawFd::try_from(3 + count)
-            .map_err(|_| Error::invalid(format!("{count} descriptors to pass on")))?;
-        let inherited = (0..inherited as RawFd).map(|i| (3 + i, None));
-        let extra = extra.iter().enumerate().map(|(i, &fd)| (fd, Some(i)));
-        let mut copies = Vec::new();
-        for (target, (fd, index)) in (3..).zip(inherited.chain(extra)) {
-            let name = match index {
-                Some(i) => format!("extra_fds[{i}] ({fd}, to be descriptor {target})"),
-                None => format!("descriptor {fd} (LISTEN_FDS, --preserve-fds)"),
-            };
-            if fd < 0 {
-                return Err(Error::invalid(format!("{name} is negative")));
-            }
-            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; it only reads `fd`.
-            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-            if copy < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EBADF) {
-                    return Err(Error::invalid(format!("{name} is not an open descriptor")));
-                }
-                return Err(Error::os(
-                    format!("cannot copy {name} to {floor} or above (RLIMIT_NOFILE?)"),
-                    e,
-                ));
-            }
-            // SAFETY: a new descriptor of ours.
-            copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
-        }
-        Ok(PassedFds { copies })
-    }
-
-    /// The copies for the child, in target order.
-    fn raw(&self) -> Vec<RawFd> {
-        self.copies.iter().map(AsRawFd::as_raw_fd).collect()
-    }
-
-    /// `fd`, moved at or above the targets when it is among them: the child still uses
-    /// it after the passed descriptors are in place.
-    fn above(&self, fd: OwnedFd) -> Result<OwnedFd> {
-        let floor = 3 + self.copies.len() as RawFd;
-        if fd.as_raw_fd() >= floor {
-            return Ok(fd);
-        }
-        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; `fd` then closes.
-        let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-        if copy < 0 {
-            return Err(Error::os(
-                format!(
-                    "cannot move descriptor {} to {floor} or above",
-                    fd.as_raw_fd()
-                ),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: a new descriptor of ours.
-        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-    }
-}
-
 /// Whether a backend's state says it made nothing teardown would undo (pivot and
 /// chroot's rootfs, net-none): `{}` (or empty, which means the same). Its record write
 /// waits for the next one, so a crash before that finds no state and skips the backend,
 /// which is then right.
 fn nothing_to_undo(state: &[u8]) -> bool {
     matches!(state.trim_ascii(), b"" | b"{}")
-}
-
-/// The console's descriptors when the process wants a terminal.
-fn console_for(process: &Process, console: &Console, foreground: bool) -> Result<ConsoleEnds> {
-    terminal::console_ends(process.terminal().unwrap_or(false), console, foreground)
 }
 
 /// The state JSON given to hooks on stdin; `status` overrides the computed one.
@@ -1651,153 +1539,6 @@ fn pid_in_container(pid: i32) -> i32 {
         .unwrap_or(pid)
 }
 
-/// Builds everything the child needs to become `process`, so that it allocates nothing.
-/// Hostname and rootfs are left to the caller (a new container sets them, exec does not).
-fn process_context(process: &Process, fds: ChildFds) -> Result<ChildContext> {
-    let args: Vec<String> = process.args().clone().unwrap_or_default();
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
-    let program = args.first().cloned().unwrap_or_default();
-    if program.is_empty() {
-        return Err(Error::invalid("process.args is empty"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::invalid(format!(
-            "process.cwd {} is not an absolute path",
-            process.cwd().display()
-        )));
-    }
-    // Named by their own field, before PATH candidates are made from args[0].
-    for (what, items) in [("process.args", &args), ("process.env", &env)] {
-        if items.iter().any(|a| a.contains('\0')) {
-            return Err(Error::invalid(format!("{what} contains a NUL byte")));
-        }
-    }
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    let exec_candidates = if program.contains('/') {
-        vec![cstring("process.args[0]", program.clone())?]
-    } else {
-        path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstring("PATH", format!("{}/{program}", d.trim_end_matches('/'))))
-            .collect::<Result<_>>()?
-    };
-    let user = process.user();
-    let strings = |what: &str, items: &[String]| -> Result<CStrings> {
-        Ok(CStrings::new(
-            items
-                .iter()
-                .map(|a| cstring(what, a.as_bytes()))
-                .collect::<Result<_>>()?,
-        ))
-    };
-    let argv = strings("process.args", &args)?;
-    let stub_args = exec_stub::StubArgs::new(
-        fds.exec_stub,
-        fds.report_fd,
-        &exec_candidates,
-        argv.pointers(),
-    );
-    Ok(ChildContext {
-        close_first: fds.close_first,
-        sync_fd: fds.sync_fd,
-        report_fd: fds.report_fd,
-        fifo_fd: fds.fifo_fd,
-        stdio: fds.stdio,
-        hostname: None,
-        domainname: None,
-        rootfs: None,
-        uid: user.uid(),
-        gid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
-        set_groups: true,
-        umask: user.umask(),
-        cwd: cstring("process.cwd", process.cwd().as_os_str().as_bytes())?,
-        no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        argv,
-        envp: strings("process.env", &env)?,
-        exec_candidates,
-        program: cstring("process.args[0]", program)?,
-        exec_stub: fds.exec_stub,
-        stub_args,
-        dumpable_until_go: false,
-        pass_fds: Vec::new(),
-        console_socket: fds.console_socket,
-        init: false,
-        start_hooks: hooks::StartHooks::default(),
-        security: ChildSecurity::default(),
-        user_namespace_root: false,
-        unshare_cgroup: false,
-    })
-}
-
-/// The hostname or domainname to set, refused without a uts namespace.
-fn uts_name(
-    what: &str,
-    value: Option<&String>,
-    namespaces: &NamespacePlan,
-) -> Result<Option<CString>> {
-    match value {
-        Some(v) if namespaces.has(libc::CLONE_NEWUTS) => Ok(Some(cstring(what, v.as_bytes())?)),
-        Some(_) => Err(Error::invalid(format!(
-            "{what} is set but the config has no uts namespace"
-        ))),
-        None => Ok(None),
-    }
-}
-
-fn open_joins(ns: &NamespacePlan) -> Result<Vec<(i32, File)>> {
-    ns.join
-        .iter()
-        .map(|(nstype, path)| {
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(path)
-                .map_err(|e| {
-                    Error::invalid(format!("cannot open namespace {}: {e}", path.display()))
-                })?;
-            Ok((*nstype, file))
-        })
-        .collect()
-}
-
-/// The process with LISTEN_FDS and LISTEN_PID=1 set for the socket-activation
-/// descriptors passed on (replacing any it had).
-fn with_listen_fds(process: &Process, count: u32) -> Process {
-    let mut process = process.clone();
-    let mut env: Vec<String> = process
-        .env()
-        .iter()
-        .flatten()
-        .filter(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="))
-        .cloned()
-        .collect();
-    env.push(format!("LISTEN_FDS={count}"));
-    env.push("LISTEN_PID=1".to_string());
-    process.set_env(Some(env));
-    process
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "pipe2".to_string())
-}
-
-fn make_fifo(path: &Path) -> Result<File> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .context(|| format!("mkfifo {}", path.display()))?;
-    // Read-write so the open never blocks; the child keeps it and blocks on read.
-    File::options()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .context(|| format!("open {}", path.display()))
-}
-
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tong-tmp");
     std::fs::write(&tmp, pid.to_string())
@@ -1805,87 +1546,72 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
 }
 
-enum Report {
-    Ready,
-    Failed(Box<ChildError>),
-    Closed,
-}
+#[cfg(test)]
+mod tests {
+    //! The lifecycle's status rules without root: this test process plays a live
+    //! container process, a reaped child a dead one.
 
-/// After a failed step of create: the child's own report when it died first, else `err`.
-fn child_error_or(err: Error, pid: i32, start: u64, report: &File) -> Error {
-    if state::is_alive(pid, start) {
-        return err;
-    }
-    // It is dead, so its end of the pipe is closed and this read cannot block.
-    match read_report(report) {
-        Ok(Report::Failed(e)) => Error::Container(e.describe()),
-        Ok(Report::Closed) => Error::Container(format!(
-            "the container process {}during setup",
-            how_it_ended(pid)
-        )),
-        _ => err,
-    }
-}
+    use super::*;
 
-/// "was killed by SIGKILL " or "exited with status 1 " for a child of ours that closed
-/// its report pipe without a word; empty when it is not our child.
-fn how_it_ended(pid: i32) -> String {
-    let mut status = 0;
-    // SAFETY: waitpid on the container's init, which no longer talks to us (it closed
-    // the report pipe: it is exiting); ECHILD when it is not our child.
-    if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
-        return "exited ".into();
-    }
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
-        format!("was killed by {name} ")
-    } else {
-        format!("exited with status {} ", libc::WEXITSTATUS(status))
-    }
-}
-
-/// Reads the child's next report: READY, a ChildError, or EOF.
-fn read_report(mut file: &File) -> Result<Report> {
-    let mut buf = [0u8; std::mem::size_of::<ChildError>()];
-    let mut got = 0;
-    loop {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n;
-                if got == 1 && buf[0] == child::READY {
-                    return Ok(Report::Ready);
-                }
-                if got == buf.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::os("reading the container's report", e)),
+    fn record(phase: Phase, pid: i32, pid_start: u64, paused: bool) -> Record {
+        Record {
+            oci_version: "1.0.2".into(),
+            id: "t".into(),
+            bundle: PathBuf::from("/b"),
+            rootfs: PathBuf::from("/b/rootfs"),
+            created: String::new(),
+            annotations: BTreeMap::new(),
+            phase,
+            pid,
+            pid_start,
+            paused,
+            owner: 0,
+            backends: BTreeMap::new(),
+            hooks: None,
         }
     }
-    match got {
-        0 => Ok(Report::Closed),
-        _ => ChildError::from_bytes(&buf[..got])
-            .map(|e| Report::Failed(Box::new(e)))
-            .ok_or_else(|| {
-                Error::Container(format!(
-                    "the container process sent a malformed report ({got} bytes)"
-                ))
-            }),
+
+    #[test]
+    fn status_follows_the_record_and_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let start = state::process_start_time(me).unwrap();
+        let live = |phase, paused| status_of(&record(phase, me, start, paused), dir.path());
+        assert_eq!(live(Phase::Creating, false), Status::Creating);
+        // Created only while the exec fifo is there (start removes it).
+        assert_eq!(live(Phase::Created, false), Status::Running);
+        std::fs::write(dir.path().join(state::FIFO_FILE), b"").unwrap();
+        assert_eq!(live(Phase::Created, false), Status::Created);
+        assert_eq!(live(Phase::Running, false), Status::Running);
+        assert_eq!(live(Phase::Running, true), Status::Paused);
+        // Our pid with another start time is a recycled pid: not the container.
+        let recycled = record(Phase::Running, me, start + 1, false);
+        assert_eq!(status_of(&recycled, dir.path()), Status::Stopped);
+        // A process that exited (and was reaped) is stopped, whatever the record says.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert_eq!(
+            status_of(&record(Phase::Running, pid, 1, false), dir.path()),
+            Status::Stopped
+        );
+        assert_eq!(
+            status_of(&record(Phase::Creating, 0, 0, false), dir.path()),
+            Status::Stopped
+        );
     }
-}
 
-/// `write_all` that names the failure.
-trait WriteAllBytes {
-    fn write_all_bytes(self, data: &[u8]) -> Result<()>;
-}
-
-impl WriteAllBytes for &File {
-    fn write_all_bytes(mut self, data: &[u8]) -> Result<()> {
-        use std::io::Write;
-        self.write_all(data)
-            .context(|| "cannot reach the container process".to_string())
+    #[test]
+    fn plugin_state_is_checked_before_it_is_recorded() {
+        assert_eq!(
+            plugin_state(PluginKind::Cgroup, "v1", b"").unwrap(),
+            serde_json::json!({})
+        );
+        let err = plugin_state(PluginKind::Cgroup, "v1", b"null").unwrap_err();
+        assert!(err.to_string().contains("returned null"), "{err}");
+        let deep = "[".repeat(MAX_STATE_DEPTH + 1) + &"]".repeat(MAX_STATE_DEPTH + 1);
+        let err = plugin_state(PluginKind::Rootfs, "x", deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        assert!(nothing_to_undo(b" {} ") && nothing_to_undo(b"") && !nothing_to_undo(b"{\"a\":1}"));
     }
 }

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceType, Spec};
 
-use crate::config::NamespacePlan;
 use crate::error::{Error, Result};
+use crate::namespaces::NamespacePlan;
 
 /// The kernel's limit on lines in an id map (since Linux 4.15).
 const MAX_MAP_LINES: usize = 340;
@@ -33,7 +33,7 @@ fn mappings(spec: &Spec) -> (&[LinuxIdMapping], &[LinuxIdMapping]) {
 
 /// Says, on stderr, that the container runs without a cgroup and why.
 pub fn warn_no_cgroup(why: &crate::Error) {
-    crate::error::warn(format_args!(
+    crate::log::warn(format_args!(
         "running without root and without a cgroup: linux.resources limits, pause, ps and stats are not available ({why})"
     ));
 }

@@ -50,11 +50,11 @@ fn watchdog() -> Option<&'static Watchdog> {
         }));
         // Born with every signal blocked, so signals sent to tong (SIGTERM that `run`
         // forwards to the container, SIGINT) never land on this thread.
-        let mask = crate::child::block_all_signals();
+        let mask = crate::signals::block_all_signals();
         let spawned = std::thread::Builder::new()
             .name("tong-watchdog".into())
             .spawn(move || dog.watch());
-        crate::child::restore_signal_mask(&mask);
+        crate::signals::restore_signal_mask(&mask);
         spawned.ok()?;
         Some(dog)
     })

@@ -1,7 +1,7 @@
 //! Writes the two C headers with the pinned cbindgen: `include/tong.h` (libtong's C API)
-//! from `crates/tong-core/src/capi` with `cbindgen.toml`, and `include/tong_plugin.h`
-//! (the plugin ABI) from `crates/tong-abi` with `cbindgen-plugin.toml`. With `--check`,
-//! fails when a committed header differs from what would be generated.
+//! from `crates/tong-capi/src` with `cbindgen.toml`, and `include/tong_plugin.h` (the
+//! plugin ABI) from `crates/tong-abi` with `cbindgen-plugin.toml`. With `--check`, fails
+//! when a committed header differs from what would be generated.
 //!
 //! Usage: `cargo run -p tong-header [-- --check] [--root DIR]`
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The version macros come from this crate's version, which is the workspace's, which
-/// is tong-core's (checked below).
+/// is tong-capi's (checked below).
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
@@ -85,10 +85,10 @@ fn write_header(root: &Path, path: &Path, header: &str) -> Result<String, String
     Ok(format!("wrote {}", path.display()))
 }
 
-/// tong-core takes its version from the workspace, as this crate does: the macros then
+/// tong-capi takes its version from the workspace, as this crate does: the macros then
 /// match `tong_version()`.
 fn check_core_version(root: &Path) -> Result<(), String> {
-    let manifest = root.join("crates/tong-core/Cargo.toml");
+    let manifest = root.join("crates/tong-capi/Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
     if text.lines().any(|l| l.trim() == "version.workspace = true") {
@@ -151,7 +151,7 @@ fn generate(root: &Path) -> Result<String, String> {
     cbindgen(
         root,
         "cbindgen.toml",
-        "crates/tong-core/src/capi/mod.rs",
+        "crates/tong-capi/src/lib.rs",
         &after_include,
     )
 }

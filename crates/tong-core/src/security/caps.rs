@@ -86,7 +86,7 @@ pub fn plan(
     };
     let skipped = plan.drop_unraisable_ambient();
     if skipped != 0 {
-        crate::error::warn(format_args!(
+        crate::log::warn(format_args!(
             "process.capabilities.ambient: {} not raised: an ambient capability must also be in the permitted and inheritable sets",
             names(skipped)
         ));

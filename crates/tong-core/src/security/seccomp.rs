@@ -243,7 +243,7 @@ pub fn compile(profile: &LinuxSeccomp, ignore_unknown_syscalls: bool) -> Result<
         for name in rule.names() {
             let Ok(syscall) = ScmpSyscall::from_name(name) else {
                 if ignore_unknown_syscalls || NEWER_SYSCALLS.contains(&name.as_str()) {
-                    crate::error::warn(format_args!(
+                    crate::log::warn(format_args!(
                         "{field}.names: skipping system call {name:?}, unknown to libseccomp"
                     ));
                     continue;

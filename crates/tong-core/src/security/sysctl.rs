@@ -10,8 +10,8 @@ use std::ffi::CString;
 use tong_abi::ChildError;
 
 use super::invalid;
-use crate::config::NamespacePlan;
 use crate::error::Result;
+use crate::namespaces::NamespacePlan;
 
 /// One sysctl to write, as C strings for the child.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tong_abi::PluginKind;
 
@@ -14,20 +14,15 @@ use super::options::{
 };
 use super::strings::{check_out, into_c_string, opt_str, req_str};
 use super::{TONG_DELETE_FORCE, TONG_KILL_ALL};
-use crate::plugins::PluginHost;
-use crate::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
-use crate::terminal::Console;
+use engine::log::{Level, Log};
+use engine::plugins::PluginHost;
+use engine::runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
+use engine::Console;
 
-/// Creates in one process are serialized: a container process inherits every descriptor
-/// open in the caller at the moment of its clone (until it execs), including another
-/// container's state lock and pipes; one create at a time keeps those inheritances
-/// acyclic, so a lock held by a waiting container process never deadlocks two threads.
-static CREATE_LOCK: Mutex<()> = Mutex::new(());
-
-/// The log sink of a runtime.
+/// The caller's log callback: the engine's warnings and the outcome of every call.
 struct Logger {
     level: c_int,
-    sink: Option<unsafe extern "C" fn(*mut c_void, c_int, *const c_char)>,
+    sink: unsafe extern "C" fn(*mut c_void, c_int, *const c_char),
     user_data: *mut c_void,
 }
 
@@ -37,37 +32,42 @@ unsafe impl Send for Logger {}
 // SAFETY: as above; the logger itself is immutable.
 unsafe impl Sync for Logger {}
 
-impl Logger {
-    fn log(&self, level: tong_log_level, message: impl FnOnce() -> String) {
-        let Some(sink) = self.sink else { return };
-        if level == tong_log_level::TONG_LOG_OFF || level as c_int > self.level {
+impl Log for Logger {
+    fn log(&self, level: Level, message: &str) {
+        if level as c_int > self.level {
             return;
         }
-        let text = CString::new(message().replace('\0', "\\0")).unwrap_or_default();
+        let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
         // SAFETY: the caller's callback with its own user data and a message valid for
         // the call, as documented.
-        unsafe { sink(self.user_data, level as c_int, text.as_ptr()) };
+        unsafe { (self.sink)(self.user_data, level as c_int, text.as_ptr()) };
     }
 }
 
-pub(super) struct Shared {
-    pub(super) runtime: Runtime,
-    logger: Logger,
+pub(crate) struct Shared {
+    pub(crate) runtime: Runtime,
+    /// The caller's callback, if any (the engine's warnings go there too).
+    logger: Option<Arc<Logger>>,
 }
 
 impl Shared {
+    fn log(&self, level: Level, message: impl FnOnce() -> String) {
+        if let Some(logger) = &self.logger {
+            if level as c_int <= logger.level {
+                logger.log(level, &message());
+            }
+        }
+    }
+
     /// Logs the outcome of a call and converts the engine's error.
-    pub(super) fn outcome<T>(&self, what: &str, id: &str, r: crate::Result<T>) -> CResult<T> {
+    pub(crate) fn outcome<T>(&self, what: &str, id: &str, r: engine::Result<T>) -> CResult<T> {
         match r {
             Ok(v) => {
-                self.logger
-                    .log(tong_log_level::TONG_LOG_INFO, || format!("{what} {id}: ok"));
+                self.log(Level::Info, || format!("{what} {id}: ok"));
                 Ok(v)
             }
             Err(e) => {
-                self.logger.log(tong_log_level::TONG_LOG_ERROR, || {
-                    format!("{what} {id}: {e}")
-                });
+                self.log(Level::Error, || format!("{what} {id}: {e}"));
                 Err(e.into())
             }
         }
@@ -77,7 +77,7 @@ impl Shared {
 /// A runtime: a state root, a plugin search path and a log sink. Thread-safe: any number
 /// of threads may use one runtime at once. Free it with `tong_runtime_free`.
 pub struct tong_runtime {
-    pub(super) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// A container of a runtime, by id. Holds a reference to its runtime, so the runtime may
@@ -99,7 +99,7 @@ impl tong_container {
 ///
 /// # Safety
 /// `ptr` is NULL or a live handle of this library.
-pub(super) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> CResult<&'a T> {
+pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> CResult<&'a T> {
     // SAFETY: per the caller's contract.
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(what))
 }
@@ -145,17 +145,23 @@ pub unsafe extern "C" fn tong_runtime_new(
                 o.log_level
             )));
         }
-        let shared = Shared {
-            runtime: Runtime::new(root, plugins),
-            logger: Logger {
-                level: o.log_level,
-                sink: o.log_fn,
-                user_data: o.log_user_data,
-            },
+        // Without a callback (or with TONG_LOG_OFF) warnings stay on stderr.
+        let logger = match o.log_fn {
+            Some(sink) if o.log_level > tong_log_level::TONG_LOG_OFF as c_int => {
+                Some(Arc::new(Logger {
+                    level: o.log_level,
+                    sink,
+                    user_data: o.log_user_data,
+                }))
+            }
+            _ => None,
         };
-        shared.logger.log(tong_log_level::TONG_LOG_DEBUG, || {
-            format!("runtime: root {root}")
-        });
+        let mut runtime = Runtime::new(root, plugins);
+        if let Some(logger) = &logger {
+            runtime = runtime.with_log(Arc::clone(logger) as Arc<dyn Log>);
+        }
+        let shared = Shared { runtime, logger };
+        shared.log(Level::Debug, || format!("runtime: root {root}"));
         let rt = Box::new(tong_runtime {
             shared: Arc::new(shared),
         });
@@ -220,16 +226,6 @@ unsafe fn create_options(opts: *const tong_create_options) -> CResult<CreateOpti
     })
 }
 
-fn create_locked(
-    shared: &Shared,
-    id: &str,
-    bundle: &Path,
-    opts: &CreateOptions,
-) -> crate::Result<()> {
-    let _one_at_a_time = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-    shared.runtime.create(id, bundle, opts)
-}
-
 /// Creates the container `id` from the OCI bundle directory `bundle` (its config.json
 /// and rootfs). The container's process is set up and waits for `tong_container_start`.
 /// `opts` may be NULL. On success `*out` receives a handle to free with
@@ -260,13 +256,13 @@ pub unsafe extern "C" fn tong_container_create(
         // SAFETY: as above.
         let opts = unsafe { create_options(opts) }?;
         let shared = &rt.shared;
-        shared.logger.log(tong_log_level::TONG_LOG_DEBUG, || {
+        shared.log(Level::Debug, || {
             format!("create {id}: bundle {bundle}, {opts:?}")
         });
         shared.outcome(
             "create",
             id,
-            create_locked(shared, id, Path::new(bundle), &opts),
+            shared.runtime.create(id, Path::new(bundle), &opts),
         )?;
         let c = Box::new(tong_container {
             shared: Arc::clone(shared),
@@ -346,9 +342,7 @@ fn with_container(
     guard(name, err, || {
         // SAFETY: every caller documents `c` as NULL or a live handle.
         let c = unsafe { handle(c, "container") }?;
-        c.shared.logger.log(tong_log_level::TONG_LOG_DEBUG, || {
-            format!("{name} {}", c.id())
-        });
+        c.shared.log(Level::Debug, || format!("{name} {}", c.id()));
         f(c)
     })
 }
@@ -487,7 +481,7 @@ pub unsafe extern "C" fn tong_container_resume(
 }
 
 /// Writes a JSON document to `*out` (a string the caller frees with `tong_string_free`).
-pub(super) fn write_json(out: *mut *mut c_char, value: &impl serde::Serialize) -> CResult<()> {
+pub(crate) fn write_json(out: *mut *mut c_char, value: &impl serde::Serialize) -> CResult<()> {
     let text = serde_json::to_string(value).map_err(|e| Failure {
         code: tong_error_code::TONG_ERR_INTERNAL,
         message: format!("cannot encode JSON: {e}"),
@@ -708,18 +702,16 @@ pub unsafe extern "C" fn tong_container_run(
         // SAFETY: as above.
         let opts = unsafe { create_options(opts) }?;
         let shared = &rt.shared;
-        shared.outcome(
-            "create",
+        shared.log(Level::Debug, || {
+            format!("run {id}: bundle {bundle}, {opts:?}")
+        });
+        let code = shared.outcome(
+            "run",
             id,
-            create_locked(shared, id, Path::new(bundle), &opts),
+            shared
+                .runtime
+                .run(id, Path::new(bundle), &opts, false, false),
         )?;
-        let waited = shared
-            .runtime
-            .start(id)
-            .and_then(|()| shared.runtime.wait(id));
-        let deleted = shared.runtime.delete(id, true);
-        let code = shared.outcome("run", id, waited)?;
-        shared.outcome("delete", id, deleted)?;
         if !exit_code.is_null() {
             // SAFETY: non-NULL and writable per the contract; written only on success.
             unsafe { exit_code.write(code) };
@@ -742,6 +734,58 @@ pub unsafe extern "C" fn tong_features(
 ) -> tong_error_code {
     guard("tong_features", err, || {
         check_out(json_out, "json_out")?;
-        write_json(json_out, &crate::features::features())
+        write_json(json_out, &engine::features::features())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    static SEEN: StdMutex<Vec<(c_int, String)>> = StdMutex::new(Vec::new());
+
+    unsafe extern "C" fn collect(_data: *mut c_void, level: c_int, message: *const c_char) {
+        // SAFETY: the library passes a NUL-terminated message valid for the call.
+        let text = unsafe { std::ffi::CStr::from_ptr(message) };
+        SEEN.lock()
+            .unwrap()
+            .push((level, text.to_string_lossy().into_owned()));
+    }
+
+    /// The engine's log reaches the C callback up to the caller's level, NUL bytes
+    /// escaped; with no callback the runtime keeps the engine's default (stderr).
+    #[test]
+    fn engine_messages_reach_the_callback_up_to_its_level() {
+        let root = std::env::temp_dir().join("tong-capi-log-test");
+        let root = CString::new(root.to_str().unwrap()).unwrap();
+        let opts = tong_runtime_options {
+            root: root.as_ptr(),
+            log_level: tong_log_level::TONG_LOG_WARN as c_int,
+            log_fn: Some(collect),
+            ..tong_runtime_options::default()
+        };
+        let mut rt = std::ptr::null_mut();
+        // SAFETY: valid options and out pointer.
+        let code = unsafe { tong_runtime_new(&opts, &mut rt, std::ptr::null_mut()) };
+        assert_eq!(code, tong_error_code::TONG_OK);
+        // SAFETY: the runtime just made.
+        let shared = Arc::clone(&unsafe { &*rt }.shared);
+        let logger = shared.logger.clone().unwrap();
+        logger.log(Level::Warn, "a\0b");
+        logger.log(Level::Info, "not at WARN");
+        shared.log(Level::Error, || "failed".into());
+        shared.log(Level::Debug, || {
+            unreachable!("not formatted above the level")
+        });
+        assert_eq!(
+            *SEEN.lock().unwrap(),
+            [
+                (Level::Warn as c_int, "a\\0b".to_string()),
+                (Level::Error as c_int, "failed".to_string())
+            ]
+        );
+        // SAFETY: made above, freed once.
+        unsafe { tong_runtime_free(rt) };
+    }
 }

@@ -24,6 +24,15 @@ pub enum tong_log_level {
     TONG_LOG_DEBUG = 4,
 }
 
+// The C levels are the engine's (`engine::log::Level`): a renumbering fails the build.
+const _: () = {
+    use engine::log::Level;
+    assert!(tong_log_level::TONG_LOG_ERROR as i32 == Level::Error as i32);
+    assert!(tong_log_level::TONG_LOG_WARN as i32 == Level::Warn as i32);
+    assert!(tong_log_level::TONG_LOG_INFO as i32 == Level::Info as i32);
+    assert!(tong_log_level::TONG_LOG_DEBUG as i32 == Level::Debug as i32);
+};
+
 /// A log sink: called on the thread making the call, with a message valid for the
 /// duration of the callback only. It must not call back into the library.
 pub type tong_log_fn =
@@ -187,10 +196,10 @@ pub(crate) unsafe fn read_fds(ptr: *const c_int, len: usize) -> CResult<Vec<c_in
             "extra_fds is NULL but extra_fds_len is {len}"
         )));
     }
-    if len > crate::runtime::MAX_EXTRA_FDS {
+    if len > engine::runtime::MAX_EXTRA_FDS {
         return Err(Failure::invalid(format!(
             "extra_fds_len is {len}; at most {} descriptors can be passed on",
-            crate::runtime::MAX_EXTRA_FDS
+            engine::runtime::MAX_EXTRA_FDS
         )));
     }
     // SAFETY: the caller says `len` ints are readable at `ptr` (non-NULL, checked).

@@ -2,11 +2,11 @@
 
 use std::ffi::{c_char, CStr, CString};
 
-use crate::error::{Error, ErrorCode};
+use engine::error::Error;
 
-/// What the functions of the C ABI return. The numbers are part of the ABI (they are the
-/// engine's `tong::ErrorCode`) and never change; new codes may be added, so treat an
-/// unknown code like `TONG_ERR_INTERNAL`.
+/// What the functions of the C ABI return. The numbers are part of the ABI (defined here
+/// only; each engine error maps onto one) and never change; new codes may be added, so
+/// treat an unknown code like `TONG_ERR_INTERNAL`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum tong_error_code {
@@ -32,33 +32,17 @@ pub enum tong_error_code {
     TONG_ERR_INTERNAL = 9,
 }
 
-// The C codes are the engine's codes: a renumbering on either side fails the build.
-const _: () = {
-    assert!(tong_error_code::TONG_OK as i32 == ErrorCode::Ok as i32);
-    assert!(tong_error_code::TONG_ERR_INVALID_ARGUMENT as i32 == ErrorCode::InvalidArgument as i32);
-    assert!(tong_error_code::TONG_ERR_NOT_FOUND as i32 == ErrorCode::NotFound as i32);
-    assert!(tong_error_code::TONG_ERR_ALREADY_EXISTS as i32 == ErrorCode::AlreadyExists as i32);
-    assert!(tong_error_code::TONG_ERR_INVALID_STATE as i32 == ErrorCode::InvalidState as i32);
-    assert!(tong_error_code::TONG_ERR_PLUGIN as i32 == ErrorCode::Plugin as i32);
-    assert!(tong_error_code::TONG_ERR_OS as i32 == ErrorCode::Os as i32);
-    assert!(tong_error_code::TONG_ERR_CONTAINER as i32 == ErrorCode::Container as i32);
-    assert!(tong_error_code::TONG_ERR_PANIC as i32 == ErrorCode::Panic as i32);
-    assert!(tong_error_code::TONG_ERR_INTERNAL as i32 == ErrorCode::Internal as i32);
-};
-
-impl From<ErrorCode> for tong_error_code {
-    fn from(code: ErrorCode) -> Self {
-        match code {
-            ErrorCode::Ok => tong_error_code::TONG_OK,
-            ErrorCode::InvalidArgument => tong_error_code::TONG_ERR_INVALID_ARGUMENT,
-            ErrorCode::NotFound => tong_error_code::TONG_ERR_NOT_FOUND,
-            ErrorCode::AlreadyExists => tong_error_code::TONG_ERR_ALREADY_EXISTS,
-            ErrorCode::InvalidState => tong_error_code::TONG_ERR_INVALID_STATE,
-            ErrorCode::Plugin => tong_error_code::TONG_ERR_PLUGIN,
-            ErrorCode::Os => tong_error_code::TONG_ERR_OS,
-            ErrorCode::Container => tong_error_code::TONG_ERR_CONTAINER,
-            ErrorCode::Panic => tong_error_code::TONG_ERR_PANIC,
-            ErrorCode::Internal => tong_error_code::TONG_ERR_INTERNAL,
+impl From<&Error> for tong_error_code {
+    fn from(e: &Error) -> Self {
+        match e {
+            Error::InvalidArgument(_) => tong_error_code::TONG_ERR_INVALID_ARGUMENT,
+            Error::NotFound(_) => tong_error_code::TONG_ERR_NOT_FOUND,
+            Error::AlreadyExists(_) => tong_error_code::TONG_ERR_ALREADY_EXISTS,
+            Error::InvalidState(_) => tong_error_code::TONG_ERR_INVALID_STATE,
+            Error::Plugin(_) => tong_error_code::TONG_ERR_PLUGIN,
+            Error::Os { .. } => tong_error_code::TONG_ERR_OS,
+            Error::Container(_) => tong_error_code::TONG_ERR_CONTAINER,
+            Error::Internal(_) => tong_error_code::TONG_ERR_INTERNAL,
         }
     }
 }
@@ -103,7 +87,7 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         Failure {
-            code: e.code().into(),
+            code: (&e).into(),
             message: e.to_string(),
         }
     }
