@@ -344,6 +344,11 @@ fn features_and_spec_follow_runc() {
             .unwrap();
             assert_eq!(runc["linux"]["resources"]["devices"], deny_all);
         }
-        _ => println!("SKIP features_and_spec_follow_runc (runc part): runc spec did not run"),
+        _ => {
+            tong_testkit::skip(
+                "features_and_spec_follow_runc (runc part)",
+                "runc spec did not run",
+            );
+        }
     }
 }
