@@ -20,6 +20,7 @@
 //! ```
 
 use std::fmt::Display;
+use std::io::Write;
 use std::path::Path;
 
 /// The variable that turns every skip into a failure.
@@ -33,11 +34,16 @@ pub fn skips_fail() -> bool {
 /// Skips `test`: prints `SKIP <test>: <reason>` and returns false, or panics with the
 /// same text when skips fail ([`skips_fail`]). Meant as `if !cond { return skip(..) }`.
 pub fn skip(test: &str, reason: impl Display) -> bool {
+    skip_to(&mut std::io::stdout(), skips_fail(), test, reason)
+}
+
+/// [`skip`], writing to `out`; `required`: whether skips fail.
+fn skip_to(out: &mut dyn Write, required: bool, test: &str, reason: impl Display) -> bool {
     assert!(
-        !skips_fail(),
+        !required,
         "{test} cannot run: {reason} ({REQUIRE_VAR}=1 forbids skipping)"
     );
-    println!("SKIP {test}: {reason}");
+    let _ = writeln!(out, "SKIP {test}: {reason}");
     false
 }
 
@@ -59,7 +65,7 @@ pub fn is_root() -> bool {
 /// The first of `paths` that exists; otherwise [`skip`]s `test` naming the Debian
 /// `package` to install.
 pub fn require_tool(test: &str, paths: &[&'static str], package: &str) -> Option<&'static Path> {
-    let found = paths.iter().copied().map(Path::new).find(|p| p.exists());
+    let found = first_existing(paths);
     if found.is_none() {
         skip(
             test,
@@ -72,34 +78,38 @@ pub fn require_tool(test: &str, paths: &[&'static str], package: &str) -> Option
     found
 }
 
+fn first_existing(paths: &[&'static str]) -> Option<&'static Path> {
+    paths.iter().copied().map(Path::new).find(|p| p.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The variable is read on every call, so one process can check both behaviours;
-    /// the two cases run in one test because tests share the environment.
+    /// Written to a buffer: a SKIP line on stdout would count as a skip of the run.
     #[test]
-    fn a_skip_prints_or_fails_as_the_variable_says() {
-        let saved = std::env::var_os(REQUIRE_VAR);
-        std::env::remove_var(REQUIRE_VAR);
-        assert!(!skip("t", "reason"));
-        assert!(require("t", true, "unused"));
-        assert!(require_tool("t", &["/nonexistent/tool"], "pkg").is_none());
-        assert_eq!(
-            require_tool("t", &["/nonexistent/tool", "/"], "pkg"),
-            Some(Path::new("/"))
-        );
-        std::env::set_var(REQUIRE_VAR, "1");
-        let failed = std::panic::catch_unwind(|| skip("t", "no runc"));
+    fn a_skip_says_why_or_fails_when_required() {
+        let mut out = Vec::new();
+        assert!(!skip_to(&mut out, false, "t", "no runc"));
+        assert_eq!(String::from_utf8(out).unwrap(), "SKIP t: no runc\n");
+        let mut out = Vec::new();
+        let failed = std::panic::catch_unwind(move || skip_to(&mut out, true, "t", "no runc"));
         let message = failed.expect_err("a required run must not skip");
         let text = message.downcast_ref::<String>().unwrap();
-        assert!(text.contains("t cannot run: no runc"), "{text}");
-        assert!(std::panic::catch_unwind(|| require_tool("t", &["/nonexistent"], "p")).is_err());
-        // Nothing to skip: passes whatever the variable says.
+        assert!(
+            text.contains("t cannot run: no runc (TONG_REQUIRE_ROOT=1"),
+            "{text}"
+        );
+        // Nothing to skip: no output, whatever the variable says.
         assert!(require("t", true, "unused"));
-        match saved {
-            Some(v) => std::env::set_var(REQUIRE_VAR, v),
-            None => std::env::remove_var(REQUIRE_VAR),
-        }
+    }
+
+    #[test]
+    fn the_first_existing_tool_is_found() {
+        assert_eq!(first_existing(&["/nonexistent/tool"]), None);
+        assert_eq!(
+            first_existing(&["/nonexistent/tool", "/"]),
+            Some(Path::new("/"))
+        );
     }
 }
