@@ -14,13 +14,14 @@
 use std::ffi::c_int;
 use std::io::IoSliceMut;
 use std::io::Stdin;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::termios::{isatty, tcgetwinsize, tcsetwinsize};
 use tong_abi::ChildError;
 
@@ -109,25 +110,19 @@ pub(crate) fn console_ends(
 fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
     let mut name = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = loop {
-        match recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => {}
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        match recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(rustix::io::Errno::INTR) => {}
             other => break other,
         }
     }
     .map_err(|e| Error::os("receive the terminal's master", e))?;
     let mut master = None;
-    for cmsg in msg.cmsgs().into_iter().flatten() {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
             for fd in fds {
-                // SAFETY: the kernel just installed this descriptor for us.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                 master.get_or_insert(fd);
             }
         }
