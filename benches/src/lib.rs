@@ -28,13 +28,10 @@ const BASIC: c_int =
 
 /// True when running as root; otherwise prints SKIP for `bench`.
 pub fn require_root(bench: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        println!("SKIP: the {bench} bench creates namespaces and cgroups and needs root");
-        false
-    }
+    tong_testkit::require_root(
+        &format!("the {bench} bench"),
+        "creates namespaces and cgroups",
+    )
 }
 
 /// Where the plugin libraries are: the first entry of `$TONG_PLUGIN_PATH`, else the

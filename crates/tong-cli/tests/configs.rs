@@ -316,12 +316,15 @@ fn same_as_runc(fixture: &str) {
         return;
     }
     let Some(runc) = which("runc") else {
-        println!("SKIP {test}: runc is not installed");
+        tong_testkit::skip(test, "runc is not installed (apt-get install runc)");
         return;
     };
     let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
     if text.contains("@INIT@") && !Path::new(INIT).exists() {
-        println!("SKIP {test}: {INIT} is missing (apt-get install tini)");
+        tong_testkit::skip(
+            test,
+            format_args!("{INIT} is missing (apt-get install tini)"),
+        );
         return;
     }
     let label = test.replace('-', "");
@@ -509,7 +512,7 @@ fn same_as_runc_unprivileged(fixture: &str) {
         return;
     }
     let Some(runc) = which("runc") else {
-        println!("SKIP {test}: runc is not installed");
+        tong_testkit::skip(&test, "runc is not installed (apt-get install runc)");
         return;
     };
     const USER: u32 = 65534;

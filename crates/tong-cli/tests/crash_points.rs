@@ -3,7 +3,8 @@
 //! `delete --force` and a fresh create of the same id must succeed and the host must
 //! hold nothing of the container: no state directory, cgroup, mount or process.
 //!
-//! The fault points exist only in builds with the `fault-injection` feature:
+//! The fault points exist only in builds with the `fault-injection` feature, and this
+//! test is built only with it (`required-features`):
 //! `tini -s -- cargo test -p tong-cli --features fault-injection --test crash_points`.
 
 mod common;
@@ -32,16 +33,6 @@ fn create_args<'a>(bundle: &'a Bundle, id: &'a str) -> Vec<&'a str> {
     }
     args.extend(["--bundle", bundle.path().to_str().unwrap(), id]);
     args
-}
-
-fn enabled_or_skip(test: &str) -> bool {
-    if !cfg!(feature = "fault-injection") {
-        println!(
-            "SKIP {test}: needs the fault points: cargo test -p tong-cli --features fault-injection --test crash_points"
-        );
-        return false;
-    }
-    root_or_skip(test)
 }
 
 /// `delete --force` succeeds and nothing of the container remains; then the same id
@@ -122,7 +113,7 @@ fn command_args<'a>(command: &str, bundle: &'a Bundle, id: &'a str) -> Vec<&'a s
 
 #[test]
 fn kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force() {
-    if !enabled_or_skip("kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force") {
+    if !root_or_skip("kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force") {
         return;
     }
     let tong = Tong::new();
@@ -139,7 +130,7 @@ fn kill_9_of_tong_at_every_step_leaves_nothing_after_delete_force() {
 
 #[test]
 fn the_init_dying_at_every_step_leaves_nothing_after_delete_force() {
-    if !enabled_or_skip("the_init_dying_at_every_step_leaves_nothing_after_delete_force") {
+    if !root_or_skip("the_init_dying_at_every_step_leaves_nothing_after_delete_force") {
         return;
     }
     let tong = Tong::new();

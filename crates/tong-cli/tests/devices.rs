@@ -189,7 +189,10 @@ fn devices_are_denied_by_default_on_cgroup_v1() {
         return;
     }
     if !std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
-        println!("SKIP devices_are_denied_by_default_on_cgroup_v1: no v1 devices hierarchy");
+        tong_testkit::skip(
+            "devices_are_denied_by_default_on_cgroup_v1",
+            "no v1 devices hierarchy",
+        );
         return;
     }
     let v1 = Backend {
@@ -205,7 +208,10 @@ fn devices_are_denied_by_default_on_cgroup_v2() {
         return;
     }
     let Some(unified) = unified() else {
-        println!("SKIP devices_are_denied_by_default_on_cgroup_v2: no cgroup2 mount");
+        tong_testkit::skip(
+            "devices_are_denied_by_default_on_cgroup_v2",
+            "no cgroup2 mount",
+        );
         return;
     };
     let v2 = Backend {
@@ -227,7 +233,10 @@ fn devices_are_denied_by_the_v1_backend_without_a_devices_hierarchy() {
         unified(),
         std::path::Path::new("/sys/fs/cgroup/devices").is_dir(),
     ) else {
-        println!("SKIP {test}: needs a hybrid host (v1 devices hierarchy and cgroup2)");
+        tong_testkit::skip(
+            test,
+            "needs a hybrid host (v1 devices hierarchy and cgroup2)",
+        );
         return;
     };
     let v1 = Backend {

@@ -89,7 +89,10 @@ fn the_v2_backend_runs_containers_on_the_unified_hierarchy() {
                 && std::path::Path::new(p).join("cgroup.controllers").exists()
         });
     let Some(unified) = unified else {
-        println!("SKIP the_v2_backend_runs_containers_on_the_unified_hierarchy: no cgroup2 mount");
+        tong_testkit::skip(
+            "the_v2_backend_runs_containers_on_the_unified_hierarchy",
+            "no cgroup2 mount",
+        );
         return;
     };
     let tong = Tong::new();
@@ -117,14 +120,7 @@ fn the_v2_backend_runs_containers_on_the_unified_hierarchy() {
 
 /// runc, to compare with; `None` (saying why `test` skips) where it is not installed.
 fn runc_or_skip(test: &str) -> Option<&'static Path> {
-    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists());
-    if runc.is_none() {
-        println!("SKIP {test}: runc is not installed");
-    }
-    runc
+    tong_testkit::require_tool(test, &["/usr/sbin/runc", "/usr/bin/runc"], "runc")
 }
 
 /// A shell prologue for `unshare --mount --propagation private`: stacks a copy of `/` on
@@ -158,7 +154,7 @@ fn cgroup_mounts_hidden_under_a_stacked_root_are_not_taken() {
         return;
     };
     if !unified {
-        println!("SKIP {test}: no hybrid cgroup2 mount at /sys/fs/cgroup/unified");
+        tong_testkit::skip(test, "no hybrid cgroup2 mount at /sys/fs/cgroup/unified");
         return;
     }
     let mut cfg = config(&[
@@ -280,7 +276,7 @@ fn v1_resources_read_back_as_under_runc() {
         return;
     };
     if !Path::new("/sys/fs/cgroup/memory/memory.use_hierarchy").exists() {
-        println!("SKIP {test}: no cgroup v1 memory hierarchy");
+        tong_testkit::skip(test, "no cgroup v1 memory hierarchy");
         return;
     }
     let mut cfg = config(&["sleep", "30"]);
@@ -352,7 +348,7 @@ fn the_v2_backend_warns_about_each_field_cgroup2_lacks() {
                 .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
         })
     else {
-        println!("SKIP {test}: no cgroup2 mount offering hugetlb");
+        tong_testkit::skip(test, "no cgroup2 mount offering hugetlb");
         return;
     };
     let mut cfg = config(&["sleep", "30"]);
@@ -409,7 +405,7 @@ fn update_writes_kernel_tcp_and_realtime_on_v1() {
     let tcp = Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes");
     let rt = Path::new("/sys/fs/cgroup/cpu/cpu.rt_period_us");
     if !tcp.exists() || !rt.exists() {
-        println!("SKIP {test}: this kernel has no memory.kmem.tcp or cpu.rt files");
+        tong_testkit::skip(test, "this kernel has no memory.kmem.tcp or cpu.rt files");
         return;
     }
     let tong = Tong::new();

@@ -44,21 +44,16 @@ fn cni_plugin_dir(test: &str) -> Option<&'static str> {
             .all(|p| Path::new(d).join(p).exists())
     });
     if dir.is_none() {
-        println!(
-            "SKIP {test}: CNI plugins not installed (apt-get install containernetworking-plugins)"
+        tong_testkit::skip(
+            test,
+            "CNI plugins not installed (apt-get install containernetworking-plugins)",
         );
     }
     dir
 }
 
 fn nft_or_skip(test: &str) -> bool {
-    let found = ["/usr/sbin/nft", "/sbin/nft"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if !found {
-        println!("SKIP {test}: nft not installed (apt-get install nftables)");
-    }
-    found
+    tong_testkit::require_tool(test, &["/usr/sbin/nft", "/sbin/nft"], "nftables").is_some()
 }
 
 fn check(out: Output, what: &str) -> String {

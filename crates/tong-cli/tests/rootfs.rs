@@ -1060,10 +1060,7 @@ fn strip_counts(out: &str) -> String {
 /// The command line running `bundle` as `id` under runc (state in `runc_root`), or
 /// `None` (and a SKIP line) when runc is not installed.
 fn runc_command(test: &str, runc_root: &Path, bundle: &Bundle, id: &str) -> Option<String> {
-    if !Path::new("/usr/sbin/runc").exists() {
-        println!("SKIP {test}: runc is not installed (apt-get install runc)");
-        return None;
-    }
+    tong_testkit::require_tool(test, &["/usr/sbin/runc"], "runc")?;
     Some(format!(
         "/usr/sbin/runc --root {} run --bundle {} {id}",
         runc_root.display(),

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::{config, root_or_skip, unique_id, Bundle, Tong};
+use common::{config, root_or_skip, run_with_files, unique_id, Bundle, Tong};
 use serde_json::{json, Value};
 
 /// What a `tong run` printed, and whether it succeeded.
@@ -175,7 +175,7 @@ fn capability_masks_equal_runcs_for_runc_and_crun_default_specs() {
         return;
     }
     let Some(runc_spec) = peer_spec("runc") else {
-        println!("SKIP {test}: runc is not installed");
+        tong_testkit::skip(test, "runc is not installed (apt-get install runc)");
         return;
     };
     let mut cases = vec![("runc spec", runc_spec.clone())];
@@ -378,11 +378,54 @@ fn rlimits_and_oom_score_adj_are_visible_inside() {
     assert!(out.contains("oom=500"), "{out}");
 }
 
+/// [`refused`], with tong run by `setpriv` without CAP_SYS_RESOURCE (out of its bounding
+/// and inheritable sets, so root does not get it back at exec), whether or not this host
+/// gives root that capability.
+fn refused_without_sys_resource(cfg: &Value, expected: &str) {
+    let tong = Tong::new();
+    let bundle = Bundle::new(cfg);
+    let id = unique_id("bad");
+    let inner = tong.command(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--bounding-set",
+        "-sys_resource",
+        "--inh-caps",
+        "-sys_resource",
+        "--",
+    ])
+    .arg(inner.get_program())
+    .args(inner.get_args());
+    let out = run_with_files(&mut cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "tong without CAP_SYS_RESOURCE accepted it: {err}"
+    );
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
 #[test]
 fn a_hard_limit_above_tongs_own_is_refused_with_the_reason() {
-    if !root_or_skip("a_hard_limit_above_tongs_own_is_refused_with_the_reason") {
+    let test = "a_hard_limit_above_tongs_own_is_refused_with_the_reason";
+    if !root_or_skip(test)
+        || tong_testkit::require_tool(test, &["/usr/bin/setpriv"], "util-linux").is_none()
+    {
         return;
     }
+    // Refused whatever tong's capabilities: the kernel would refuse it too.
+    let mut cfg = config(&["true"]);
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2000, "hard": 1000}]);
+    refused(
+        &cfg,
+        "RLIMIT_NOFILE: soft limit 2000 is above hard limit 1000",
+    );
     let own = std::fs::read_to_string("/proc/self/limits").unwrap();
     let hard: u64 = own
         .lines()
@@ -392,21 +435,9 @@ fn a_hard_limit_above_tongs_own_is_refused_with_the_reason() {
         .unwrap();
     let mut cfg = config(&["true"]);
     cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]);
-    let caps = std::fs::read_to_string("/proc/self/status").unwrap();
-    let eff = u64::from_str_radix(status_field(&caps, "CapEff"), 16).unwrap();
-    if eff & (1 << 24) != 0 {
-        println!("SKIP hard-limit refusal: this host gives root CAP_SYS_RESOURCE");
-        return;
-    }
-    refused(
+    refused_without_sys_resource(
         &cfg,
         &format!("process.rlimits RLIMIT_NOFILE: hard limit {} is above the current hard limit {hard}, and raising a hard limit needs CAP_SYS_RESOURCE", hard + 1),
-    );
-    let mut cfg = config(&["true"]);
-    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2000, "hard": 1000}]);
-    refused(
-        &cfg,
-        "RLIMIT_NOFILE: soft limit 2000 is above hard limit 1000",
     );
     // Lowering oom_score_adj below tong's own needs CAP_SYS_RESOURCE too: found when
     // written, after the container process exists, and undone.
@@ -415,12 +446,14 @@ fn a_hard_limit_above_tongs_own_is_refused_with_the_reason() {
         .trim()
         .parse()
         .unwrap();
-    if own > -1000 {
-        let mut cfg = config(&["true"]);
-        cfg["process"]["oomScoreAdj"] = json!(-1000);
-        refused(&cfg, "process.oomScoreAdj: cannot write -1000 to /proc/");
-        refused(&cfg, "needs CAP_SYS_RESOURCE, which tong does not have");
-    }
+    assert!(
+        own > -1000,
+        "the test runs with oom_score_adj {own}: nothing to lower"
+    );
+    let mut cfg = config(&["true"]);
+    cfg["process"]["oomScoreAdj"] = json!(-1000);
+    refused_without_sys_resource(&cfg, "process.oomScoreAdj: cannot write -1000 to /proc/");
+    refused_without_sys_resource(&cfg, "needs CAP_SYS_RESOURCE, which tong does not have");
 }
 
 #[test]
@@ -903,8 +936,13 @@ fn a_non_root_user_runs_a_user_namespace_container_without_cgroups() {
     if !root_or_skip("a_non_root_user_runs_a_user_namespace_container_without_cgroups") {
         return;
     }
-    if !Path::new("/usr/bin/setpriv").exists() {
-        println!("SKIP rootless: setpriv (util-linux) is missing");
+    if tong_testkit::require_tool(
+        "a_non_root_user_runs_a_user_namespace_container_without_cgroups",
+        &["/usr/bin/setpriv"],
+        "util-linux",
+    )
+    .is_none()
+    {
         return;
     }
     let user = ROOTLESS_UID;
@@ -983,8 +1021,13 @@ fn a_non_root_user_gets_a_network_namespace_with_loopback_up() {
     if !root_or_skip("a_non_root_user_gets_a_network_namespace_with_loopback_up") {
         return;
     }
-    if !Path::new("/usr/bin/setpriv").exists() {
-        println!("SKIP rootless network: setpriv (util-linux) is missing");
+    if tong_testkit::require_tool(
+        "a_non_root_user_gets_a_network_namespace_with_loopback_up",
+        &["/usr/bin/setpriv"],
+        "util-linux",
+    )
+    .is_none()
+    {
         return;
     }
     let user = ROOTLESS_UID;

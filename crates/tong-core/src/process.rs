@@ -1,8 +1,16 @@
 //! Signalling, waiting for and reaping container processes, through pidfds so a
 //! recycled pid is never hit.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::io::Errno;
+use rustix::process::{
+    kill_process, pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions,
+};
 
 use crate::error::{Error, Result};
 use crate::state;
@@ -13,18 +21,14 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a pidfd for `pid` and checks it is still the process that started at `start`.
 fn open_pidfd(pid: i32, start: u64) -> std::io::Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open takes a pid and flags, returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::ESRCH) {
-            Ok(None)
-        } else {
-            Err(err)
-        };
-    }
-    // SAFETY: the kernel just gave us this fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let Some(target) = Pid::from_raw(pid) else {
+        return Ok(None);
+    };
+    let fd = match pidfd_open(target, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::SRCH) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     // Checked after opening: from here on the fd pins this exact process.
     Ok(state::is_alive(pid, start).then_some(fd))
 }
@@ -41,6 +45,21 @@ pub fn signal(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
     send(&fd, signal)
 }
 
+/// The signal numbered `number`: a named one, or a realtime one (`tong kill` takes any
+/// number from 1 to SIGRTMAX; rustix names only the classic signals).
+fn signal_of(number: i32) -> std::io::Result<Signal> {
+    if let Some(sig) = Signal::from_named_raw(number) {
+        return Ok(sig);
+    }
+    if (1..=libc::SIGRTMAX()).contains(&number) {
+        // SAFETY: a valid, non-zero signal number. It is only sent to another process,
+        // never blocked or handled in this one (what libc's reserved realtime signals
+        // must be kept from).
+        return Ok(unsafe { Signal::from_raw_unchecked(number) });
+    }
+    Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// pidfd_open(2) is missing: Linux before 5.3, or a tool that does not know it (valgrind
 /// 3.19, which runs the C API tests).
 fn no_pidfd(e: &std::io::Error) -> bool {
@@ -50,14 +69,11 @@ fn no_pidfd(e: &std::io::Error) -> bool {
 /// Without pidfds: kill(2) right after checking that the pid still names the process
 /// that started at `start` (a narrow window instead of none).
 fn signal_by_pid(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
-    if !state::is_alive(pid, start) {
+    let target = Pid::from_raw(pid).filter(|_| state::is_alive(pid, start));
+    let Some(target) = target else {
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    // SAFETY: kill(2) of the pid just checked to be the recorded process.
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    };
+    Ok(kill_process(target, signal_of(signal)?)?)
 }
 
 /// Without pidfds: SIGKILL, then poll until the process is gone (reaping it when ours).
@@ -79,21 +95,7 @@ fn kill_and_reap_by_pid(pid: i32, start: u64) -> Result<()> {
 }
 
 fn send(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
-    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    Ok(pidfd_send_signal(fd, signal_of(signal)?)?)
 }
 
 /// Waits until a pidfd is readable (its process exited) or the timeout passes.
@@ -101,27 +103,36 @@ fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().try_into().unwrap_or(i32::MAX)) };
-        if r > 0 {
-            return true;
-        }
-        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return false;
+        let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut pfd,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
         }
     }
 }
 
+/// `waitpid(pid)`, blocking or not: the exit code once the child is collected, None
+/// while it runs (`block` false).
+fn wait_for(pid: i32, block: bool) -> std::io::Result<Option<i32>> {
+    let target =
+        Pid::from_raw(pid).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ECHILD))?;
+    let options = if block {
+        WaitOptions::empty()
+    } else {
+        WaitOptions::NOHANG
+    };
+    Ok(waitpid(Some(target), options)?.map(|(_, status)| exit_code(status.as_raw())))
+}
+
 /// Collects the exit status of our own child; a process that is not ours is left alone.
 fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on a specific pid; ECHILD (not our child) is fine.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    // ECHILD (not our child) is fine.
+    let _ = wait_for(pid, false);
 }
 
 /// SIGKILLs the container's init if it still lives, waits for it to die and reaps it
@@ -162,16 +173,16 @@ pub fn exit_code(status: i32) -> i32 {
 }
 
 /// Signals forwarded by `run` to the container.
-const FORWARDED: [i32; 9] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-    libc::SIGALRM,
+const FORWARDED: [NixSignal; 9] = [
+    NixSignal::SIGHUP,
+    NixSignal::SIGINT,
+    NixSignal::SIGQUIT,
+    NixSignal::SIGTERM,
+    NixSignal::SIGUSR1,
+    NixSignal::SIGUSR2,
+    NixSignal::SIGWINCH,
+    NixSignal::SIGCONT,
+    NixSignal::SIGALRM,
 ];
 
 /// Waits for our child `pid` to exit and returns its exit code. With `forward`, the
@@ -187,130 +198,101 @@ pub(crate) fn wait_and_relay(
 ) -> Result<i32> {
     let sigfd = match (forward, relay.is_some()) {
         (true, _) => Some(signalfd(&FORWARDED)?),
-        (false, true) => Some(signalfd(&[libc::SIGWINCH])?),
+        (false, true) => Some(signalfd(&[NixSignal::SIGWINCH])?),
         (false, false) => None,
     };
     if pidfd.is_none() && sigfd.is_none() {
         return blocking_wait(pid);
     }
-    let mut fds = Vec::with_capacity(4);
     loop {
-        let mut status = 0;
-        // SAFETY: non-blocking waitpid on our child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            if let Some(relay) = relay {
-                relay.drain();
+        match wait_for(pid, false) {
+            Ok(Some(code)) => {
+                if let Some(relay) = relay {
+                    relay.drain();
+                }
+                return Ok(code);
             }
-            return Ok(exit_code(status));
+            Ok(None) => {}
+            Err(e) => return Err(Error::os(format!("waitpid({pid})"), e)),
         }
-        if r < 0 {
-            return Err(Error::os(
-                format!("waitpid({pid})"),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        fds.clear();
-        fds.extend(
-            pidfd
-                .into_iter()
-                .chain(sigfd.as_ref())
-                .map(|fd| libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }),
-        );
+        let mut fds: Vec<PollFd> = pidfd
+            .map(AsFd::as_fd)
+            .into_iter()
+            .chain(sigfd.as_ref().map(AsFd::as_fd))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
         let ours = fds.len();
         if let Some(relay) = &relay {
             relay.poll_fds(&mut fds);
         }
         // Without a pidfd, SIGCHLD (in the signalfd set) wakes us; poll with a bound anyway.
-        // SAFETY: poll over live pollfds.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        let ready = poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0);
+        let relay_ready = Relay::ready(&fds[ours..]);
+        drop(fds);
         if let Some(fd) = &sigfd {
             handle_pending(fd, pid, forward, relay.as_deref());
         }
         if let (Some(relay), true) = (relay.as_deref_mut(), ready > 0) {
-            relay.pump(&fds[ours..]);
+            relay.pump(relay_ready);
         }
     }
 }
 
 /// Waits for our child `pid`; the error says when it is not ours.
 pub fn wait_child(pid: i32) -> std::io::Result<i32> {
-    let mut status = 0;
     loop {
-        // SAFETY: blocking waitpid on one pid.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(exit_code(status));
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::ECHILD) => {
-                return Err(std::io::Error::other(format!(
-                    "pid {pid} is not a child of this process (only its creator can collect the exit status)"
-                )))
-            }
-            _ => return Err(err),
+        match wait_for(pid, true) {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => {}
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::ECHILD) => {
+                    return Err(std::io::Error::other(format!(
+                        "pid {pid} is not a child of this process (only its creator can collect the exit status)"
+                    )))
+                }
+                _ => return Err(e),
+            },
         }
     }
 }
 
 fn blocking_wait(pid: i32) -> Result<i32> {
-    let mut status = 0;
     loop {
-        // SAFETY: blocking waitpid on our child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(exit_code(status));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(Error::os(format!("waitpid({pid})"), err));
+        match wait_for(pid, true) {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(Error::os(format!("waitpid({pid})"), e)),
         }
     }
 }
 
 /// A signalfd for `signals` and SIGCHLD, which it blocks in this thread (so they queue
 /// on it instead of running handlers).
-fn signalfd(signals: &[i32]) -> Result<OwnedFd> {
-    // SAFETY: builds a sigset on the stack, blocks it in this thread and opens the signalfd.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in signals.iter().chain(&[libc::SIGCHLD]) {
-            libc::sigaddset(&mut set, *sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-        if fd < 0 {
-            return Err(Error::os("signalfd", std::io::Error::last_os_error()));
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
+fn signalfd(signals: &[NixSignal]) -> Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for sig in signals.iter().chain(&[NixSignal::SIGCHLD]) {
+        set.add(*sig);
     }
+    set.thread_block()
+        .map_err(|e| Error::os("block the forwarded signals", e))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::os("signalfd", e))
 }
 
 /// Forwards (with `forward`) the signals queued on `fd` to our child `pid`; with a
 /// terminal relay, SIGWINCH resizes the pty instead (the kernel tells its processes).
-fn handle_pending(fd: &OwnedFd, pid: i32, forward: bool, relay: Option<&Relay>) {
-    loop {
-        // SAFETY: reads one signalfd_siginfo into a zeroed local.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: the buffer is exactly one siginfo.
-        let n = unsafe { libc::read(fd.as_raw_fd(), std::ptr::from_mut(&mut info).cast(), size) };
-        if n != size as isize {
-            return;
-        }
-        let sig = info.ssi_signo as i32;
+fn handle_pending(fd: &SignalFd, pid: i32, forward: bool, relay: Option<&Relay>) {
+    while let Ok(Some(info)) = fd.read_signal() {
+        let Ok(sig) = NixSignal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
         match relay {
-            Some(relay) if sig == libc::SIGWINCH => relay.resize(),
-            _ if sig != libc::SIGCHLD && forward => {
-                // SAFETY: kill(2) of our own child.
-                unsafe { libc::kill(pid, sig) };
+            Some(relay) if sig == NixSignal::SIGWINCH => relay.resize(),
+            _ if sig != NixSignal::SIGCHLD && forward => {
+                // Our own child; it may be gone already.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
             }
             _ => {}
         }

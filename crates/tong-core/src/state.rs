@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tong_abi::PluginKind;
@@ -215,7 +216,7 @@ pub(crate) fn check_private(what: &str, path: &Path, meta: &std::fs::Metadata) -
 pub struct ContainerDir {
     pub id: String,
     pub path: PathBuf,
-    lock: File,
+    lock: Flock<File>,
 }
 
 impl ContainerDir {
@@ -241,13 +242,8 @@ impl ContainerDir {
             .metadata()
             .context(|| format!("cannot read {}", path.display()))?;
         check_private("container directory", &path, &meta)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::os(
-                format!("cannot lock {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        let lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::os(format!("cannot lock {}", path.display()), e))?;
         Ok(ContainerDir {
             id: id.to_string(),
             path,

@@ -13,12 +13,16 @@
 
 use std::ffi::c_int;
 use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Stdin;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::termios::{isatty, tcgetwinsize, tcsetwinsize};
 use tong_abi::ChildError;
 
 use crate::error::{Error, Result};
@@ -106,42 +110,25 @@ pub(crate) fn console_ends(
 fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
     let mut name = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = loop {
-        match recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => {}
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        match recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(rustix::io::Errno::INTR) => {}
             other => break other,
         }
     }
     .map_err(|e| Error::os("receive the terminal's master", e))?;
     let mut master = None;
-    for cmsg in msg.cmsgs().into_iter().flatten() {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
             for fd in fds {
-                // SAFETY: the kernel just installed this descriptor for us.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                 master.get_or_insert(fd);
             }
         }
     }
     master.ok_or_else(|| {
         Error::Container("the container's process sent no terminal (it exited first)".into())
-    })
-}
-
-/// The first of stdin and stdout that is a terminal: whose size the pty copies.
-fn host_terminal() -> Option<BorrowedFd<'static>> {
-    [0, 1].into_iter().find_map(|fd| {
-        // SAFETY: isatty on stdio only queries it.
-        (unsafe { libc::isatty(fd) } == 1).then(|| {
-            // SAFETY: stdin and stdout stay open for the life of the process.
-            unsafe { BorrowedFd::borrow_raw(fd) }
-        })
     })
 }
 
@@ -153,8 +140,7 @@ struct RawMode {
 impl RawMode {
     fn enter() -> Result<Option<RawMode>> {
         let stdin = std::io::stdin();
-        // SAFETY: isatty only queries the descriptor.
-        if unsafe { libc::isatty(stdin.as_raw_fd()) } != 1 {
+        if !isatty(&stdin) {
             return Ok(None);
         }
         let saved = termios::tcgetattr(stdin.as_fd())
@@ -184,7 +170,15 @@ pub(crate) struct Relay {
     stdin_open: bool,
     master_open: bool,
     stdout_open: bool,
+    stdin: Stdin,
     _raw: Option<RawMode>,
+}
+
+/// Which of the relay's descriptors `poll` found ready.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Ready {
+    stdin: bool,
+    master: bool,
 }
 
 impl Relay {
@@ -196,10 +190,8 @@ impl Relay {
         let fcntl_error = |e| Error::os("fcntl on the terminal's master", e);
         // Above stdio: with tong's stdin or stdout closed, the master could take its
         // number, and the relay would copy it to itself.
-        let master =
-            fcntl(received.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(fcntl_error)?;
-        // SAFETY: fcntl just made this descriptor for us.
-        let master = unsafe { OwnedFd::from_raw_fd(master) };
+        let master = rustix::io::fcntl_dupfd_cloexec(&received, 3)
+            .map_err(|e| Error::os("fcntl on the terminal's master", e))?;
         drop(received);
         let flags = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).map_err(fcntl_error)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
@@ -210,6 +202,7 @@ impl Relay {
             stdin_open: true,
             master_open: true,
             stdout_open: true,
+            stdin: std::io::stdin(),
             _raw: None,
         };
         relay.resize();
@@ -222,44 +215,55 @@ impl Relay {
     /// Copies the host terminal's window size to the pty (at start and on SIGWINCH); the
     /// kernel then signals the pty's foreground process group.
     pub(crate) fn resize(&self) {
-        let Some(host) = host_terminal() else {
-            return;
-        };
-        // SAFETY: a zeroed winsize is a valid value to fill.
-        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a pointer to a local winsize.
-        unsafe {
-            if libc::ioctl(host.as_raw_fd(), libc::TIOCGWINSZ, &mut size) == 0 {
-                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-            }
+        // The first of stdin and stdout that is a terminal.
+        let stdout = std::io::stdout();
+        let host = [self.stdin.as_fd(), stdout.as_fd()]
+            .into_iter()
+            .find(|fd| isatty(fd));
+        if let Some(size) = host.and_then(|fd| tcgetwinsize(fd).ok()) {
+            let _ = tcsetwinsize(&self.master, size);
         }
     }
 
     /// Appends what to poll for: stdin when there is room for input, the master for
     /// output and for pending input.
-    pub(crate) fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+    pub(crate) fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {
         if self.stdin_open && self.input.is_empty() {
-            fds.push(pollfd(0, libc::POLLIN));
+            fds.push(PollFd::new(self.stdin.as_fd(), PollFlags::POLLIN));
         }
         if self.master_open {
             let out = if self.input.is_empty() {
-                0
+                PollFlags::empty()
             } else {
-                libc::POLLOUT
+                PollFlags::POLLOUT
             };
-            fds.push(pollfd(self.master.as_raw_fd(), libc::POLLIN | out));
+            fds.push(PollFd::new(self.master.as_fd(), PollFlags::POLLIN | out));
         }
     }
 
-    /// Moves what `poll` found ready (our entries of `fds`, by descriptor).
-    pub(crate) fn pump(&mut self, fds: &[libc::pollfd]) {
-        for pfd in fds.iter().filter(|p| p.revents != 0) {
-            if pfd.fd == 0 {
-                self.read_input();
-            } else if pfd.fd == self.master.as_raw_fd() {
-                self.write_input();
-                self.read_output();
+    /// What `poll` found ready among the entries [`Relay::poll_fds`] added.
+    pub(crate) fn ready(fds: &[PollFd]) -> Ready {
+        let mut ready = Ready::default();
+        for pfd in fds {
+            if pfd.revents().is_some_and(|r| !r.is_empty()) {
+                if pfd.as_fd().as_raw_fd() == 0 {
+                    ready.stdin = true;
+                } else {
+                    ready.master = true;
+                }
             }
+        }
+        ready
+    }
+
+    /// Moves what `poll` found ready.
+    pub(crate) fn pump(&mut self, ready: Ready) {
+        if ready.stdin {
+            self.read_input();
+        }
+        if ready.master {
+            self.write_input();
+            self.read_output();
         }
     }
 
@@ -311,29 +315,19 @@ impl Relay {
     /// Writes to stdout; after a failure the output is read and dropped, so the process
     /// never blocks on a full pty.
     fn write_output(&mut self, mut data: &[u8]) {
-        // SAFETY: stdout stays open for the life of the process.
-        let stdout = unsafe { BorrowedFd::borrow_raw(1) };
+        let stdout = std::io::stdout();
         while self.stdout_open && !data.is_empty() {
-            match nix::unistd::write(stdout, data) {
+            match nix::unistd::write(stdout.as_fd(), data) {
                 Ok(n) => data = &data[n..],
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::EAGAIN) => {
                     // A non-blocking stdout (shared with another program): wait for room.
-                    let mut p = [pollfd(1, libc::POLLOUT)];
-                    // SAFETY: poll on one live pollfd.
-                    unsafe { libc::poll(p.as_mut_ptr(), 1, 1000) };
+                    let mut p = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut p, PollTimeout::from(1000u16));
                 }
                 Err(_) => self.stdout_open = false,
             }
         }
-    }
-}
-
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }
 

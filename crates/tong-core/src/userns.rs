@@ -74,10 +74,10 @@ pub fn fill_default_maps(spec: &mut Spec) {
     let uid_map = one(nix::unistd::geteuid().as_raw(), inside_uid);
     let gid_map = one(nix::unistd::getegid().as_raw(), inside_gid);
     if let Some(linux) = spec.linux_mut() {
-        if linux.uid_mappings().as_ref().map_or(true, Vec::is_empty) {
+        if linux.uid_mappings().as_ref().is_none_or(Vec::is_empty) {
             linux.set_uid_mappings(Some(uid_map));
         }
-        if linux.gid_mappings().as_ref().map_or(true, Vec::is_empty) {
+        if linux.gid_mappings().as_ref().is_none_or(Vec::is_empty) {
             linux.set_gid_mappings(Some(gid_map));
         }
     }

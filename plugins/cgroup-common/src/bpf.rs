@@ -454,8 +454,7 @@ mod tests {
 
     #[test]
     fn real_kernel_accepts_every_program_shape() {
-        if !crate::testing::is_root() {
-            println!("SKIP real_kernel_accepts_every_program_shape: needs root for bpf(2)");
+        if !tong_testkit::require_root("real_kernel_accepts_every_program_shape", "bpf(2)") {
             return;
         }
         for rules in [

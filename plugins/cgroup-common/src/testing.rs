@@ -7,11 +7,6 @@ use std::time::Duration;
 
 use crate::PluginResult;
 
-/// Whether we run as root; real tests print `SKIP: ...` and return otherwise.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// A container id no other test (or test run) uses.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

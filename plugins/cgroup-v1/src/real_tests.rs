@@ -19,13 +19,11 @@ use crate::CgroupV1;
 
 /// Whether the real tests can run here; says why not.
 fn setup(test: &str) -> bool {
-    if !testing::is_root() {
-        println!("SKIP {test}: not root");
+    if !tong_testkit::require_root(test, "real cgroups") {
         return false;
     }
     if let Err(e) = CgroupV1::probe() {
-        println!("SKIP {test}: cgroup v1 not usable: {e}");
-        return false;
+        return tong_testkit::skip(test, format_args!("cgroup v1 not usable: {e}"));
     }
     println!("REAL-KERNEL {test}");
     true

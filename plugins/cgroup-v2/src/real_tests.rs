@@ -19,12 +19,11 @@ use crate::CgroupV2;
 
 /// The cgroup2 mount point, or why the real tests cannot run.
 fn setup(test: &str) -> Option<PathBuf> {
-    if !testing::is_root() {
-        println!("SKIP {test}: not root");
+    if !tong_testkit::require_root(test, "real cgroups") {
         return None;
     }
     let Some(m) = mounts::cgroup2_mount(&mounts::read_mounts().unwrap()) else {
-        println!("SKIP {test}: no cgroup2 hierarchy mounted");
+        tong_testkit::skip(test, "no cgroup2 hierarchy mounted");
         return None;
     };
     println!("REAL-KERNEL {test}: cgroup2 at {}", m.mount_point.display());
@@ -123,12 +122,29 @@ fn real_v2_missing_controller_is_a_clear_error() {
         return;
     };
     let available = read(&mount.join("cgroup.controllers")).unwrap();
-    if available.split_whitespace().any(|c| c == "memory") {
-        println!("SKIP: the memory controller is available here; nothing to refuse");
+    // A controller this hierarchy really lacks (on a hybrid host: memory, held by v1),
+    // with resources that need it.
+    let wanted = [
+        ("memory", json!({"memory": {"limit": 100_000_000}})),
+        ("pids", json!({"pids": {"limit": 10}})),
+        ("cpu", json!({"cpu": {"shares": 512}})),
+        ("io", json!({"blockIO": {"weight": 100}})),
+    ];
+    let Some((controller, resources)) = wanted
+        .into_iter()
+        .find(|(c, _)| !available.split_whitespace().any(|a| a == *c))
+    else {
+        tong_testkit::skip(
+            "real_v2_missing_controller_is_a_clear_error",
+            format_args!(
+                "{} offers every controller (nothing to refuse)",
+                mount.display()
+            ),
+        );
         return;
-    }
+    };
     let id = testing::unique_id("tong-test-cgv2");
-    let req = json!({"id": id, "resources": {"memory": {"limit": 100_000_000}}});
+    let req = json!({"id": id, "resources": resources});
     let err = CgroupV2::create(req.to_string().as_bytes()).unwrap_err();
     let list = if available.is_empty() {
         "none".to_owned()
@@ -136,7 +152,7 @@ fn real_v2_missing_controller_is_a_clear_error() {
         available.split_whitespace().collect::<Vec<_>>().join(" ")
     };
     let want = format!(
-        "cgroup-v2: controller \"memory\" is not available in {} (available: {list})",
+        "cgroup-v2: controller \"{controller}\" is not available in {} (available: {list})",
         mount.display()
     );
     assert_eq!(err.message, want);

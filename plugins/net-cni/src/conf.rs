@@ -120,7 +120,7 @@ pub fn find(dir: &Path, name: Option<&str>) -> PluginResult<NetworkList> {
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .and_then(|v| NetworkList::from_value(v, &origin).map_err(|e| e.message));
         match parsed {
-            Ok(list) if name.map_or(true, |n| n == list.name) => return Ok(list),
+            Ok(list) if name.is_none_or(|n| n == list.name) => return Ok(list),
             Ok(_) => {}
             Err(why) => skipped.push(why),
         }

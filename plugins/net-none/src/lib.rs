@@ -15,6 +15,11 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::unistd::pipe2;
 use tong_abi::ChildError;
 use tong_plugin_sdk::wire::NetworkRequest;
 use tong_plugin_sdk::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
@@ -60,29 +65,21 @@ impl NetworkPlugin for NetNone {
 fn socket_in(netns: &File, path: &str) -> PluginResult<Option<OwnedFd>> {
     let own = File::open("/proc/thread-self/ns/net")
         .map_err(|e| PluginError::os("open /proc/thread-self/ns/net", e))?;
-    // SAFETY: setns on a live namespace fd; affects only this thread.
-    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EPERM) {
-            return Ok(None);
-        }
-        return Err(PluginError::os(format!("setns into {path}"), err));
+    match setns(netns, CloneFlags::CLONE_NEWNET) {
+        Ok(()) => {}
+        Err(Errno::EPERM) => return Ok(None),
+        Err(e) => return Err(PluginError::os(format!("setns into {path}"), e)),
     }
-    // SAFETY: socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    let socket_err = io::Error::last_os_error();
-    // SAFETY: back to the thread's own namespace from a live fd.
-    if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(PluginError::os(
-            "setns back to the runtime's network namespace",
-            io::Error::last_os_error(),
-        ));
-    }
-    if fd < 0 {
-        return Err(PluginError::os(format!("socket in {path}"), socket_err));
-    }
-    // SAFETY: the kernel just gave us this fd.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    );
+    setns(own, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| PluginError::os("setns back to the runtime's network namespace", e))?;
+    let socket = socket.map_err(|e| PluginError::os(format!("socket in {path}"), e))?;
+    Ok(Some(socket))
 }
 
 /// The steps of bringing `lo` up, named in errors; the helper reports one by number.
@@ -134,6 +131,8 @@ fn lo_ifreq() -> libc::ifreq {
 
 /// Sets IFF_UP on the interface `req` names through the socket's namespace. Raw system
 /// calls only (the rootless helper runs it after fork); the error is the step and errno.
+/// Neither nix nor rustix wraps SIOCGIFFLAGS/SIOCSIFFLAGS (netlink would, at the cost
+/// of a netlink library in this small plugin).
 fn set_up(socket: c_int, req: &mut libc::ifreq) -> Result<(), (Step, c_int)> {
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
     unsafe {
@@ -168,13 +167,7 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     // Everything the helper needs is made here: after fork in a possibly multithreaded
     // caller it may only make raw system calls.
     let mut ifreq = lo_ifreq();
-    let mut fds = [-1 as c_int; 2];
-    // SAFETY: pipe2 fills the two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(PluginError::os("pipe2", io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 just returned these descriptors; they are ours alone.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| PluginError::os("pipe2", e))?;
     // SAFETY: the child runs `helper` only, which makes raw system calls on memory it
     // owns, allocates nothing and _exits.
     let pid = unsafe { tong_sys::fork() };
@@ -217,6 +210,7 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
 }
 
 /// The user namespace owning `netns` (NS_GET_USERNS), when it is not the caller's own.
+/// A raw ioctl: neither nix nor rustix wraps NS_GET_USERNS.
 fn foreign_owner(netns: &File) -> PluginResult<Option<File>> {
     // SAFETY: NS_GET_USERNS takes no argument and returns a new (close-on-exec) fd or -1.
     let fd = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
@@ -283,21 +277,14 @@ mod tests {
     //! an unprivileged user, as a rootless container's is.
 
     use super::*;
-    use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     fn root_or_skip(test: &str) -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let tools = ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/nsenter"]
-            .iter()
-            .all(|t| Path::new(t).exists());
-        if !root || !tools {
-            println!("SKIP {test}: needs root and unshare, setpriv, nsenter (util-linux)");
-            return false;
-        }
-        true
+        tong_testkit::require_root(test, "network namespaces")
+            && ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/nsenter"]
+                .into_iter()
+                .all(|tool| tong_testkit::require_tool(test, &[tool], "util-linux").is_some())
     }
 
     /// A `sleep` in a new network namespace (and a user namespace of uid 65534 when

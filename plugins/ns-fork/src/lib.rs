@@ -53,9 +53,29 @@ impl PluginInfo for Fork {
     const PRIORITY: u32 = 10;
 
     fn probe() -> PluginResult<()> {
-        // fork, unshare and setns exist on every kernel tong supports.
-        Ok(())
+        probe_namespaces(std::path::Path::new("/proc/self/ns"))
     }
+}
+
+/// The namespaces every container gets; their files in `/proc/self/ns`.
+const NEEDED: [&str; 5] = ["mnt", "pid", "uts", "ipc", "net"];
+
+/// fork, unshare and setns exist on every kernel tong supports, but unshare only creates
+/// the namespace types the kernel was built with (the others are EINVAL): each shows as
+/// a file in `ns_dir` (`/proc/self/ns`, which also needs /proc mounted).
+fn probe_namespaces(ns_dir: &std::path::Path) -> PluginResult<()> {
+    let missing: Vec<&str> = NEEDED
+        .into_iter()
+        .filter(|ns| !ns_dir.join(ns).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PluginError::unsupported(format!(
+        "{} has no {} (a kernel without those namespaces, or /proc not mounted)",
+        ns_dir.display(),
+        missing.join(", ")
+    )))
 }
 
 /// What the first child reports: the container's pid (as the caller sees it), or

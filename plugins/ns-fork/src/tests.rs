@@ -8,18 +8,12 @@ use std::sync::Mutex;
 use tong_abi::{ChildError, NamespaceJoin, SpawnRequest, SpawnResult};
 use tong_plugin_sdk::{NamespacePlugin, PluginInfo};
 
-use super::Fork;
+use super::{Fork, NEEDED};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        eprintln!("SKIP: ns-fork namespace tests need root");
-        false
-    }
+fn is_root(test: &str) -> bool {
+    tong_testkit::require_root(test, "namespaces")
 }
 
 /// What the test child does: optionally waits for a byte, then reports its pid and uid
@@ -156,7 +150,25 @@ fn descriptor_and_probe() {
     assert_eq!(desc.kind, tong_abi::PluginKind::Namespace.as_raw());
     assert!(desc.priority < 20, "below ns=clone3");
     assert!(super::tong_plugin_entry(tong_abi::ABI_MAJOR + 1).is_null());
-    assert!(Fork::probe().is_ok());
+    // This host has every namespace type: the probe agrees with /proc.
+    assert!(NEEDED
+        .iter()
+        .all(|ns| std::path::Path::new("/proc/self/ns").join(ns).exists()));
+    Fork::probe().unwrap();
+}
+
+#[test]
+fn the_probe_names_the_namespaces_the_kernel_lacks() {
+    let dir = std::env::temp_dir().join(format!("tong-ns-fork-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for ns in ["mnt", "uts", "ipc"] {
+        std::fs::write(dir.join(ns), "").unwrap();
+    }
+    let err = super::probe_namespaces(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(err.status, tong_abi::STATUS_UNSUPPORTED);
+    assert!(err.message.contains("has no pid, net ("), "{}", err.message);
+    assert!(super::probe_namespaces(std::path::Path::new("/proc/self/ns")).is_ok());
 }
 
 #[test]
@@ -181,7 +193,7 @@ fn no_namespaces_single_fork() {
 
 #[test]
 fn pid_namespace_grandchild_is_our_child() {
-    if !is_root() {
+    if !is_root("pid_namespace_grandchild_is_our_child") {
         return;
     }
     let _serial = SERIAL
@@ -224,7 +236,7 @@ fn pid_namespace_grandchild_is_our_child() {
 
 #[test]
 fn user_namespace_maps_written_after_spawn() {
-    if !is_root() {
+    if !is_root("user_namespace_maps_written_after_spawn") {
         return;
     }
     let _serial = SERIAL
@@ -262,7 +274,7 @@ fn user_namespace_maps_written_after_spawn() {
 
 #[test]
 fn joins_namespaces_by_fd() {
-    if !is_root() {
+    if !is_root("joins_namespaces_by_fd") {
         return;
     }
     let _serial = SERIAL
@@ -297,7 +309,7 @@ fn joins_namespaces_by_fd() {
 
 #[test]
 fn setns_failure_is_reported_and_reaped() {
-    if !is_root() {
+    if !is_root("setns_failure_is_reported_and_reaped") {
         return;
     }
     let _serial = SERIAL

@@ -99,9 +99,7 @@ fn run_once(plan: &plan::Plan, flags: c_int) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP child_setup: mounting needs root");
+    if !tong_testkit::require_root("child_setup", "mounting") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("tong-bench-mounts-{}", std::process::id()));

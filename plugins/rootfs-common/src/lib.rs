@@ -54,8 +54,7 @@ fn user_namespaces_allowed() -> bool {
 
 /// What every backend needs: the right to mount, and openat2 for in-root resolution.
 pub fn probe_mount_and_openat2(what: &str) -> PluginResult<()> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     // Without root the mounts happen in the container's own user namespace, where its
     // process holds CAP_SYS_ADMIN: possible when the host lets users make one.
     if !root && !has_cap_sys_admin() && !user_namespaces_allowed() {

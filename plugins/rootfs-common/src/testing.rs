@@ -28,8 +28,7 @@ pub fn check_exported_table(entry: Entry, name: &CStr, priority: u32, good: &[u8
     let probe = desc.probe.expect("probe");
     // SAFETY: the sink borrows `reason` for the call.
     let status = unsafe { probe(&Sink::for_vec(&mut reason)) };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&reason));
     }
 

@@ -22,15 +22,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const BUSYBOX: &str = "/bin/busybox";
 
-fn skip_reason() -> Option<&'static str> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root");
-    }
-    if !Path::new(BUSYBOX).exists() {
-        return Some("no /bin/busybox to build a rootfs from");
-    }
-    None
+/// Whether `test` can run here: root, and busybox to build a root filesystem from.
+fn can_run(test: &str) -> bool {
+    tong_testkit::require_root(test, "mounts and namespaces")
+        && tong_testkit::require_tool(test, &[BUSYBOX], "busybox-static").is_some()
 }
 
 /// A temp dir holding `rootfs/` (busybox + sh) and host-only files next to it.
@@ -288,8 +283,7 @@ fn standard_mounts() -> Value {
 #[test]
 fn full_container() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("full_container") {
         return;
     }
     let t = TestDir::new("full");
@@ -462,8 +456,7 @@ fn full_container() {
 #[test]
 fn user_namespace_devices_are_bind_mounted() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("user_namespace_devices_are_bind_mounted") {
         return;
     }
     let t = TestDir::new("userns-dev");
@@ -502,8 +495,7 @@ fn user_namespace_devices_are_bind_mounted() {
 #[test]
 fn proc_on_a_symlink_to_host_root_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("proc_on_a_symlink_to_host_root_is_refused") {
         return;
     }
     let t = TestDir::new("proc-symlink");
@@ -525,8 +517,7 @@ fn proc_on_a_symlink_to_host_root_is_refused() {
 #[test]
 fn dev_symlink_to_a_host_dir_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("dev_symlink_to_a_host_dir_is_refused") {
         return;
     }
     let t = TestDir::new("dev-symlink");
@@ -552,8 +543,7 @@ fn dev_symlink_to_a_host_dir_is_refused() {
 #[test]
 fn bind_through_an_absolute_symlink_lands_inside_the_rootfs() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("bind_through_an_absolute_symlink_lands_inside_the_rootfs") {
         return;
     }
     let t = TestDir::new("abs-symlink");
@@ -598,8 +588,7 @@ fn bind_through_an_absolute_symlink_lands_inside_the_rootfs() {
 #[test]
 fn dotdot_chain_to_a_host_dir_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("dotdot_chain_to_a_host_dir_is_refused") {
         return;
     }
     let t = TestDir::new("dotdot");
@@ -629,8 +618,7 @@ fn dotdot_chain_to_a_host_dir_is_refused() {
 #[test]
 fn child_errors_name_the_failing_mount() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("child_errors_name_the_failing_mount") {
         return;
     }
     let t = TestDir::new("bad-data");
@@ -649,8 +637,7 @@ fn child_errors_name_the_failing_mount() {
 #[test]
 fn shared_propagation_and_writable_root() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("shared_propagation_and_writable_root") {
         return;
     }
     let t = TestDir::new("rshared");
@@ -721,8 +708,7 @@ fn plant_copyup_tree(dir: &Path) {
 #[test]
 fn tmpcopyup_copies_the_directory_into_the_tmpfs() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("tmpcopyup_copies_the_directory_into_the_tmpfs") {
         return;
     }
     let t = TestDir::new("tmpcopyup");
@@ -848,8 +834,7 @@ fn tmpcopyup_copies_the_directory_into_the_tmpfs() {
 #[test]
 fn tmpcopyup_refuses_a_tree_deeper_than_the_limit() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("tmpcopyup_refuses_a_tree_deeper_than_the_limit") {
         return;
     }
     let t = TestDir::new("tmpcopyup-deep");
@@ -879,8 +864,7 @@ fn tmpcopyup_refuses_a_tree_deeper_than_the_limit() {
 #[test]
 fn masked_directories_share_a_tmpfs_and_none_is_skipped() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
+    if !can_run("masked_directories_share_a_tmpfs_and_none_is_skipped") {
         return;
     }
     for with_dev in [true, false] {

@@ -13,12 +13,10 @@ pub fn tong_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tong"))
 }
 
-/// True when the tests may touch namespaces, cgroups and mounts; otherwise says why the
-/// caller skips.
+/// True when the tests may touch namespaces, cgroups and mounts; otherwise skips the
+/// caller through the test kit (a failure under `TONG_REQUIRE_ROOT=1`).
 pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP {test}: needs root (namespaces, cgroups, mounts)");
+    if !tong_testkit::require_root(test, "namespaces, cgroups, mounts") {
         return false;
     }
     let plugins = tong_bin().with_file_name("libtong_plugin_rootfs_pivot.so");
@@ -312,7 +310,7 @@ pub fn runc_run(test: &str, bundle: &Path) -> Option<Output> {
 /// [`runc_run`] as container `id`.
 pub fn runc_run_id(test: &str, bundle: &Path, id: &str) -> Option<Output> {
     let Some(runc) = peer_runtime("runc") else {
-        println!("SKIP {test}: runc is not installed (apt-get install runc)");
+        tong_testkit::skip(test, "runc is not installed (apt-get install runc)");
         return None;
     };
     let root = tempfile::Builder::new()
