@@ -193,7 +193,7 @@ fn pool_ready(tong: &Tong) -> u64 {
 
 #[test]
 fn kill_9_of_tong_at_every_pool_step_leaves_nothing() {
-    if !enabled_or_skip("kill_9_of_tong_at_every_pool_step_leaves_nothing") {
+    if !root_or_skip("kill_9_of_tong_at_every_pool_step_leaves_nothing") {
         return;
     }
     let tong = Tong::new();

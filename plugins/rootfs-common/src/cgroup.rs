@@ -19,36 +19,11 @@ use tong_abi::ChildError;
 use tong_cgroup_common::mounts::{cgroup2_mount, read_mounts, v1_hierarchies};
 use tong_plugin_sdk::{PluginError, PluginResult};
 
-use crate::child::{bind, make_symlink, mount, remount_bind, resolve_failed, set_bind_flags};
 use crate::options::REMOUNT_FLAGS;
-use crate::plan::SymlinkStep;
 use crate::resolve::{errno, open_in_root, openat2, Create, Fd, ProcFdPath, PATH_MAX};
-
-/// One hierarchy inside the container's cgroup mount.
-#[derive(Clone, Debug)]
-pub struct Hierarchy {
-    /// Where it goes inside the container (`/sys/fs/cgroup/memory`, or the mount's
-    /// destination itself on a cgroup2-only host).
-    pub dest: CString,
-    /// Its directory's name in the tmpfs (the last component of `dest`).
-    pub name: CString,
-    /// The host's mount point of the hierarchy (bind source prefix).
-    pub host_mount: CString,
-    /// Its controllers as `/proc/self/cgroup` names them (`cpu,cpuacct`,
-    /// `name=systemd`; empty for cgroup2).
-    pub key: CString,
-    /// With a cgroup namespace: mount this filesystem type with `data` instead of binding.
-    pub fresh: Option<(CString, Option<CString>)>,
-}
-
-/// The container's cgroup mount.
-#[derive(Clone, Debug)]
-pub struct CgroupPlan {
-    /// A tmpfs at the destination holds the hierarchies (v1 and hybrid hosts).
-    pub tmpfs: bool,
-    pub hierarchies: Vec<Hierarchy>,
-    pub links: Vec<SymlinkStep>,
-}
+use crate::steps::SymlinkStep;
+pub use crate::steps::{CgroupPlan, Hierarchy};
+use crate::syscalls::{bind, make_symlink, mount, remount_bind, resolve_failed, set_bind_flags};
 
 fn cstring(what: &str, s: impl Into<Vec<u8>>) -> PluginResult<CString> {
     CString::new(s).map_err(|_| PluginError::invalid(format!("{what} contains a NUL byte")))

@@ -15,8 +15,8 @@ use std::mem::MaybeUninit;
 
 use tong_abi::ChildError;
 
-use crate::plan::CopyUp;
 use crate::resolve::{errno, Fd, PATH_MAX};
+use crate::steps::CopyUp;
 
 /// Deepest nesting of directories copied below the mount point. Each level holds two
 /// directory fds and a small buffer on the stack, so the bound keeps both in check.

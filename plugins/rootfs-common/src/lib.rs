@@ -9,6 +9,11 @@
 //!
 //! Each backend crate (rootfs-pivot, rootfs-chroot, rootfs-overlay) is a thin
 //! `RootfsPlugin` that picks a [`plan::RootMount`] and a [`plan::Enter`].
+//!
+//! Modules, leaves first (no module imports one that imports it back): `options`,
+//! `resolve` and `steps` (the plan's data) ← `syscalls` (the child's no-allocation
+//! calls) and `copyup` ← `cgroup` (plans and makes the cgroup mount) ← `plan` (parent)
+//! and `child` (child).
 
 use tong_plugin_sdk::{PluginError, PluginResult};
 
@@ -18,6 +23,8 @@ mod copyup;
 pub mod options;
 pub mod plan;
 pub mod resolve;
+pub mod steps;
+mod syscalls;
 pub mod testing;
 
 #[cfg(test)]
