@@ -29,7 +29,7 @@ const struct tong_plugin_descriptor *tong_plugin_entry(uint32_t host_abi_major);
 /**
  * The ABI minor version. Minors only append fields to tables.
  */
-#define TONG_PLUGIN_ABI_MINOR 1
+#define TONG_PLUGIN_ABI_MINOR 2
 
 /**
  * [`PluginDescriptor::kind`] of a namespace plugin.
@@ -118,6 +118,14 @@ typedef struct tong_plugin_descriptor {
      * The kind's function table; its first field is its own `struct_size`.
      */
     const void *ops;
+    /**
+     * Since ABI 1.2 (may be absent; read only when `struct_size` covers it): the host
+     * calls it once, right after loading, with a static sink for warnings. A warning
+     * written there (one message per `write`) reaches the engine's log: the CLI's stderr
+     * and `--log` file, libtong's log callback. Without it a plugin writes warnings to
+     * stderr itself.
+     */
+    void (*set_warning_sink)(const struct tong_plugin_sink *sink);
 } tong_plugin_descriptor;
 
 /**

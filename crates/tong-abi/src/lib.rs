@@ -30,7 +30,7 @@ pub use child::{ChildError, CHILD_MESSAGE_LEN};
 /// The ABI major version. A host refuses a plugin whose major differs.
 pub const ABI_MAJOR: u32 = 1;
 /// The ABI minor version. Minors only append fields to tables.
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 /// The one symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "tong_plugin_entry";
 
@@ -241,7 +241,18 @@ pub struct PluginDescriptor {
     pub probe: Option<unsafe extern "C" fn(reason: *const Sink) -> Status>,
     /// The kind's function table; its first field is its own `struct_size`.
     pub ops: *const c_void,
+    /// Since ABI 1.2 (may be absent; read only when `struct_size` covers it): the host
+    /// calls it once, right after loading, with a static sink for warnings. A warning
+    /// written there (one message per `write`) reaches the engine's log: the CLI's stderr
+    /// and `--log` file, libtong's log callback. Without it a plugin writes warnings to
+    /// stderr itself.
+    pub set_warning_sink: Option<unsafe extern "C" fn(sink: *const Sink)>,
 }
+
+/// `size_of::<PluginDescriptor>()` of ABI 1.0 and 1.1 (up to `ops`): the host accepts
+/// descriptors of that size and reads later fields only when `struct_size` covers them.
+pub const DESCRIPTOR_SIZE_1_0: usize =
+    std::mem::offset_of!(PluginDescriptor, ops) + std::mem::size_of::<*const c_void>();
 
 // SAFETY: a descriptor is immutable static data: pointers to static strings and tables.
 unsafe impl Sync for PluginDescriptor {}

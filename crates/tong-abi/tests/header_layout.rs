@@ -1,6 +1,6 @@
 //! The plugin ABI's layout, seen from both sides: every struct of include/tong_plugin.h,
 //! compiled by the C compiler, has the size, alignment and field offsets of its Rust
-//! definition, and the constants agree. The 64-bit sizes of ABI 1.1 are pinned too, so a
+//! definition, and the constants agree. The 64-bit sizes of ABI 1.2 are pinned too, so a
 //! change that would break built plugins fails here, not in a user's container.
 
 use std::fmt::Write;
@@ -35,6 +35,7 @@ fn rust_layouts() -> Vec<Layout> {
             abi_major = abi_major, abi_minor = abi_minor, struct_size = struct_size,
             kind = kind, priority = priority, name = name, version = version,
             description = description, probe = probe, ops = ops,
+            set_warning_sink = set_warning_sink,
         },
         "tong_plugin_namespace_join" => NamespaceJoin { fd = fd, nstype = nstype },
         "tong_plugin_child_error" => ChildError { errnum = errno, len = len, message = message },
@@ -135,12 +136,13 @@ fn the_c_header_has_the_layout_of_the_rust_types() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// ABI 1.1 as built plugins know it (64-bit): these sizes may only grow by appending
-/// fields in a new minor, with the `struct_size` checks that go with it.
+/// ABI 1.2 as built plugins know it (64-bit): these sizes may only grow by appending
+/// fields in a new minor, with the `struct_size` checks that go with it. (1.2 appended
+/// `set_warning_sink` to the descriptor: 64 bytes before, 72 now.)
 #[cfg(target_pointer_width = "64")]
 #[test]
-fn the_abi_1_1_layout_is_unchanged() {
-    assert_eq!((tong_abi::ABI_MAJOR, tong_abi::ABI_MINOR), (1, 1));
+fn the_abi_1_2_layout_is_unchanged() {
+    assert_eq!((tong_abi::ABI_MAJOR, tong_abi::ABI_MINOR), (1, 2));
     let sizes: Vec<(&str, usize)> = rust_layouts()
         .iter()
         .map(|(name, size, _, _)| (*name, *size))
@@ -150,7 +152,7 @@ fn the_abi_1_1_layout_is_unchanged() {
         [
             ("tong_plugin_bytes", 16),
             ("tong_plugin_sink", 16),
-            ("tong_plugin_descriptor", 64),
+            ("tong_plugin_descriptor", 72),
             ("tong_plugin_namespace_join", 8),
             ("tong_plugin_child_error", 520),
             ("tong_plugin_spawn_request", 64),
@@ -162,6 +164,7 @@ fn the_abi_1_1_layout_is_unchanged() {
         ]
     );
     assert_eq!(tong_abi::CGROUP_OPS_SIZE_1_0, 72);
+    assert_eq!(tong_abi::DESCRIPTOR_SIZE_1_0, 64);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

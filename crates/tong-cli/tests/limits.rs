@@ -363,7 +363,12 @@ fn the_v2_backend_warns_about_each_field_cgroup2_lacks() {
     let bundle = Bundle::new(&cfg);
     let tong = Tong::new();
     let id = unique_id("v2-warns");
+    let log = bundle.path().join("tong-log.json");
     let out = tong.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
         "run",
         "-d",
         "--backend",
@@ -374,6 +379,15 @@ fn the_v2_backend_warns_about_each_field_cgroup2_lacks() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // The plugin's warnings go through the engine's log: also in the --log file (the
+    // ABI 1.2 warning sink), where engines such as podman and containerd read them.
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged_warnings: Vec<String> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "warning")
+        .filter_map(|l| l["msg"].as_str().map(str::to_string))
+        .collect();
     for field in [
         "memory.kernel",
         "memory.kernelTCP",
@@ -388,6 +402,15 @@ fn the_v2_backend_warns_about_each_field_cgroup2_lacks() {
     ] {
         let line = format!("tong: warning: linux.resources.{field} is not applied: cgroup v2");
         assert_eq!(stderr.matches(&line).count(), 1, "{field}: {stderr}");
+        let message = format!("linux.resources.{field} is not applied: cgroup v2");
+        assert_eq!(
+            logged_warnings
+                .iter()
+                .filter(|m| m.starts_with(&message))
+                .count(),
+            1,
+            "{field} in the --log file: {logged}"
+        );
     }
     // What cgroup2 has is applied.
     let max = std::fs::read_to_string(format!("{unified}/{id}/hugetlb.2MB.max")).unwrap();

@@ -475,10 +475,49 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     // SAFETY: a non-null descriptor is static data in the (never unloaded) library.
     let desc: &'static PluginDescriptor = unsafe { &*desc };
     let plugin = describe(desc, &path)?;
+    hand_over_warning_sink(desc);
     let plugin: &'static Plugin = Box::leak(Box::new(plugin));
     loaded.insert(given, plugin);
     loaded.insert(path, plugin);
     Ok(plugin)
+}
+
+/// The sink every plugin's warnings come through (ABI 1.2): into the engine's log.
+struct WarningSink(Sink);
+
+// SAFETY: the sink has no context (null ctx) and its function is thread-safe.
+unsafe impl Sync for WarningSink {}
+
+static WARNING_SINK: WarningSink = WarningSink(Sink {
+    ctx: std::ptr::null_mut(),
+    write: Some(plugin_warning),
+});
+
+/// A plugin's warning, to the log of the engine call this thread is making (stderr on a
+/// thread of the plugin's own).
+unsafe extern "C" fn plugin_warning(_ctx: *mut c_void, data: *const u8, len: usize) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: the plugin's bytes, readable for this call (the Sink contract).
+    let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+    // No unwind may cross back into the plugin.
+    let _ = std::panic::catch_unwind(|| {
+        crate::log::warn(format_args!("{}", String::from_utf8_lossy(bytes)));
+    });
+}
+
+/// Gives a 1.2 plugin the warning sink; an older one keeps writing to stderr itself.
+fn hand_over_warning_sink(desc: &'static PluginDescriptor) {
+    let covers = std::mem::offset_of!(PluginDescriptor, set_warning_sink)
+        + std::mem::size_of::<Option<unsafe extern "C" fn(*const Sink)>>();
+    if desc.struct_size < covers {
+        return;
+    }
+    if let Some(set) = desc.set_warning_sink {
+        // SAFETY: the plugin's own function, called as ABI 1.2 defines, with a static sink.
+        unsafe { set(&raw const WARNING_SINK.0) };
+    }
 }
 
 /// Checks a descriptor's versions and sizes and reads its strings.
@@ -491,9 +530,7 @@ fn describe(desc: &'static PluginDescriptor, path: &Path) -> Result<Plugin> {
             desc.abi_minor
         )));
     }
-    if desc.struct_size < std::mem::size_of::<PluginDescriptor>()
-        || desc.ops.is_null()
-        || desc.name.is_null()
+    if desc.struct_size < tong_abi::DESCRIPTOR_SIZE_1_0 || desc.ops.is_null() || desc.name.is_null()
     {
         return Err(Error::Plugin(format!(
             "plugin {} has a malformed descriptor",

@@ -14,6 +14,7 @@
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// The ABI types, for plugins and for the export macros.
 pub use tong_abi as abi;
@@ -211,6 +212,29 @@ fn guard_out(
     })
 }
 
+/// The host's warning sink (ABI 1.2), once the host has handed it over.
+static WARNING_SINK: AtomicPtr<Sink> = AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn set_warning_sink(sink: *const Sink) {
+    WARNING_SINK.store(sink.cast_mut(), Ordering::Release);
+}
+
+/// A warning for the user: something the plugin worked around or could not apply. It
+/// goes to the engine's log (the CLI's stderr and `--log` file, libtong's log
+/// callback) when the host gave a sink (ABI 1.2 hosts), else to stderr as
+/// `tong: warning: ...`.
+pub fn warn(message: &str) {
+    let sink = WARNING_SINK.load(Ordering::Acquire);
+    if sink.is_null() {
+        use std::io::Write as _;
+        // stderr may be a closed pipe, where `eprintln!` would panic.
+        let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
+        return;
+    }
+    // SAFETY: the host's sink is static (it lives as long as the host process).
+    unsafe { Sink::put(sink, message.as_bytes()) };
+}
+
 /// Builds a descriptor; used by the export macros.
 pub const fn descriptor<P: PluginInfo>(kind: PluginKind, ops: *const c_void) -> PluginDescriptor {
     PluginDescriptor {
@@ -224,6 +248,7 @@ pub const fn descriptor<P: PluginInfo>(kind: PluginKind, ops: *const c_void) -> 
         description: P::DESCRIPTION.as_ptr(),
         probe: Some(probe_entry::<P>),
         ops,
+        set_warning_sink: Some(set_warning_sink),
     }
 }
 

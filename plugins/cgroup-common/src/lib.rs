@@ -16,11 +16,10 @@ pub mod testing;
 
 pub use tong_plugin_sdk::{PluginError, PluginResult};
 
-/// Says on stderr that a setting was not applied, without failing: a library caller's
-/// stderr may be a closed pipe, where `eprintln!` would panic.
+/// Says that a setting was not applied, without failing: through the engine's log (see
+/// [`tong_plugin_sdk::warn`]).
 pub fn warn(message: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "tong: warning: {message}");
+    tong_plugin_sdk::warn(message);
 }
 
 /// Warns about each `linux.resources` field in `fields` that this backend has no way to

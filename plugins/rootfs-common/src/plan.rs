@@ -123,7 +123,9 @@ pub fn build_for(req: &RootfsRequest, root: Root) -> PluginResult<Plan> {
                  apply mount labels yet"
             )));
         }
-        eprintln!("tong: warning: linux.mountLabel {label:?} ignored: SELinux is not enabled");
+        tong_plugin_sdk::warn(&format!(
+            "linux.mountLabel {label:?} ignored: SELinux is not enabled"
+        ));
     }
 
     let final_propagation = match req.rootfs_propagation.as_deref() {

@@ -4,6 +4,7 @@
  *   -DABI_MAJOR=2                   built for another ABI major
  *   -DPROBE_FAILS                   its probe says it cannot work here
  *   -DSETUP_FAILS                   its setup fails (create must undo everything) */
+#include <stddef.h>
 #include <string.h>
 
 #include "tong_plugin.h"
@@ -63,9 +64,10 @@ static const tong_plugin_network_ops OPS = {
 };
 static const tong_plugin_descriptor DESCRIPTOR = {
     .abi_major = ABI_MAJOR,
-    /* Built for 1.0 on purpose: a host of a later minor still loads it. */
+    /* Built for 1.0 on purpose: a host of a later minor still loads it. A 1.0 or 1.1
+       descriptor ends at `ops` (1.2 appended set_warning_sink). */
     .abi_minor = 0,
-    .struct_size = sizeof(tong_plugin_descriptor),
+    .struct_size = offsetof(tong_plugin_descriptor, set_warning_sink),
     .kind = TONG_PLUGIN_KIND_NETWORK,
     .priority = PRIORITY,
     .name = NAME,
