@@ -34,6 +34,7 @@ pub(crate) mod namespaces;
 pub(crate) mod plugin_cache;
 pub mod plugins;
 pub mod pool;
+pub(crate) mod private_dir;
 pub(crate) mod process;
 pub mod runtime;
 pub(crate) mod salvage;

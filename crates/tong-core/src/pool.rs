@@ -29,8 +29,6 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, Error, Result};
 use crate::namespaces::NamespacePlan;
-use crate::runtime::Runtime;
-use crate::state;
 
 /// The pool's directory under the state root.
 pub const POOL_DIR: &str = "-pool";
@@ -47,78 +45,75 @@ pub struct PoolStatus {
     pub netns_ready: u32,
 }
 
-impl Runtime {
-    /// The pool's target and contents.
-    pub fn pool_status(&self) -> Result<PoolStatus> {
-        let pool = self.root().join(POOL_DIR);
-        if !pool.exists() {
-            return Ok(PoolStatus {
-                netns_target: 0,
-                netns_ready: 0,
-            });
-        }
-        check_private(&pool)?;
-        Ok(PoolStatus {
-            netns_target: read_target(&pool),
-            netns_ready: count(&pool.join("netns/ready"))?,
-        })
+/// The pool's target and contents.
+pub(crate) fn status(root: &Path) -> Result<PoolStatus> {
+    let pool = root.join(POOL_DIR);
+    if !pool.exists() {
+        return Ok(PoolStatus {
+            netns_target: 0,
+            netns_ready: 0,
+        });
     }
-
-    /// Sets the target to `target` (or keeps the recorded one when `None`) and makes or
-    /// destroys network namespaces until that many are ready. With `wait == false`, returns at
-    /// once when another fill holds the pool (a background refill).
-    pub fn pool_fill(&self, target: Option<u32>, wait: bool) -> Result<PoolStatus> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::invalid(
-                "tong pool fill: only root can keep a pool of network namespaces (they are bind-mounted)",
-            ));
-        }
-        // A background refill never makes a pool a drain removed meanwhile.
-        let lock = if wait {
-            Locked::open(self.root())?
-        } else {
-            Locked::open_existing(self.root(), false).ok().flatten()
-        };
-        let Some(lock) = lock else {
-            return self.pool_status();
-        };
-        lock.discard_unfinished()?;
-        let target = match target {
-            Some(n) => {
-                write_target(&lock.path, n)?;
-                n
-            }
-            None => read_target(&lock.path),
-        };
-        let ready = lock.path.join("netns/ready");
-        while count(&ready)? < target {
-            lock.make_netns()?;
-        }
-        // A lower target destroys the surplus.
-        for entry in entries(&ready)?.iter().skip(target as usize) {
-            discard_entry(entry)?;
-        }
-        self.pool_status()
-    }
-
-    /// Sets the target to 0, destroys every pooled namespace and removes the pool.
-    pub fn pool_drain(&self) -> Result<PoolStatus> {
-        if let Some(lock) = Locked::open_existing(self.root(), true)? {
-            lock.discard_unfinished()?;
-            for entry in entries(&lock.path.join("netns/ready"))? {
-                discard_entry(&entry)?;
-            }
-            for dir in ["netns/making", "netns/ready", "netns"] {
-                remove_dir(&lock.path.join(dir))?;
-            }
-            remove_file(&lock.path.join(TARGET_FILE))?;
-            remove_file(&lock.path.join(format!("{TARGET_FILE}.tmp")))?;
-            remove_dir(&lock.path)?;
-        }
-        self.pool_status()
-    }
+    check_private(&pool)?;
+    Ok(PoolStatus {
+        netns_target: read_target(&pool),
+        netns_ready: count(&pool.join("netns/ready"))?,
+    })
 }
 
+/// Sets the target to `target` (or keeps the recorded one when `None`) and makes or
+/// destroys network namespaces until that many are ready. With `wait == false`, returns at
+/// once when another fill holds the pool (a background refill).
+pub(crate) fn fill(root: &Path, target: Option<u32>, wait: bool) -> Result<PoolStatus> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::invalid(
+            "tong pool fill: only root can keep a pool of network namespaces (they are bind-mounted)",
+        ));
+    }
+    // A background refill never makes a pool a drain removed meanwhile.
+    let lock = if wait {
+        Locked::open(root)?
+    } else {
+        Locked::open_existing(root, false).ok().flatten()
+    };
+    let Some(lock) = lock else {
+        return status(root);
+    };
+    lock.discard_unfinished()?;
+    let target = match target {
+        Some(n) => {
+            write_target(&lock.path, n)?;
+            n
+        }
+        None => read_target(&lock.path),
+    };
+    let ready = lock.path.join("netns/ready");
+    while count(&ready)? < target {
+        lock.make_netns()?;
+    }
+    // A lower target destroys the surplus.
+    for entry in entries(&ready)?.iter().skip(target as usize) {
+        discard_entry(entry)?;
+    }
+    status(root)
+}
+
+/// Sets the target to 0, destroys every pooled namespace and removes the pool.
+pub(crate) fn drain(root: &Path) -> Result<PoolStatus> {
+    if let Some(lock) = Locked::open_existing(root, true)? {
+        lock.discard_unfinished()?;
+        for entry in entries(&lock.path.join("netns/ready"))? {
+            discard_entry(&entry)?;
+        }
+        for dir in ["netns/making", "netns/ready", "netns"] {
+            remove_dir(&lock.path.join(dir))?;
+        }
+        remove_file(&lock.path.join(TARGET_FILE))?;
+        remove_file(&lock.path.join(format!("{TARGET_FILE}.tmp")))?;
+        remove_dir(&lock.path)?;
+    }
+    status(root)
+}
 /// A network namespace claimed by a container, mounted in its directory until the
 /// container's init has joined it.
 pub(crate) struct Claim {
@@ -464,7 +459,7 @@ fn remove_dir(path: &Path) -> Result<()> {
 fn check_private(pool: &Path) -> Result<()> {
     let meta =
         std::fs::symlink_metadata(pool).context(|| format!("cannot read {}", pool.display()))?;
-    state::check_private("pool directory", pool, &meta)
+    crate::private_dir::check_private("pool directory", pool, &meta)
 }
 
 /// Unique among entries: pid, time and a counter.

@@ -215,6 +215,27 @@ impl Runtime {
         self.store.root()
     }
 
+    /// The pool's target and contents (docs/pools.md).
+    pub fn pool_status(&self) -> Result<pool::PoolStatus> {
+        let _log = crate::log::enter(&self.log);
+        pool::status(self.root())
+    }
+
+    /// Sets the pool's target to `target` (or keeps the recorded one when `None`) and
+    /// makes or destroys network namespaces until that many are ready. With
+    /// `wait == false`, returns at once when another fill holds the pool (a background
+    /// refill).
+    pub fn pool_fill(&self, target: Option<u32>, wait: bool) -> Result<pool::PoolStatus> {
+        let _log = crate::log::enter(&self.log);
+        pool::fill(self.root(), target, wait)
+    }
+
+    /// Sets the pool's target to 0, destroys every pooled namespace and removes the pool.
+    pub fn pool_drain(&self) -> Result<pool::PoolStatus> {
+        let _log = crate::log::enter(&self.log);
+        pool::drain(self.root())
+    }
+
     /// Creates a container that waits for `start`.
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<()> {
         let _log = crate::log::enter(&self.log);
