@@ -20,10 +20,11 @@ fn an_exec_process_sees_the_container() {
     let tong = Tong::new();
     let (bundle, id) = running(&tong, &["sh", "-c", "echo marker > /tmp/m; sleep 60"]);
     let init = tong.state(&id)["pid"].as_i64().unwrap();
-    assert!(common::wait_until(5, || std::path::Path::new(&format!(
+    // The shell creates the file before it writes to it: wait for the content.
+    assert!(common::wait_until(5, || std::fs::read_to_string(format!(
         "/proc/{init}/root/tmp/m"
     ))
-    .exists()));
+    .is_ok_and(|m| m == "marker\n")));
     let script =
         "echo host=$(hostname); echo me=$$; cat /tmp/m; set -- /proc/[0-9]*; echo procs=$#; \
                   cat /proc/self/cgroup | grep memory; echo cwd=$(pwd); echo env=$EXTRA";
