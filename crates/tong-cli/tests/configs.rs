@@ -191,15 +191,9 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::
     child.wait().unwrap()
 }
 
-/// Runs the fixture under `runtime` (a path to runc or tong) and collects what the
-/// process saw, the cgroup values and the exit code.
-fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
-    let id = unique_id(&format!("cfg-{label}"));
-    let dir = tempfile::Builder::new()
-        .prefix("tong-it-cfg-")
-        .tempdir()
-        .unwrap();
-    let state = dir.path().join("state");
+/// A temporary bundle directory holding a copy of the busybox root as `rootfs`.
+fn bundle_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     let copied = Command::new("cp")
         .arg("-a")
         .arg(rootfs())
@@ -207,6 +201,15 @@ fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
         .status()
         .unwrap();
     assert!(copied.success());
+    dir
+}
+
+/// Runs the fixture under `runtime` (a path to runc or tong) and collects what the
+/// process saw, the cgroup values and the exit code.
+fn run_under(runtime: &Path, fixture: &str, label: &str) -> Seen {
+    let id = unique_id(&format!("cfg-{label}"));
+    let dir = bundle_dir("tong-it-cfg-");
+    let state = dir.path().join("state");
     let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
     // A CRI container joins the namespaces of its pod's sandbox: a process with its own
     // ipc namespace stands in for it (the sandbox shares the host's uts and network).
@@ -520,17 +523,7 @@ fn same_as_runc_unprivileged(fixture: &str) {
         echo \"id: $(id)\"; echo \"hostname: $(hostname)\"; cat /proc/self/uid_map; \
         echo MOUNTINFO; cat /proc/self/mountinfo; echo END; exit 3";
     let run_as_user = |runtime: &Path, label: &str| -> Vec<String> {
-        let dir = tempfile::Builder::new()
-            .prefix("tong-it-rootless-")
-            .tempdir()
-            .unwrap();
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(rootfs())
-            .arg(dir.path().join("rootfs"))
-            .status()
-            .unwrap();
-        assert!(copied.success());
+        let dir = bundle_dir("tong-it-rootless-");
         let text = std::fs::read_to_string(fixtures_dir().join(fixture)).unwrap();
         let mut config: Value = serde_json::from_str(&text).unwrap();
         config["root"]["path"] = dir.path().join("rootfs").to_str().unwrap().into();
