@@ -124,7 +124,7 @@ def main():
         return sum(one_run(rt) for _ in range(a.batch))
 
     # The harness's own cost: the same spawn of /bin/true.
-    floor = [spawn(["/bin/true"], rts[0].ns_fd)[0] for _ in range(max(a.runs, 5))]
+    harness = [spawn(["/bin/true"], rts[0].ns_fd)[0] for _ in range(max(a.runs, 5))]
     for rt in rts:  # warm the page cache and each runtime's first-run work
         one_run(rt)
 
@@ -165,7 +165,7 @@ def main():
     def stats(xs):
         return statistics.median(xs), min(xs), max(xs)
 
-    print(f"harness floor (posix_spawn of /bin/true, wait): median {statistics.median(floor):.2f} ms, "
+    print(f"harness floor (posix_spawn of /bin/true, wait): median {statistics.median(harness):.2f} ms, "
           "included in every time below")
     titles = {
         "run": f"run of /bin/true ({a.runs} interleaved runs)",
@@ -204,6 +204,13 @@ def main():
             return "met" if v <= target else "NOT met"
 
         r, s, b = ratio("run"), ratio("split"), ratio("batch")
+        if "floor" in rss:
+            def floor_ratio(measure):
+                return medians[(measure, "floor")] / medians[(measure, "crun")]
+
+            print(f"\nfloor (benches/floor-runtime: the kernel work alone) x crun: run {floor_ratio('run'):.2f}, "
+                  f"{a.batch}x {floor_ratio('batch'):.2f}, create+start+delete {floor_ratio('split'):.2f}; "
+                  f"peak RSS {rss['floor'][0]} KiB")
         print(f"\ntargets: run {r:.2f} (<= 0.5: {verdict(r, 0.5)}), {a.batch}x {b:.2f} (<= 0.5: {verdict(b, 0.5)}), "
               f"create+start+delete {s:.2f} (<= 0.6: {verdict(s, 0.6)}); peak RSS of run "
               f"{rss['tong'][0]} vs {rss['crun'][0]} KiB ({verdict(rss['tong'][0] / rss['crun'][0], 1.0)})")
