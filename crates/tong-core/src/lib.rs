@@ -15,22 +15,28 @@
 //! - `security`: capabilities, seccomp, rlimits, sysctls, LSM labels;
 //! - `userns`: user namespace id mappings and running without root.
 
+pub(crate) mod backend_record;
 pub(crate) mod child;
 pub mod config;
+pub(crate) mod create;
 pub(crate) mod cstrings;
 pub mod error;
 pub mod events;
+pub(crate) mod exec;
 pub(crate) mod exec_stub;
 pub mod fault;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod hooks;
+pub(crate) mod host;
 pub(crate) mod id;
 pub(crate) mod init;
 pub(crate) mod launch;
 pub mod log;
 pub(crate) mod namespaces;
+pub(crate) mod oci_state;
+pub(crate) mod options;
 pub(crate) mod plugin_cache;
 pub mod plugins;
 pub mod pool;
@@ -41,6 +47,7 @@ pub(crate) mod salvage;
 pub(crate) mod security;
 pub(crate) mod signals;
 pub(crate) mod state;
+pub(crate) mod teardown;
 pub(crate) mod terminal;
 pub(crate) mod userns;
 pub(crate) mod watchdog;
