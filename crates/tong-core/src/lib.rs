@@ -7,7 +7,15 @@
 //! - [`plugins`]: discovery, trust and ABI checks, loading and selection of backends;
 //! - `plugin_cache`: plugin priorities remembered so selection loads one plugin;
 //! - `state`: the per-container state directory and record;
-//! - [`runtime`]: the OCI lifecycle (create, start, state, kill, delete, run, list);
+//! - [`runtime`]: the OCI lifecycle front (create, start, state, kill, delete, run, list),
+//!   each verb checking the container's status and handing the work on;
+//! - `options`: the lifecycle's public types (status, OCI state, create and exec options);
+//! - `create`: the create script, each step recorded before the next; `exec`: a process
+//!   in a running container; `teardown`: undoing a container (delete, a failed create);
+//! - `oci_state`: the status and OCI state shown by `state`, `list` and the hooks;
+//! - `backend_record`: plugin requests and states as the record keeps them;
+//! - `host`: the parent side's seam to the kernel (is the init alive, signal, kill), faked
+//!   in unit tests;
 //! - [`log`]: the engine's one log (stderr, the CLI's `--log`, the C log callback);
 //! - `launch`: the pipes, descriptors, clone and handshake that make a process;
 //! - `child`: the container's process between clone and exec (no allocation there);
