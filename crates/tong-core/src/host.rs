@@ -114,3 +114,56 @@ pub(crate) mod fake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The real seam on processes of our own, without root.
+
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Command};
+
+    use super::*;
+
+    fn sleeper() -> (Child, i32, u64) {
+        let child = Command::new("sleep").arg("10").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = state::process_start_time(pid).unwrap();
+        (child, pid, start)
+    }
+
+    #[test]
+    fn signals_reach_the_recorded_process_only() {
+        let (mut child, pid, start) = sleeper();
+        assert!(Kernel.is_alive(pid, start));
+        // Another start time: a recycled pid, left alone.
+        let err = Kernel.signal(pid, start + 1, libc::SIGTERM).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+        Kernel.signal(pid, start, libc::SIGTERM).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert!(!Kernel.is_alive(pid, start));
+    }
+
+    #[test]
+    fn a_cgroup_member_gets_any_signal_number() {
+        // A realtime signal (its default action ends the process): `kill --all` takes
+        // every number up to SIGRTMAX.
+        let (mut child, pid, _) = sleeper();
+        let rt = libc::SIGRTMIN() + 2;
+        Kernel.signal_pid(pid, rt).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(rt));
+        // Never kill(0, ...), which would signal our own process group.
+        assert!(Kernel.signal_pid(0, libc::SIGTERM).is_err());
+    }
+
+    #[test]
+    fn kill_and_reap_leaves_no_process_nor_zombie() {
+        let (mut child, pid, start) = sleeper();
+        Kernel.kill_and_reap(pid, start).unwrap();
+        assert!(!Kernel.is_alive(pid, start));
+        // Reaped already: nothing left to wait for.
+        let err = child.wait().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECHILD));
+        // Gone: nothing to do.
+        Kernel.kill_and_reap(pid, start).unwrap();
+    }
+}

@@ -1,10 +1,10 @@
 //! The lifecycle front: the OCI verbs (create, start, run, exec, state, list, kill,
 //! delete, pause, resume, update, stats, ps, wait) and the pool's. Each checks the
-//! container's status and hands the work on: `create.rs` makes a container,
-//! `teardown.rs` undoes one, `launch.rs` makes processes, `oci_state.rs` shows the
-//! state. Each public call makes the runtime's log the thread's current one
+//! container's status and hands the work on: `create.rs` makes a container, `exec.rs`
+//! runs another process in one, `teardown.rs` undoes one, `oci_state.rs` shows its
+//! state; `launch.rs` makes every process. Each public call makes the runtime's log the thread's current one
 //! ([`crate::log`]); the kernel calls on which the verbs decide go through
-//! [`Host`](crate::host) so they are unit-tested without root.
+//! `host::Host` so they are unit-tested without root.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
