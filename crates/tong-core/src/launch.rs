@@ -14,7 +14,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -25,15 +25,15 @@ use tong_abi::{ChildError, NamespaceJoin, SpawnRequest};
 use crate::child::{self, ChildContext};
 use crate::cstrings::CStrings;
 use crate::error::{Context, Error, Result};
+use crate::exec_stub;
 use crate::hooks;
+use crate::host::Host;
 use crate::namespaces::NamespacePlan;
+use crate::options::MAX_EXTRA_FDS;
 use crate::plugins::NamespaceBackend;
 use crate::security::ChildSecurity;
 use crate::terminal::{self, Console, ConsoleEnds};
-use crate::{exec_stub, state};
 
-/// The most descriptors `extra_fds` may name.
-pub const MAX_EXTRA_FDS: usize = 1000;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The parent's side of the handshake with a launched child: it sends GO once the host
@@ -116,8 +116,14 @@ impl Channel {
     /// After a failed step of the parent: the child's own report when it died first
     /// (a namespace it could not join is the cause, not the step that then found it
     /// gone), else `err`.
-    pub(crate) fn child_error_or(&self, err: Error, pid: i32, start: u64) -> Error {
-        if state::is_alive(pid, start) {
+    pub(crate) fn child_error_or(
+        &self,
+        host: &dyn Host,
+        err: Error,
+        pid: i32,
+        start: u64,
+    ) -> Error {
+        if host.is_alive(pid, start) {
             return err;
         }
         // It is dead, so its end of the pipe is closed and this read cannot block.
@@ -288,20 +294,22 @@ impl PassedFds {
             if fd < 0 {
                 return Err(Error::invalid(format!("{name} is negative")));
             }
-            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; it only reads `fd`.
-            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-            if copy < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EBADF) {
+            // SAFETY: the caller lends its descriptors for the call (see
+            // `CreateOptions::extra_fds`); the borrow only lasts for the fcntl, and a number
+            // that is not open makes it fail with EBADF, reported below.
+            let source = unsafe { BorrowedFd::borrow_raw(fd) };
+            match rustix::io::fcntl_dupfd_cloexec(source, floor) {
+                Ok(copy) => copies.push(copy),
+                Err(rustix::io::Errno::BADF) => {
                     return Err(Error::invalid(format!("{name} is not an open descriptor")));
                 }
-                return Err(Error::os(
-                    format!("cannot copy {name} to {floor} or above (RLIMIT_NOFILE?)"),
-                    e,
-                ));
+                Err(e) => {
+                    return Err(Error::os(
+                        format!("cannot copy {name} to {floor} or above (RLIMIT_NOFILE?)"),
+                        e,
+                    ));
+                }
             }
-            // SAFETY: a new descriptor of ours.
-            copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
         }
         Ok(PassedFds { copies })
     }
@@ -318,19 +326,16 @@ impl PassedFds {
         if fd.as_raw_fd() >= floor {
             return Ok(fd);
         }
-        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below; `fd` then closes.
-        let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-        if copy < 0 {
-            return Err(Error::os(
+        // `fd` closes once copied.
+        rustix::io::fcntl_dupfd_cloexec(&fd, floor).map_err(|e| {
+            Error::os(
                 format!(
                     "cannot move descriptor {} to {floor} or above",
                     fd.as_raw_fd()
                 ),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: a new descriptor of ours.
-        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+                e,
+            )
+        })
     }
 }
 
@@ -493,19 +498,36 @@ pub(crate) fn make_fifo(path: &Path) -> Result<File> {
 /// "was killed by SIGKILL " or "exited with status 1 " for a child of ours that closed
 /// its report pipe without a word; empty when it is not our child.
 pub(crate) fn how_it_ended(pid: i32) -> String {
-    let mut status = 0;
-    // SAFETY: waitpid on the container's init, which no longer talks to us (it closed
-    // the report pipe: it is exiting); ECHILD when it is not our child.
-    if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    let Some(target) = Pid::from_raw(pid) else {
         return "exited ".into();
-    }
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
+    };
+    // Blocks only briefly: the container's init no longer talks to us (it closed the
+    // report pipe: it is exiting). __WALL: its exit signal may not be SIGCHLD. ECHILD
+    // when it is not our child.
+    let all = WaitOptions::from_bits_retain(libc::__WALL as u32);
+    let status = match waitpid(Some(target), all) {
+        Ok(Some((reaped, status))) if reaped == target => status,
+        _ => return "exited ".into(),
+    };
+    if let Some(sig) = status.terminating_signal() {
         let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
         format!("was killed by {name} ")
     } else {
-        format!("exited with status {} ", libc::WEXITSTATUS(status))
+        format!(
+            "exited with status {} ",
+            status.exit_status().unwrap_or_default()
+        )
     }
+}
+
+/// Writes `pid` to `path` (through a temporary file and a rename: readers never see
+/// half of it).
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("tong-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .context(|| format!("cannot write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("cannot write pid file {}", path.display()))
 }
 
 /// Reads the child's next report: READY, a ChildError, or EOF.
@@ -560,7 +582,6 @@ mod tests {
 
     use super::*;
     use std::io::Write;
-    use std::os::fd::IntoRawFd;
 
     /// A channel and the child's ends of its two pipes (sync to read, report to write).
     fn channel() -> (Channel, File, File) {
@@ -668,13 +689,63 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_step_a_dead_childs_report_is_the_cause() {
+        use crate::host::fake::FakeHost;
+        let host = FakeHost::default();
+        let ours = || Error::Internal("adding to the cgroup".into());
+        // Pid 1 is never a child of ours: how it ended is unknown ("exited").
+        let (said_why, _sync, report) = channel();
+        host.start(1, 5);
+        let err = said_why.child_error_or(&host, ours(), 1, 5);
+        assert!(
+            matches!(err, Error::Internal(_)),
+            "alive: our error, got {err:?}"
+        );
+        // Dead, after saying why.
+        (&report)
+            .write_all(child_error("setns user").as_bytes())
+            .unwrap();
+        drop(report);
+        let err = said_why.child_error_or(&host, ours(), 1, 6);
+        assert!(err.to_string().contains("setns user"), "{err}");
+        // Dead without a word.
+        let (silent, _sync, report) = channel();
+        drop(report);
+        let err = silent.child_error_or(&host, ours(), 1, 6);
+        assert_eq!(err.to_string(), "the container process exited during setup");
+    }
+
+    #[test]
+    fn how_a_reaped_or_foreign_process_ended_is_unknown() {
+        assert_eq!(how_it_ended(1), "exited ");
+        assert_eq!(how_it_ended(0), "exited ");
+    }
+
+    #[test]
+    #[allow(clippy::zombie_processes, reason = "how_it_ended reaps them")]
+    fn how_our_child_ended_is_read_from_its_status() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        assert_eq!(how_it_ended(child.id() as i32), "exited with status 3 ");
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        child.kill().unwrap();
+        assert_eq!(how_it_ended(child.id() as i32), "was killed by SIGKILL ");
+    }
+
+    #[test]
     fn passed_descriptors_are_checked_and_copied_above_their_targets() {
         let err = PassedFds::copy(0, &[-1]).err().unwrap();
         assert!(err.to_string().contains("extra_fds[0] (-1"), "{err}");
-        // A descriptor number nobody has open.
-        let closed = File::open("/dev/null").unwrap().into_raw_fd();
-        // SAFETY: our own descriptor, closed once.
-        unsafe { libc::close(closed) };
+        // A descriptor number nobody has open (the file closes at the end of the block).
+        let closed = {
+            let file = File::open("/dev/null").unwrap();
+            file.as_raw_fd()
+        };
         let err = PassedFds::copy(0, &[closed]).err().unwrap();
         assert!(
             err.to_string().contains("is not an open descriptor"),

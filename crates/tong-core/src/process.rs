@@ -47,7 +47,7 @@ pub fn signal(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
 
 /// The signal numbered `number`: a named one, or a realtime one (`tong kill` takes any
 /// number from 1 to SIGRTMAX; rustix names only the classic signals).
-fn signal_of(number: i32) -> std::io::Result<Signal> {
+pub(crate) fn signal_of(number: i32) -> std::io::Result<Signal> {
     if let Some(sig) = Signal::from_named_raw(number) {
         return Ok(sig);
     }
