@@ -290,18 +290,11 @@ pub fn compile(profile: &LinuxSeccomp, ignore_unknown_syscalls: bool) -> Result<
 /// The filter's BPF, through a memfd: libseccomp 2.5 (Debian 12) exports only to a
 /// descriptor.
 fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
     use std::io::{Read, Seek};
-    use std::os::fd::FromRawFd;
-    // SAFETY: memfd_create with a static name; the result is checked below.
-    let fd = unsafe { libc::memfd_create(c"tong-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(crate::Error::os(
-            "memfd_create for the seccomp program",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a fresh descriptor we own from here.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let fd = memfd_create(c"tong-seccomp", MemFdCreateFlag::MFD_CLOEXEC)
+        .map_err(|e| crate::Error::os("memfd_create for the seccomp program", e))?;
+    let mut file = std::fs::File::from(fd);
     filter
         .export_bpf(&file)
         .map_err(|e| invalid("linux.seccomp", format!("exporting the BPF program: {e}")))?;

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 
+use nix::sched::CloneFlags;
+
 use super::invalid;
 use crate::error::Result;
 use crate::namespaces::NamespacePlan;
@@ -33,11 +35,11 @@ const IPC_KEYS: [&str; 8] = [
 /// The namespace a sysctl belongs to, or None when it is global.
 fn namespace_of(key: &str) -> Option<(i32, &'static str)> {
     if IPC_KEYS.contains(&key) || key.starts_with("fs.mqueue.") {
-        Some((libc::CLONE_NEWIPC, "ipc"))
+        Some((CloneFlags::CLONE_NEWIPC.bits(), "ipc"))
     } else if key.starts_with("net.") {
-        Some((libc::CLONE_NEWNET, "network"))
+        Some((CloneFlags::CLONE_NEWNET.bits(), "network"))
     } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some((libc::CLONE_NEWUTS, "uts"))
+        Some((CloneFlags::CLONE_NEWUTS.bits(), "uts"))
     } else {
         None
     }
