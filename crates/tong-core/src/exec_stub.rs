@@ -103,7 +103,7 @@ mod tests {
         let fd = sealed_memfd().unwrap();
         let mut file = std::fs::File::from(fd);
         let err = file.write_all(b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(err.raw_os_error(), Some(Errno::PERM.raw_os_error()));
         assert_eq!(file.metadata().unwrap().len(), EXEC_STUB.len() as u64);
     }
 }

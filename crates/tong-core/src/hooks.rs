@@ -208,11 +208,7 @@ pub fn run_all(
     let memfd = state_memfd(state)?;
     let joins: Vec<(c_int, c_int)> = joins.iter().map(|(t, f)| (f.as_raw_fd(), *t)).collect();
     let name = point.name().as_bytes();
-    let exec_failed: &[u8] = if point == Point::CreateContainer {
-        b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
-    } else {
-        crate::child::hooks::EXEC_FAILED
-    };
+    let exec_failed = exec_failed(point);
     for hook in hooks {
         let mut err = ChildError::default();
         let mask = crate::signals::block_all_signals();
@@ -224,6 +220,15 @@ pub fn run_all(
         }
     }
     Ok(())
+}
+
+/// What the message of a hook that could not be executed adds, at `point`.
+fn exec_failed(point: Point) -> &'static [u8] {
+    if point == Point::CreateContainer {
+        b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
+    } else {
+        crate::child::hooks::EXEC_FAILED
+    }
 }
 
 /// Runs the hooks of a point whose failure only warns (poststart, poststop): each one
@@ -244,4 +249,23 @@ pub fn wait_readers_gone(fifo: &File) {
     // A write end reports POLLERR without readers.
     let mut pfd = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
     while let Err(nix::errno::Errno::EINTR) = poll(&mut pfd, PollTimeout::NONE) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_create_container_blames_the_container_mount_namespace() {
+        for point in POINTS {
+            let why = String::from_utf8_lossy(exec_failed(point)).into_owned();
+            assert!(why.contains("could not be executed"), "{why}");
+            assert_eq!(
+                why.contains("the container's mount namespace"),
+                point == Point::CreateContainer,
+                "{}: {why}",
+                point.name()
+            );
+        }
+    }
 }

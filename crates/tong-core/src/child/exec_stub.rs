@@ -3,8 +3,8 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
-/// Runs the stub from `memfd`. Returns only on failure,
-/// with errno set. `report_fd` must have been made inheritable by the caller.
+/// Runs the stub from `memfd`. Returns only on failure, with errno set. `report_fd` must
+/// have been made inheritable by the caller.
 ///
 /// execveat(2) with AT_EMPTY_PATH is the way. On any failure the same memfd is exec'd
 /// by its /proc path: a seccomp profile may allow execve and refuse execveat with an

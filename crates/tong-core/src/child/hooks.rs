@@ -30,15 +30,16 @@ pub(crate) const EXEC_FAILED: &[u8] = b" (could not be executed)";
 
 /// Forks, enters `joins`, execs the hook with `stdin_fd` (rewound) as stdin, and waits
 /// for it within its timeout. Allocates nothing; callable between clone and exec.
+/// `name`: the hook point's, for messages; `exec_failed`: what the message of a hook
+/// that could not be executed adds.
 pub(crate) fn run(
-    point: &[u8],
+    name: &[u8],
     exec_failed: &[u8],
     hook: &PreparedHook,
     stdin_fd: c_int,
     joins: &[(c_int, c_int)],
     err: &mut ChildError,
 ) -> std::result::Result<(), ()> {
-    let name = point;
     let path = hook.path.to_bytes();
     // SAFETY: the new process runs hook_process only, which allocates nothing, takes no
     // lock, and execs the hook or _exits.

@@ -5,10 +5,11 @@ use tong_abi::ChildError;
 
 use crate::security::caps::CapabilityPlan;
 use crate::security::lsm::ExecLabel;
-use crate::security::seccomp::{Program, SECCOMP_SET_MODE_FILTER};
+use crate::security::seccomp::Program;
 use crate::security::sysctl::Sysctl;
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 
 #[repr(C)]
 struct CapHeader {

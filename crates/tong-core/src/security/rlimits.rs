@@ -147,3 +147,64 @@ pub fn set_oom_score_adj(pid: i32, value: i32) -> Result<()> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The soft and hard columns of a /proc/PID/limits line.
+    fn shown(limits: &str, line: &str) -> Vec<String> {
+        let row = limits.lines().find(|l| l.starts_with(line)).unwrap();
+        row[line.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn applies_limits_to_another_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Up to our own hard limits: allowed without CAP_SYS_RESOURCE. The core one is
+        // usually unlimited (soft 0), which must go through as RLIM_INFINITY.
+        let (core, files) = (current_hard(Resource::Core), current_hard(Resource::Nofile));
+        let limit = |name: &str, resource, soft, hard| Rlimit {
+            name: name.into(),
+            resource,
+            soft,
+            hard,
+        };
+        let applied = apply(
+            pid,
+            &[
+                limit("RLIMIT_CORE", Resource::Core, core, core),
+                limit("RLIMIT_NOFILE", Resource::Nofile, 123, files),
+            ],
+        );
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        applied.unwrap();
+        let text = |v: u64| {
+            if v == u64::MAX {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        assert_eq!(
+            shown(&limits, "Max core file size"),
+            [text(core), text(core)],
+            "{limits}"
+        );
+        assert_eq!(
+            shown(&limits, "Max open files"),
+            ["123".to_string(), text(files)],
+            "{limits}"
+        );
+    }
+}

@@ -68,7 +68,6 @@ use serde_json::Value;
 use super::invalid;
 use crate::error::Result;
 
-pub(crate) const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
 const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 4;
