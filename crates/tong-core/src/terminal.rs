@@ -3,13 +3,9 @@
 //! `run` or `exec` without one, kept by tong, which relays its own stdio to it.
 //!
 //! The parent connects to the console socket before clone (or, to relay, makes a
-//! socketpair and keeps one end) and gives the child the connected descriptor. The child,
-//! once inside the container's mount namespace (after the root filesystem is set up, or
-//! after joining it for `exec`), opens `/dev/ptmx` of the container's own devpts, sends
-//! the master over the socket with `SCM_RIGHTS` (the data bytes are the slave's path, as
-//! runc sends them), and makes the slave its stdio. Right before exec it starts a new
-//! session and takes the slave as its controlling terminal: that side is in
-//! [`crate::child::terminal`].
+//! socketpair and keeps one end) and gives the child the connected descriptor. The child
+//! opens the pty in the container's own devpts, sends the master over it and takes the
+//! slave as its terminal ([`crate::child::terminal`]).
 
 use std::io::IoSliceMut;
 use std::io::Stdin;

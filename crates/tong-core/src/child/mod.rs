@@ -97,7 +97,7 @@ pub struct ChildContext {
     /// The stub's argv for each of `exec_candidates`.
     pub stub_args: crate::exec_stub::StubArgs,
     /// Stay dumpable until the go-ahead: a parent without root must write the id maps of
-    /// the new user namespace, and /proc/<pid>/uid_map of a non-dumpable process belongs
+    /// the new user namespace, and `/proc/<pid>/uid_map` of a non-dumpable process belongs
     /// to root.
     pub dumpable_until_go: bool,
     /// Close-on-exec copies of the descriptors the container gets as 3, 4, ..., in that
@@ -338,10 +338,10 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     Err(())
 }
 
-/// /proc/<pid>/exe, fd/ and map_files/ of a non-dumpable process are refused to anyone
-/// without CAP_SYS_PTRACE over the user namespace of its memory, which is the host's:
-/// a neighbour sharing the container's pid namespace cannot reach the host binary while
-/// this process is a clone of it. The exec resets it.
+/// `/proc/<pid>/exe`, `fd/` and `map_files/` of a non-dumpable process are refused to
+/// anyone without CAP_SYS_PTRACE over the user namespace of its memory, which is the
+/// host's: a neighbour sharing the container's pid namespace cannot reach the host binary
+/// while this process is a clone of it. The exec resets it.
 fn set_non_dumpable() {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

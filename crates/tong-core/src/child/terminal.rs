@@ -1,5 +1,6 @@
 //! The child side of `process.terminal` (see [`crate::terminal`]): once inside the
-//! container's mount namespace, it opens `/dev/ptmx` of the container's own devpts,
+//! container's mount namespace (after the root filesystem is set up, or after joining
+//! it for `exec`), it opens `/dev/ptmx` of the container's own devpts,
 //! sends the master over the console socket with `SCM_RIGHTS` (the data bytes are the
 //! slave's path, as runc sends them) and makes the slave its stdio; right before exec it
 //! starts a new session and takes the slave as its controlling terminal. Stack buffers
@@ -9,8 +10,8 @@ use std::ffi::c_int;
 
 use tong_abi::ChildError;
 
-/// Opens a new pty in the current mount namespace's devpts, sends its master
-/// over `socket` and closes both; returns the slave (close-on-exec).
+/// Opens a new pty in the current mount namespace's devpts, sends its master over
+/// `socket` and closes both; returns the slave (close-on-exec).
 pub(crate) fn open_and_send(socket: c_int, err: &mut ChildError) -> std::result::Result<c_int, ()> {
     // SAFETY: open(2) of fixed NUL-terminated paths.
     let mut master = unsafe {
