@@ -38,10 +38,7 @@ fn request(id: &str, backend: &str) -> Vec<u8> {
 fn usable(cg: &Plugin) -> bool {
     match cg.probe() {
         Ok(()) => true,
-        Err(why) => {
-            println!("SKIP cgroup={}: {why}", cg.name);
-            false
-        }
+        Err(why) => tong_testkit::skip(&format!("cgroup={}", cg.name), why),
     }
 }
 

@@ -151,11 +151,13 @@ fn bundle_for(dir: &Path, v: &Variant, scratch: &Path) {
 fn private_network_namespace() -> bool {
     // SAFETY: unshare(2) has no memory preconditions; the bench is single-threaded here.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        println!(
-            "SKIP setup net=bridge/net=cni: no private network namespace ({})",
-            std::io::Error::last_os_error()
+        return tong_testkit::skip(
+            "setup net=bridge/net=cni",
+            format_args!(
+                "no private network namespace ({})",
+                std::io::Error::last_os_error()
+            ),
         );
-        return false;
     }
     // The namespace's loopback, for the bridge's gateway and port publishing.
     let up = std::process::Command::new("ip")
@@ -182,7 +184,12 @@ fn setup(c: &mut Criterion) {
             continue;
         }
         if v.net == Some("cni") && !have_cni {
-            println!("SKIP setup {}: no CNI plugins in {CNI_BIN} (apt-get install containernetworking-plugins)", v.name);
+            tong_testkit::skip(
+                &format!("setup {}", v.name),
+                format_args!(
+                    "no CNI plugins in {CNI_BIN} (apt-get install containernetworking-plugins)"
+                ),
+            );
             continue;
         }
         let bundle = scratch.path().join(format!("bundle{i}"));

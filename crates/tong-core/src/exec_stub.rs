@@ -11,49 +11,37 @@
 //!
 //! The stub (stub/exec-stub.c, built by build.rs) is a few KB of freestanding code; the
 //! memfd is made and sealed by the parent before clone, close-on-exec, so the program
-//! never sees it. See docs/security.md, "Escapes: the host binary".
+//! never sees it; the child execs it with [`crate::child::exec_stub::exec`]. See
+//! docs/security.md, "Escapes: the host binary".
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
 /// The stub program.
 pub static EXEC_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exec-stub"));
 
-/// `MFD_EXEC` (Linux 6.3): executable even where `vm.memfd_noexec` makes that opt-in.
-const MFD_EXEC: libc::c_uint = 0x10;
-
 /// A sealed, close-on-exec memfd holding the stub.
 pub fn sealed_memfd() -> Result<OwnedFd> {
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: memfd_create with a static name; the result is checked.
-    let mut fd = unsafe { libc::memfd_create(c"tong-exec-stub".as_ptr(), flags | MFD_EXEC) };
-    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+    let name = c"tong-exec-stub";
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // MFD_EXEC (Linux 6.3): executable even where `vm.memfd_noexec` makes that opt-in.
+    let fd = match memfd_create(name, flags | MemfdFlags::EXEC) {
         // A kernel before 6.3 does not know MFD_EXEC; its memfds are executable anyway.
-        // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(c"tong-exec-stub".as_ptr(), flags) };
+        Err(Errno::INVAL) => memfd_create(name, flags),
+        other => other,
     }
-    if fd < 0 {
-        return Err(Error::os(
-            "memfd_create for the exec stub",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a descriptor we just created and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    .map_err(|e| Error::os("memfd_create for the exec stub", e))?;
     std::fs::File::from(fd.try_clone().map_err(|e| Error::os("dup", e))?)
         .write_all(EXEC_STUB)
         .map_err(|e| Error::os("writing the exec stub", e))?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl on our own descriptor.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(Error::os(
-            "sealing the exec stub",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
+    fcntl_add_seals(&fd, seals).map_err(|e| Error::os("sealing the exec stub", e))?;
     Ok(fd)
 }
 
@@ -100,40 +88,6 @@ impl StubArgs {
     }
 }
 
-/// In the child, as its last step: runs the stub from `memfd`. Returns only on failure,
-/// with errno set. `report_fd` must have been made inheritable by the caller.
-///
-/// execveat(2) with AT_EMPTY_PATH is the way. On any failure the same memfd is exec'd
-/// by its /proc path: a seccomp profile may allow execve and refuse execveat with an
-/// errno, and valgrind's execveat refuses an empty path (ENOENT).
-///
-/// # Safety
-/// `argv` and `envp` are NULL-terminated arrays of live C strings.
-pub unsafe fn exec(
-    memfd: c_int,
-    proc_path: &CStr,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) {
-    // SAFETY: the caller's arrays; an empty path with AT_EMPTY_PATH names the memfd.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            memfd,
-            c"".as_ptr(),
-            argv,
-            envp,
-            libc::AT_EMPTY_PATH,
-        );
-    }
-    let first = tong_abi::ChildError::last_errno();
-    // SAFETY: as above, with a path the parent prepared.
-    unsafe { libc::execve(proc_path.as_ptr(), argv, envp) };
-    // Report the execveat failure, the one a profile author must look at.
-    // SAFETY: errno is thread-local; restoring it has no other effect.
-    unsafe { *libc::__errno_location() = first };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +103,7 @@ mod tests {
         let fd = sealed_memfd().unwrap();
         let mut file = std::fs::File::from(fd);
         let err = file.write_all(b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(err.raw_os_error(), Some(Errno::PERM.raw_os_error()));
         assert_eq!(file.metadata().unwrap().len(), EXEC_STUB.len() as u64);
     }
 }

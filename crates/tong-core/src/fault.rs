@@ -53,14 +53,15 @@ pub fn point(step: &str, init: i32) {
         STEPS.contains(&step) || POOL_STEPS.contains(&step),
         "unknown fault point {step}"
     );
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::{getpid, Pid};
     let here = |var: &str| std::env::var_os(var).is_some_and(|v| v == step);
     if here("TONG_KILL_INIT_AT") && init > 0 {
-        // SAFETY: kill(2) on the container's init, recorded by this process.
-        unsafe { libc::kill(init, libc::SIGKILL) };
+        let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
     }
     if here("TONG_CRASH_AT") {
-        // SAFETY: kill(2) on ourselves; SIGKILL cannot be caught, nothing runs after it.
-        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        // SIGKILL cannot be caught: nothing runs after it.
+        let _ = kill(getpid(), Signal::SIGKILL);
     }
 }
 

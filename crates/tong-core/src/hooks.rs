@@ -13,21 +13,24 @@
 //! for poststart, `stopped` (no pid) for poststop; the pid is the one seen from the
 //! hook's pid namespace (1 in the container for createContainer and startContainer), as
 //! the runtime spec says and runc gives. Each hook gets its own `args` and
-//! `env` only, and is killed when its `timeout` passes. The runner allocates nothing
-//! after it forks, so the same code serves the engine (possibly inside a multi-threaded
-//! Go program) and the container's process between clone and exec (startContainer).
+//! `env` only, and is killed when its `timeout` passes. The runner
+//! ([`crate::child::hooks`]) allocates nothing after it forks, so the same code serves
+//! the engine (possibly inside a multi-threaded Go program) and the container's process
+//! between clone and exec (startContainer).
 
 use std::ffi::{c_int, CString};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{Hook, Hooks};
 use serde_json::Value;
 use tong_abi::ChildError;
 
+pub use crate::child::hooks::{PreparedHook, StartHooks};
 use crate::cstrings::CStrings;
 use crate::error::{Error, Result};
 
@@ -74,20 +77,6 @@ pub fn from_record(value: Option<&Value>) -> Hooks {
     value
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default()
-}
-
-/// A hook ready to run without allocating.
-#[derive(Debug)]
-pub struct PreparedHook {
-    /// Where it was found, for messages (and for execve when `exe` is None).
-    pub path: CString,
-    /// The executable opened in the runtime's mount namespace, for hooks that run after
-    /// joining the container's (execveat with AT_EMPTY_PATH).
-    pub exe: Option<OwnedFd>,
-    pub argv: CStrings,
-    pub envp: CStrings,
-    /// Milliseconds before it is killed; 0: no limit.
-    pub timeout_ms: i64,
 }
 
 /// Every point, in lifecycle order.
@@ -145,18 +134,16 @@ fn prepare_one(point: Point, i: usize, hook: &Hook, open_exe: bool) -> Result<Pr
     let what = format!("hooks.{}[{i}] {}", point.name(), hook.path().display());
     if check_exists {
         let c = cstring(&what, hook.path().as_os_str().as_bytes())?;
-        // SAFETY: access(2) on a live C string.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Error::invalid(format!("{what}: cannot execute: {e}")));
-        }
+        access(c.as_c_str(), AccessFlags::X_OK).map_err(|e| {
+            Error::invalid(format!(
+                "{what}: cannot execute: {}",
+                std::io::Error::from(e)
+            ))
+        })?;
     }
     let exe = if open_exe {
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(hook.path())
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        // Close-on-exec, as std opens every file.
+        let file = File::open(hook.path()).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         Some(OwnedFd::from(file))
     } else {
         None
@@ -220,16 +207,28 @@ pub fn run_all(
     }
     let memfd = state_memfd(state)?;
     let joins: Vec<(c_int, c_int)> = joins.iter().map(|(t, f)| (f.as_raw_fd(), *t)).collect();
+    let name = point.name().as_bytes();
+    let exec_failed = exec_failed(point);
     for hook in hooks {
         let mut err = ChildError::default();
         let mask = crate::signals::block_all_signals();
-        let r = run(point, hook, memfd.as_raw_fd(), &joins, &mut err);
+        let r =
+            crate::child::hooks::run(name, exec_failed, hook, memfd.as_raw_fd(), &joins, &mut err);
         crate::signals::restore_signal_mask(&mask);
         if r.is_err() {
             return Err(Error::Container(err.describe()));
         }
     }
     Ok(())
+}
+
+/// What the message of a hook that could not be executed adds, at `point`.
+fn exec_failed(point: Point) -> &'static [u8] {
+    if point == Point::CreateContainer {
+        b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
+    } else {
+        crate::child::hooks::EXEC_FAILED
+    }
 }
 
 /// Runs the hooks of a point whose failure only warns (poststart, poststop): each one
@@ -247,207 +246,26 @@ pub fn run_warn(point: Point, hooks: &Hooks, state: &[u8]) {
 /// Waits until nobody reads the exec fifo any more: the container's process closed it
 /// by exec'ing its program (the descriptor is close-on-exec), or died.
 pub fn wait_readers_gone(fifo: &File) {
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: fifo.as_raw_fd(),
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: poll on one live pollfd; a write end reports POLLERR without readers.
-        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r > 0 || ChildError::last_errno() != libc::EINTR {
-            return;
-        }
-    }
+    // A write end reports POLLERR without readers.
+    let mut pfd = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
+    while let Err(nix::errno::Errno::EINTR) = poll(&mut pfd, PollTimeout::NONE) {}
 }
 
-/// Forks, enters `joins`, execs the hook with `stdin_fd` (rewound) as stdin, and waits
-/// for it within its timeout. Allocates nothing; callable between clone and exec.
-pub(crate) fn run(
-    point: Point,
-    hook: &PreparedHook,
-    stdin_fd: c_int,
-    joins: &[(c_int, c_int)],
-    err: &mut ChildError,
-) -> std::result::Result<(), ()> {
-    let name = point.name().as_bytes();
-    let path = hook.path.to_bytes();
-    // SAFETY: the new process runs hook_process only, which allocates nothing, takes no
-    // lock, and execs the hook or _exits.
-    let pid = unsafe { tong_sys::fork() };
-    if pid < 0 {
-        err.os(&[b"fork for hook ", path]);
-        return Err(());
-    }
-    if pid == 0 {
-        hook_process(hook, stdin_fd, joins);
-    }
-    let deadline = (hook.timeout_ms > 0).then(|| now_ms() + hook.timeout_ms);
-    let mut status = 0;
-    loop {
-        // SAFETY: non-blocking waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
-        if r == pid as libc::pid_t {
-            break;
-        }
-        if r < 0 && ChildError::last_errno() != libc::EINTR {
-            err.os(&[b"waiting for hook ", path]);
-            return Err(());
-        }
-        if deadline.is_some_and(|d| now_ms() >= d) {
-            // SAFETY: kill and reap our own child.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                libc::waitpid(pid as libc::pid_t, &mut status, 0);
-            }
-            let mut secs = [0u8; 20];
-            let n = tong_sys::write_decimal(&mut secs, (hook.timeout_ms / 1000) as u64);
-            err.set(
-                0,
-                &[
-                    name,
-                    b" hook ",
-                    path,
-                    b": timed out after ",
-                    &secs[..n],
-                    b"s (killed)",
-                ],
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_create_container_blames_the_container_mount_namespace() {
+        for point in POINTS {
+            let why = String::from_utf8_lossy(exec_failed(point)).into_owned();
+            assert!(why.contains("could not be executed"), "{why}");
+            assert_eq!(
+                why.contains("the container's mount namespace"),
+                point == Point::CreateContainer,
+                "{}: {why}",
+                point.name()
             );
-            return Err(());
         }
-        sleep_ms(5);
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        return Ok(());
-    }
-    let mut num = [0u8; 20];
-    if libc::WIFSIGNALED(status) {
-        let n = tong_sys::write_decimal(&mut num, libc::WTERMSIG(status) as u64);
-        err.set(
-            0,
-            &[name, b" hook ", path, b": killed by signal ", &num[..n]],
-        );
-    } else {
-        let code = libc::WEXITSTATUS(status);
-        let n = tong_sys::write_decimal(&mut num, code as u64);
-        let why: &[u8] = match code {
-            EXIT_EXEC if point == Point::CreateContainer => {
-                b" (could not be executed: in the container's mount namespace its interpreter or loader must exist inside the container)"
-            }
-            EXIT_EXEC => b" (could not be executed)",
-            EXIT_SETNS if !joins.is_empty() => b" (could not join the container's namespaces)",
-            _ => b"",
-        };
-        err.set(
-            0,
-            &[
-                name,
-                b" hook ",
-                path,
-                b": exited with status ",
-                &num[..n],
-                why,
-            ],
-        );
-    }
-    Err(())
-}
-
-/// Exit codes of the hook process when tong's own steps fail in it.
-const EXIT_EXEC: c_int = 127;
-const EXIT_SETNS: c_int = 126;
-
-/// The forked hook process: never returns.
-fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) -> ! {
-    // SAFETY: plain syscalls in our own single-threaded fork, on prepared descriptors and
-    // C strings; _exit on every failure.
-    unsafe {
-        for &(fd, nstype) in joins {
-            if libc::setns(fd, nstype) != 0 {
-                libc::_exit(EXIT_SETNS);
-            }
-        }
-        if !joins.is_empty() {
-            // A joined pid namespace applies to children only: run the hook in one.
-            // (Inside the unsafe block above.) The new process runs the same
-            // no-allocation code: it execs the hook or _exits.
-            let pid = tong_sys::fork();
-            if pid < 0 {
-                libc::_exit(EXIT_SETNS);
-            }
-            if pid > 0 {
-                let mut status = 0;
-                while libc::waitpid(pid as libc::pid_t, &mut status, 0) < 0 {}
-                libc::_exit(crate::process::exit_code(status));
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        }
-        libc::lseek(stdin_fd, 0, libc::SEEK_SET);
-        if libc::dup2(stdin_fd, 0) < 0 {
-            libc::_exit(EXIT_EXEC);
-        }
-        crate::signals::reset_signal_handlers();
-        crate::signals::unblock_all_signals();
-        match &hook.exe {
-            Some(exe) => {
-                // Scripts are run by the kernel as /dev/fd/N: the descriptor must survive exec.
-                libc::fcntl(exe.as_raw_fd(), libc::F_SETFD, 0);
-                libc::syscall(
-                    libc::SYS_execveat,
-                    exe.as_raw_fd(),
-                    c"".as_ptr(),
-                    hook.argv.as_ptr(),
-                    hook.envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                );
-            }
-            None => {
-                libc::execve(hook.path.as_ptr(), hook.argv.as_ptr(), hook.envp.as_ptr());
-            }
-        }
-        libc::_exit(EXIT_EXEC)
-    }
-}
-
-fn now_ms() -> i64 {
-    // SAFETY: clock_gettime into a zeroed local.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-}
-
-fn sleep_ms(ms: i64) {
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: ms * 1_000_000,
-    };
-    // SAFETY: nanosleep with a live timespec; an early wake-up is harmless.
-    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-}
-
-/// The prepared startContainer hooks and the memfd with their state, handed to the
-/// container's process.
-#[derive(Debug, Default)]
-pub struct StartHooks {
-    pub hooks: Vec<PreparedHook>,
-    pub state_fd: Option<OwnedFd>,
-}
-
-impl StartHooks {
-    /// Runs them in the container's process (no allocation).
-    pub(crate) fn run_in_child(&self, err: &mut ChildError) -> std::result::Result<(), ()> {
-        let Some(fd) = &self.state_fd else {
-            return Ok(());
-        };
-        for hook in &self.hooks {
-            // SAFETY: access(2) on a prepared C string.
-            if unsafe { libc::access(hook.path.as_ptr(), libc::X_OK) } != 0 {
-                err.os(&[b"startContainer hook ", hook.path.to_bytes()]);
-                return Err(());
-            }
-            run(Point::StartContainer, hook, fd.as_raw_fd(), &[], err)?;
-        }
-        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 /// The namespaces a config asks for: which to create and which to join by path.
@@ -30,7 +31,7 @@ impl NamespacePlan {
         }
         // A user namespace must be joined first: it decides what the others may do.
         plan.join
-            .sort_by_key(|(t, _)| i32::from(*t != libc::CLONE_NEWUSER));
+            .sort_by_key(|(t, _)| i32::from(*t != CloneFlags::CLONE_NEWUSER.bits()));
         plan
     }
 
@@ -42,7 +43,11 @@ impl NamespacePlan {
     /// Whether the config joins a user namespace by path and creates other namespaces:
     /// those must be created after the join to belong to it (ns=fork does that).
     pub fn joins_user_and_creates(&self) -> bool {
-        self.create != 0 && self.join.iter().any(|(t, _)| *t == libc::CLONE_NEWUSER)
+        self.create != 0
+            && self
+                .join
+                .iter()
+                .any(|(t, _)| *t == CloneFlags::CLONE_NEWUSER.bits())
     }
 
     /// Whether the container creates a namespace of this type.
@@ -54,16 +59,17 @@ impl NamespacePlan {
 /// The `CLONE_NEW*` flag of a namespace type.
 pub fn clone_flag(typ: LinuxNamespaceType) -> u64 {
     let flag = match typ {
-        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
-        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
-        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
-        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
-        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
-        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
-        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
-        LinuxNamespaceType::Time => 0x80,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME, which nix 0.29 does not name.
+        LinuxNamespaceType::Time => return 0x80,
     };
-    flag as u64
+    flag.bits() as u64
 }
 
 #[cfg(test)]
@@ -79,10 +85,14 @@ mod tests {
         )
         .unwrap();
         let plan = NamespacePlan::from_spec(&spec);
-        assert_eq!(plan.create, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
-        assert_eq!(plan.join[0].0, libc::CLONE_NEWUSER);
-        assert_eq!(plan.join[1].0, libc::CLONE_NEWNET);
-        assert!(plan.has(libc::CLONE_NEWNET));
-        assert!(!plan.creates(libc::CLONE_NEWNET));
+        let flag = |f: CloneFlags| f.bits();
+        assert_eq!(
+            plan.create,
+            flag(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS) as u64
+        );
+        assert_eq!(plan.join[0].0, flag(CloneFlags::CLONE_NEWUSER));
+        assert_eq!(plan.join[1].0, flag(CloneFlags::CLONE_NEWNET));
+        assert!(plan.has(flag(CloneFlags::CLONE_NEWNET)));
+        assert!(!plan.creates(flag(CloneFlags::CLONE_NEWNET)));
     }
 }

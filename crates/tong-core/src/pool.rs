@@ -21,11 +21,13 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 
 use crate::error::{Context, Error, Result};
 use crate::namespaces::NamespacePlan;
@@ -157,7 +159,9 @@ pub(crate) fn take_netns(
     namespaces: &NamespacePlan,
     container: &Path,
 ) -> Result<Option<(File, Claim)>> {
-    if !namespaces.creates(libc::CLONE_NEWNET) || namespaces.has(libc::CLONE_NEWUSER) {
+    if !namespaces.creates(CloneFlags::CLONE_NEWNET.bits())
+        || namespaces.has(CloneFlags::CLONE_NEWUSER.bits())
+    {
         return Ok(None);
     }
     let Some(root) = container.parent() else {
@@ -216,13 +220,13 @@ fn open_netns(path: &Path) -> Result<(File, u64)> {
     use std::os::unix::fs::MetadataExt;
     let file = File::options()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
         .open(path)
         .context(|| format!("cannot open {}", path.display()))?;
     let fs = nix::sys::statfs::fstatfs(&file).context(|| format!("statfs {}", path.display()))?;
-    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor's namespace.
-    let nstype = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
-    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC || nstype != libc::CLONE_NEWNET {
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC
+        || namespace_type(&file) != CloneFlags::CLONE_NEWNET.bits()
+    {
         return Err(Error::invalid(format!(
             "{} is not a network namespace",
             path.display()
@@ -235,13 +239,19 @@ fn open_netns(path: &Path) -> Result<(File, u64)> {
     Ok((file, inode))
 }
 
-/// `_IO(0xb7, 0x3)` from linux/nsfs.h.
-const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+/// The `CLONE_NEW*` type of a namespace file (NS_GET_NSTYPE), or -1. A raw ioctl:
+/// neither nix nor rustix wraps it.
+fn namespace_type(file: &File) -> i32 {
+    /// `_IO(0xb7, 0x3)` from linux/nsfs.h.
+    const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor's namespace.
+    unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) }
+}
 
 /// The pool directory, flock'd: fill and drain run one at a time.
 struct Locked {
     path: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 impl Locked {
@@ -275,22 +285,19 @@ impl Locked {
         check_private(&path)?;
         let lock = File::options()
             .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
             .open(&path)
             .context(|| format!("cannot open {}", path.display()))?;
-        let flags = if wait {
-            libc::LOCK_EX
+        let how = if wait {
+            FlockArg::LockExclusive
         } else {
-            libc::LOCK_EX | libc::LOCK_NB
+            FlockArg::LockExclusiveNonblock
         };
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), flags) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
-            }
-            return Err(Error::os(format!("cannot lock {}", path.display()), e));
-        }
+        let lock = match Flock::lock(lock, how) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(Error::os(format!("cannot lock {}", path.display()), e)),
+        };
         // A drain may have removed the directory while we waited.
         if !path.join("netns/ready").exists() {
             return Err(Error::InvalidState(format!(
@@ -368,28 +375,13 @@ fn loopback_up() -> Result<()> {
         None,
     )
     .context(|| "socket for lo".to_string())?;
-    // SAFETY: ifreq is plain data; all zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(Error::os(
-                "SIOCGIFFLAGS lo",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(Error::os(
-                "SIOCSIFFLAGS lo",
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    Ok(())
+    tong_sys::interface_up(sock.as_fd(), c"lo").map_err(|(step, errno)| {
+        let what = match step {
+            tong_sys::InterfaceStep::GetFlags => "SIOCGIFFLAGS lo",
+            tong_sys::InterfaceStep::SetFlags => "SIOCSIFFLAGS lo",
+        };
+        Error::os(what, std::io::Error::from_raw_os_error(errno))
+    })
 }
 
 /// Unmounts (if mounted) and removes an entry directory `<dir>/ns`.

@@ -40,7 +40,7 @@ pub fn signal(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
         other => other?,
     };
     let Some(fd) = fd else {
-        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        return Err(Errno::SRCH.into());
     };
     send(&fd, signal)
 }
@@ -57,13 +57,13 @@ pub(crate) fn signal_of(number: i32) -> std::io::Result<Signal> {
         // must be kept from).
         return Ok(unsafe { Signal::from_raw_unchecked(number) });
     }
-    Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+    Err(Errno::INVAL.into())
 }
 
 /// pidfd_open(2) is missing: Linux before 5.3, or a tool that does not know it (valgrind
 /// 3.19, which runs the C API tests).
 fn no_pidfd(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOSYS)
+    e.raw_os_error() == Some(Errno::NOSYS.raw_os_error())
 }
 
 /// Without pidfds: kill(2) right after checking that the pid still names the process
@@ -71,7 +71,7 @@ fn no_pidfd(e: &std::io::Error) -> bool {
 fn signal_by_pid(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
     let target = Pid::from_raw(pid).filter(|_| state::is_alive(pid, start));
     let Some(target) = target else {
-        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        return Err(Errno::SRCH.into());
     };
     Ok(kill_process(target, signal_of(signal)?)?)
 }
@@ -79,7 +79,7 @@ fn signal_by_pid(pid: i32, start: u64, signal: i32) -> std::io::Result<()> {
 /// Without pidfds: SIGKILL, then poll until the process is gone (reaping it when ours).
 fn kill_and_reap_by_pid(pid: i32, start: u64) -> Result<()> {
     let deadline = Instant::now() + KILL_TIMEOUT;
-    let _ = signal_by_pid(pid, start, libc::SIGKILL);
+    let _ = signal_by_pid(pid, start, Signal::KILL.as_raw());
     loop {
         reap(pid);
         if !state::is_alive(pid, start) {
@@ -119,8 +119,7 @@ fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
 /// `waitpid(pid)`, blocking or not: the exit code once the child is collected, None
 /// while it runs (`block` false).
 fn wait_for(pid: i32, block: bool) -> std::io::Result<Option<i32>> {
-    let target =
-        Pid::from_raw(pid).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ECHILD))?;
+    let target = Pid::from_raw(pid).ok_or(Errno::CHILD)?;
     let options = if block {
         WaitOptions::empty()
     } else {
@@ -147,9 +146,9 @@ pub fn kill_and_reap(pid: i32, start: u64) -> Result<()> {
         Err(e) if no_pidfd(&e) => return kill_and_reap_by_pid(pid, start),
         Err(e) => return Err(Error::os(format!("pidfd_open({pid})"), e)),
     };
-    match send(&fd, libc::SIGKILL) {
+    match send(&fd, Signal::KILL.as_raw()) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => {}
         Err(e) => return Err(Error::os(format!("cannot kill pid {pid}"), e)),
     }
     if !wait_pidfd(&fd, KILL_TIMEOUT) {
@@ -240,13 +239,15 @@ pub(crate) fn wait_and_relay(
 
 /// Waits for our child `pid`; the error says when it is not ours.
 pub fn wait_child(pid: i32) -> std::io::Result<i32> {
+    const EINTR: i32 = Errno::INTR.raw_os_error();
+    const ECHILD: i32 = Errno::CHILD.raw_os_error();
     loop {
         match wait_for(pid, true) {
             Ok(Some(code)) => return Ok(code),
             Ok(None) => {}
             Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::ECHILD) => {
+                Some(EINTR) => {}
+                Some(ECHILD) => {
                     return Err(std::io::Error::other(format!(
                         "pid {pid} is not a child of this process (only its creator can collect the exit status)"
                     )))
@@ -262,7 +263,7 @@ fn blocking_wait(pid: i32) -> Result<i32> {
         match wait_for(pid, true) {
             Ok(Some(code)) => return Ok(code),
             Ok(None) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => {}
             Err(e) => return Err(Error::os(format!("waitpid({pid})"), e)),
         }
     }

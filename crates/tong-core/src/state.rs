@@ -10,7 +10,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tong_abi::PluginKind;
@@ -195,12 +196,12 @@ impl ContainerDir {
         // Not through a symbolic link, and checked on the descriptor that is then used.
         let lock = File::options()
             .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
             .open(&path)
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Error::NotFound(id.to_string())
-                } else if e.raw_os_error() == Some(libc::ELOOP) {
+                } else if e.raw_os_error() == Some(Errno::ELOOP as i32) {
                     Error::invalid(format!(
                         "refusing container directory {}: it is a symbolic link",
                         path.display()

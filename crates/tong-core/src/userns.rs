@@ -86,14 +86,14 @@ pub fn fill_default_maps(spec: &mut Spec) {
 /// Checks the mappings against the namespaces, before anything is created.
 pub fn check(spec: &Spec, namespaces: &NamespacePlan) -> Result<()> {
     let (uid, gid) = mappings(spec);
-    let creates = namespaces.creates(libc::CLONE_NEWUSER);
+    let creates = namespaces.creates(nix::sched::CloneFlags::CLONE_NEWUSER.bits());
     if !creates {
         if !uid.is_empty() || !gid.is_empty() {
             return Err(Error::invalid(
                 "linux.uidMappings/gidMappings are set but the config creates no user namespace (add {\"type\": \"user\"} to linux.namespaces)",
             ));
         }
-        if rootless() && !namespaces.has(libc::CLONE_NEWUSER) {
+        if rootless() && !namespaces.has(nix::sched::CloneFlags::CLONE_NEWUSER.bits()) {
             return Err(Error::invalid(
                 "tong runs as a non-root user: the config needs a new user namespace (type \"user\") with uidMappings and gidMappings of that user",
             ));

@@ -1,6 +1,7 @@
 //! System calls for forked children and the parents that wait for them, usable between
 //! fork and exec: no allocation, no lock, no libc fork handlers. Shared by the engine
-//! and the plugins that fork helpers (ns-fork, net-none).
+//! and the plugins that fork helpers (ns-fork, net-none), and the one call they share
+//! that no crate wraps safely ([`interface_up`]).
 //!
 //! Raw `clone`/`fork` are `unsafe fn`: what the child may do until it execs or exits is a
 //! contract the compiler cannot check (see [`clone`]). Everything else here is safe, and
@@ -128,6 +129,45 @@ pub fn write_decimal(buf: &mut [u8], mut n: u64) -> usize {
     len
 }
 
+/// Which step of [`interface_up`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterfaceStep {
+    /// SIOCGIFFLAGS: reading the flags (no such interface, for one).
+    GetFlags,
+    /// SIOCSIFFLAGS: setting IFF_UP.
+    SetFlags,
+}
+
+/// Sets IFF_UP on the interface `name` of the network namespace `socket` (any AF_INET
+/// datagram socket) was made in. The error is the failed step and its errno. Neither nix
+/// nor rustix wraps these ioctls, and a forked helper needs a call that does not
+/// allocate (netlink requests do).
+pub fn interface_up(
+    socket: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+) -> Result<(), (InterfaceStep, c_int)> {
+    // SAFETY: an all-zero ifreq is a valid value; the name is copied in below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = name.to_bytes_with_nul();
+    if name.len() > req.ifr_name.len() {
+        return Err((InterfaceStep::GetFlags, libc::EINVAL));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err((InterfaceStep::GetFlags, errno()));
+    }
+    // SAFETY: SIOCGIFFLAGS set the flags member of the union, which we read and update.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err((InterfaceStep::SetFlags, errno()));
+    }
+    Ok(())
+}
+
 /// The name of a `CLONE_NEW*` namespace type, for messages built in the child.
 pub fn namespace_name(nstype: c_int) -> &'static [u8] {
     match nstype {
@@ -180,6 +220,25 @@ mod tests {
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7);
         // Already reaped: reap must return (ECHILD), not hang.
         reap(pid as c_int);
+    }
+
+    #[test]
+    fn an_unknown_interface_fails_at_its_first_step() {
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0);
+        // SAFETY: a descriptor we just made and own.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let missing = c"tong-no-such0";
+        assert_eq!(
+            interface_up(socket.as_fd(), missing),
+            Err((InterfaceStep::GetFlags, libc::ENODEV))
+        );
+        let too_long = c"a-name-longer-than-ifnamsiz";
+        assert_eq!(
+            interface_up(socket.as_fd(), too_long),
+            Err((InterfaceStep::GetFlags, libc::EINVAL))
+        );
     }
 
     #[test]

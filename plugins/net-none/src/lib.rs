@@ -12,7 +12,7 @@
 use std::ffi::{c_int, CStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::errno::Errno;
@@ -20,9 +20,9 @@ use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::unistd::pipe2;
-use tong_abi::ChildError;
 use tong_plugin_sdk::wire::NetworkRequest;
 use tong_plugin_sdk::{NetworkPlugin, PluginError, PluginInfo, PluginResult};
+use tong_sys::InterfaceStep;
 
 struct NetNone;
 
@@ -43,11 +43,7 @@ impl NetworkPlugin for NetNone {
         let path = &req.netns_path;
         let netns = File::open(path).map_err(|e| PluginError::os(format!("open {path}"), e))?;
         match socket_in(&netns, path)? {
-            Some(socket) => {
-                let mut ifreq = lo_ifreq();
-                set_up(socket.as_raw_fd(), &mut ifreq)
-                    .map_err(|(step, errno)| step.error("", errno))?;
-            }
+            Some(socket) => lo_up(socket.as_fd()).map_err(|(step, errno)| step.error("", errno))?,
             // Not ours to enter: configure it from inside its owning user namespace.
             None => loopback_up_as_owner(&netns, path)?,
         }
@@ -119,32 +115,13 @@ impl Step {
     }
 }
 
-/// An ifreq naming `lo`.
-fn lo_ifreq() -> libc::ifreq {
-    // SAFETY: an all-zero ifreq is valid; the name is copied in below.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    req
-}
-
-/// Sets IFF_UP on the interface `req` names through the socket's namespace. Raw system
-/// calls only (the rootless helper runs it after fork); the error is the step and errno.
-/// Neither nix nor rustix wraps SIOCGIFFLAGS/SIOCSIFFLAGS (netlink would, at the cost
-/// of a netlink library in this small plugin).
-fn set_up(socket: c_int, req: &mut libc::ifreq) -> Result<(), (Step, c_int)> {
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
-    unsafe {
-        if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut *req) != 0 {
-            return Err((Step::GetFlags, ChildError::last_errno()));
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(socket, libc::SIOCSIFFLAGS, &*req) != 0 {
-            return Err((Step::SetFlags, ChildError::last_errno()));
-        }
-    }
-    Ok(())
+/// Sets IFF_UP on `lo` in the network namespace of `socket`. Allocates nothing: the
+/// rootless helper runs it after fork (which is also why it is not a netlink request).
+fn lo_up(socket: BorrowedFd<'_>) -> Result<(), (Step, c_int)> {
+    tong_sys::interface_up(socket, c"lo").map_err(|(step, errno)| match step {
+        InterfaceStep::GetFlags => (Step::GetFlags, errno),
+        InterfaceStep::SetFlags => (Step::SetFlags, errno),
+    })
 }
 
 /// What the helper writes back: the failed step (0: none) and its errno.
@@ -156,7 +133,7 @@ fn loopback_up_as_owner(netns: &File, path: &str) -> PluginResult<()> {
     let Some(userns) = foreign_owner(netns)? else {
         return Err(PluginError::os(
             format!("setns into {path} (the runtime lacks CAP_SYS_ADMIN over it)"),
-            io::Error::from_raw_os_error(libc::EPERM),
+            io::Error::from(Errno::EPERM),
         ));
     };
     loopback_up_from_helper(&userns, netns)
@@ -165,22 +142,14 @@ fn loopback_up_as_owner(netns: &File, path: &str) -> PluginResult<()> {
 /// Forks the helper that joins `userns`, then `netns`, and brings `lo` up there.
 fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     // Everything the helper needs is made here: after fork in a possibly multithreaded
-    // caller it may only make raw system calls.
-    let mut ifreq = lo_ifreq();
+    // caller it may only make system calls that allocate nothing.
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| PluginError::os("pipe2", e))?;
-    // SAFETY: the child runs `helper` only, which makes raw system calls on memory it
-    // owns, allocates nothing and _exits.
+    // SAFETY: the child runs `helper` only, which makes system calls on memory it owns,
+    // allocates nothing and _exits.
     let pid = unsafe { tong_sys::fork() };
     if pid == 0 {
-        // SAFETY: we are the freshly forked child, with our own copies of the fds and ifreq.
-        unsafe {
-            helper(
-                userns.as_raw_fd(),
-                netns.as_raw_fd(),
-                &mut ifreq,
-                wr.as_raw_fd(),
-            )
-        }
+        // SAFETY: we are the freshly forked child, with our own copies of the fds.
+        unsafe { helper(userns.as_fd(), netns.as_fd(), wr.as_fd()) }
     }
     if pid < 0 {
         return Err(PluginError::os(
@@ -191,7 +160,7 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     drop(wr);
     let mut report = [0u8; REPORT_LEN];
     let got = tong_sys::read_full(rd.as_fd(), &mut report);
-    tong_sys::reap(pid as libc::pid_t);
+    tong_sys::reap(pid as c_int);
     let prefix = "bringing lo up from a helper in the container's user namespace: ";
     if got != REPORT_LEN {
         return Err(PluginError::failed(format!(
@@ -209,19 +178,14 @@ fn loopback_up_from_helper(userns: &File, netns: &File) -> PluginResult<()> {
     }
 }
 
-/// The user namespace owning `netns` (NS_GET_USERNS), when it is not the caller's own.
-/// A raw ioctl: neither nix nor rustix wraps NS_GET_USERNS.
+/// The user namespace owning `netns`, when it is not the caller's own.
 fn foreign_owner(netns: &File) -> PluginResult<Option<File>> {
-    // SAFETY: NS_GET_USERNS takes no argument and returns a new (close-on-exec) fd or -1.
-    let fd = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
-    if fd < 0 {
-        return Err(PluginError::os(
+    let owner = owning_user_namespace(netns).map_err(|e| {
+        PluginError::os(
             "NS_GET_USERNS: the user namespace owning the container's network namespace",
-            io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: the kernel just gave us this fd.
-    let owner = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            e,
+        )
+    })?;
     let theirs = owner
         .metadata()
         .map_err(|e| PluginError::os("fstat of the container's user namespace", e))?;
@@ -231,28 +195,37 @@ fn foreign_owner(netns: &File) -> PluginResult<Option<File>> {
     Ok((!same).then_some(owner))
 }
 
+/// The user namespace owning the namespace `ns` (NS_GET_USERNS). A raw ioctl: neither
+/// nix nor rustix wraps it.
+fn owning_user_namespace(ns: &File) -> io::Result<File> {
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new (close-on-exec) fd or -1.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
 /// The helper: joins the user namespace, then the network namespace, brings lo up,
-/// reports and exits. No allocation, no locks: raw system calls on prepared data.
+/// reports and exits. No allocation, no locks: system calls on prepared descriptors.
 ///
 /// # Safety
 /// Only in the freshly forked child.
-unsafe fn helper(userns: c_int, netns: c_int, ifreq: &mut libc::ifreq, wr: c_int) -> ! {
+unsafe fn helper(userns: BorrowedFd<'_>, netns: BorrowedFd<'_>, wr: BorrowedFd<'_>) -> ! {
     let result = (|| {
-        // SAFETY: setns on descriptors the parent opened; we are single-threaded and
-        // share no fs struct, as joining a user namespace requires.
-        if unsafe { libc::setns(userns, libc::CLONE_NEWUSER) } != 0 {
-            return Err((Step::EnterUserNs, ChildError::last_errno()));
-        }
-        // SAFETY: as above; we now hold all capabilities over the namespace's owner.
-        if unsafe { libc::setns(netns, libc::CLONE_NEWNET) } != 0 {
-            return Err((Step::EnterNetNs, ChildError::last_errno()));
-        }
-        // SAFETY: socket(2) with constant arguments; exit closes it.
-        let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-        if socket < 0 {
-            return Err((Step::Socket, ChildError::last_errno()));
-        }
-        set_up(socket, ifreq)
+        // We are single-threaded and share no fs struct, as joining a user namespace
+        // requires; then we hold all capabilities over the network namespace's owner.
+        setns(userns, CloneFlags::CLONE_NEWUSER).map_err(|e| (Step::EnterUserNs, e as c_int))?;
+        setns(netns, CloneFlags::CLONE_NEWNET).map_err(|e| (Step::EnterNetNs, e as c_int))?;
+        let socket = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| (Step::Socket, e as c_int))?;
+        lo_up(socket.as_fd())
     })();
     let (step, errno) = match result {
         Ok(()) => (0, 0),
@@ -261,12 +234,10 @@ unsafe fn helper(userns: c_int, netns: c_int, ifreq: &mut libc::ifreq, wr: c_int
     let mut report = [0u8; REPORT_LEN];
     report[..4].copy_from_slice(&step.to_ne_bytes());
     report[4..].copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: one write of a stack buffer (a pipe write this small is atomic), then
-    // exit without running any of the parent's cleanup.
-    unsafe {
-        libc::write(wr, report.as_ptr().cast(), REPORT_LEN);
-        libc::_exit(i32::from(step != 0))
-    }
+    // A pipe write this small is atomic.
+    tong_sys::write_all(wr, &report);
+    // SAFETY: exit without running any of the parent's cleanup.
+    unsafe { libc::_exit(i32::from(step != 0)) }
 }
 
 tong_plugin_sdk::export_network_plugin!(NetNone);

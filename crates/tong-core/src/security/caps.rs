@@ -12,7 +12,6 @@ use std::str::FromStr;
 use ::caps::{CapSet, Capability};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 use serde_json::Value;
-use tong_abi::ChildError;
 
 use super::invalid;
 use crate::error::Result;
@@ -194,104 +193,6 @@ pub(super) fn diagnose(config: &Value) -> Option<String> {
         }
     }
     None
-}
-
-// ---- child side: raw system calls only ----
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-impl CapabilityPlan {
-    /// Before the credentials change: shrink the bounding set (needs CAP_SETPCAP, which
-    /// the process still has) and keep the permitted set across setresuid.
-    pub(crate) fn before_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
-        for cap in 0..=self.last_cap {
-            if self.bounding & (1u64 << cap) == 0 {
-                // SAFETY: prctl with integer arguments.
-                let ret =
-                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-                if ret != 0 && ChildError::last_errno() != libc::EINVAL {
-                    err.os(&[b"prctl(PR_CAPBSET_DROP) for process.capabilities.bounding"]);
-                    return Err(());
-                }
-            }
-        }
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-            err.os(&[b"prctl(PR_SET_KEEPCAPS)"]);
-            return Err(());
-        }
-        Ok(())
-    }
-
-    /// After the credentials change: the three sets with capset(2), then ambient.
-    pub(crate) fn after_credentials(&self, err: &mut ChildError) -> Result<(), ()> {
-        let header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let word = |mask: u64, i: u32| (mask >> (32 * i)) as u32;
-        let data = [0, 1].map(|i| CapData {
-            effective: word(self.effective, i),
-            permitted: word(self.permitted, i),
-            inheritable: word(self.inheritable, i),
-        });
-        // SAFETY: PR_SET_KEEPCAPS off again, then capset with a v3 header and its two
-        // data words, both live locals.
-        unsafe {
-            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-            if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
-                err.os(&[b"capset of process.capabilities (effective, permitted, inheritable)"]);
-                return Err(());
-            }
-        }
-        // SAFETY: prctl with integer arguments.
-        let ret = unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
-        if ret != 0 {
-            err.os(&[b"prctl(PR_CAP_AMBIENT_CLEAR_ALL)"]);
-            return Err(());
-        }
-        for cap in 0..=self.last_cap {
-            if self.ambient & (1u64 << cap) != 0 {
-                // SAFETY: prctl with integer arguments.
-                let ret = unsafe {
-                    libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                        cap as libc::c_ulong,
-                        0,
-                        0,
-                    )
-                };
-                if ret != 0 {
-                    err.os(&[b"prctl(PR_CAP_AMBIENT_RAISE) for process.capabilities.ambient"]);
-                    return Err(());
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::ffi::CString;
 use std::path::Path;
 
 use oci_spec::runtime::Process;
-use tong_abi::ChildError;
 
 use super::invalid;
 use crate::error::Result;
@@ -14,8 +13,8 @@ use crate::error::Result;
 /// An LSM attribute the child writes before execve.
 #[derive(Debug)]
 pub struct ExecLabel {
-    path: CString,
-    value: CString,
+    pub(crate) path: CString,
+    pub(crate) value: CString,
 }
 
 /// Whether AppArmor is enabled on this host.
@@ -72,27 +71,4 @@ pub fn plan(process: &Process) -> Result<Vec<ExecLabel>> {
         out.push(label("/proc/self/attr/exec", context.clone(), field)?);
     }
     Ok(out)
-}
-
-impl ExecLabel {
-    /// Child side: writes the attribute. No allocation.
-    pub(crate) fn apply(&self, err: &mut ChildError) -> Result<(), ()> {
-        // SAFETY: open/write/close with live C strings and buffers.
-        unsafe {
-            let fd = libc::open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            let bytes = self.value.as_bytes();
-            let ok = fd >= 0 && libc::write(fd, bytes.as_ptr().cast(), bytes.len()) >= 0;
-            if !ok {
-                err.os(&[b"writing ", self.path.as_bytes(), b" (LSM label)"]);
-            }
-            if fd >= 0 {
-                libc::close(fd);
-            }
-            if ok {
-                Ok(())
-            } else {
-                Err(())
-            }
-        }
-    }
 }

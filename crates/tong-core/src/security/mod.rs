@@ -75,7 +75,10 @@ pub fn prepare_container(
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config has no process"))?;
-    let (mut child, host) = prepare(process, namespaces.has(libc::CLONE_NEWUSER))?;
+    let (mut child, host) = prepare(
+        process,
+        namespaces.has(nix::sched::CloneFlags::CLONE_NEWUSER.bits()),
+    )?;
     let linux = spec.linux().as_ref();
     child.sysctls = sysctl::plan(linux.and_then(|l| l.sysctl().as_ref()), namespaces)?;
     child.seccomp = compile_seccomp(spec)?;

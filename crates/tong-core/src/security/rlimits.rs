@@ -4,38 +4,39 @@
 //! Raising a hard limit above the current one needs CAP_SYS_RESOURCE; tong checks that
 //! before creating anything, so the error names the limit and the reason.
 
+use rustix::process::{getrlimit, prlimit, Pid, Resource};
 use serde::Serialize;
 
 use super::invalid;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One limit to set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rlimit {
     pub name: String,
-    pub resource: libc::c_int,
+    pub resource: Resource,
     pub soft: u64,
     pub hard: u64,
 }
 
 /// The rlimit names of the OCI spec and their resource numbers.
-pub const RESOURCES: [(&str, libc::c_int); 16] = [
-    ("RLIMIT_AS", libc::RLIMIT_AS as libc::c_int),
-    ("RLIMIT_CORE", libc::RLIMIT_CORE as libc::c_int),
-    ("RLIMIT_CPU", libc::RLIMIT_CPU as libc::c_int),
-    ("RLIMIT_DATA", libc::RLIMIT_DATA as libc::c_int),
-    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE as libc::c_int),
-    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS as libc::c_int),
-    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK as libc::c_int),
-    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE as libc::c_int),
-    ("RLIMIT_NICE", libc::RLIMIT_NICE as libc::c_int),
-    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE as libc::c_int),
-    ("RLIMIT_NPROC", libc::RLIMIT_NPROC as libc::c_int),
-    ("RLIMIT_RSS", libc::RLIMIT_RSS as libc::c_int),
-    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO as libc::c_int),
-    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME as libc::c_int),
-    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING as libc::c_int),
-    ("RLIMIT_STACK", libc::RLIMIT_STACK as libc::c_int),
+pub const RESOURCES: [(&str, Resource); 16] = [
+    ("RLIMIT_AS", Resource::As),
+    ("RLIMIT_CORE", Resource::Core),
+    ("RLIMIT_CPU", Resource::Cpu),
+    ("RLIMIT_DATA", Resource::Data),
+    ("RLIMIT_FSIZE", Resource::Fsize),
+    ("RLIMIT_LOCKS", Resource::Locks),
+    ("RLIMIT_MEMLOCK", Resource::Memlock),
+    ("RLIMIT_MSGQUEUE", Resource::Msgqueue),
+    ("RLIMIT_NICE", Resource::Nice),
+    ("RLIMIT_NOFILE", Resource::Nofile),
+    ("RLIMIT_NPROC", Resource::Nproc),
+    ("RLIMIT_RSS", Resource::Rss),
+    ("RLIMIT_RTPRIO", Resource::Rtprio),
+    ("RLIMIT_RTTIME", Resource::Rttime),
+    ("RLIMIT_SIGPENDING", Resource::Sigpending),
+    ("RLIMIT_STACK", Resource::Stack),
 ];
 
 fn spec_name<T: Serialize>(value: &T) -> String {
@@ -72,7 +73,7 @@ pub fn plan(rlimits: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
                 format!("soft limit {soft} is above hard limit {hard}"),
             ));
         }
-        let current = current_hard(resource)?;
+        let current = current_hard(resource);
         if hard > current && !may_raise {
             return Err(invalid(
                 &field,
@@ -91,54 +92,31 @@ pub fn plan(rlimits: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
     Ok(out)
 }
 
-fn current_hard(resource: libc::c_int) -> Result<u64> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on ourselves (pid 0) with no new value, reading into a local.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            resource,
-            std::ptr::null::<libc::rlimit64>(),
-            &mut old,
-        )
-    };
-    if ret != 0 {
-        return Err(Error::os(
-            "reading tong's own resource limits",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(old.rlim_max)
+/// tong's own hard limit (None: unlimited, `RLIM_INFINITY`).
+fn current_hard(resource: Resource) -> u64 {
+    getrlimit(resource).maximum.unwrap_or(u64::MAX)
 }
 
 /// Sets the limits on `pid`.
 pub fn apply(pid: i32, rlimits: &[Rlimit]) -> Result<()> {
+    // u64::MAX is RLIM_INFINITY, which rustix spells None.
+    let limit = |value: u64| (value != u64::MAX).then_some(value);
     for r in rlimits {
-        let new = libc::rlimit64 {
-            rlim_cur: r.soft,
-            rlim_max: r.hard,
+        let new = rustix::process::Rlimit {
+            current: limit(r.soft),
+            maximum: limit(r.hard),
         };
-        // SAFETY: prlimit64 with a live local value and no old-value pointer.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_prlimit64,
-                pid,
-                r.resource,
-                &new,
-                std::ptr::null_mut::<libc::rlimit64>(),
-            )
-        };
-        if ret != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(invalid(
+        prlimit(Pid::from_raw(pid), r.resource, new).map_err(|e| {
+            invalid(
                 &format!("process.rlimits {}", r.name),
-                format!("cannot set soft {} hard {}: {e}", r.soft, r.hard),
-            ));
-        }
+                format!(
+                    "cannot set soft {} hard {}: {}",
+                    r.soft,
+                    r.hard,
+                    std::io::Error::from(e)
+                ),
+            )
+        })?;
     }
     Ok(())
 }
@@ -158,7 +136,7 @@ pub fn check_oom_score_adj(value: Option<i32>) -> Result<Option<i32>> {
 pub fn set_oom_score_adj(pid: i32, value: i32) -> Result<()> {
     let path = format!("/proc/{pid}/oom_score_adj");
     std::fs::write(&path, value.to_string()).map_err(|e| {
-        let why = if e.raw_os_error() == Some(libc::EACCES) {
+        let why = if e.raw_os_error() == Some(rustix::io::Errno::ACCESS.raw_os_error()) {
             " (setting it below tong's own value needs CAP_SYS_RESOURCE, which tong does not have)"
         } else {
             ""
@@ -168,4 +146,65 @@ pub fn set_oom_score_adj(pid: i32, value: i32) -> Result<()> {
             format!("cannot write {value} to {path}: {e}{why}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The soft and hard columns of a /proc/PID/limits line.
+    fn shown(limits: &str, line: &str) -> Vec<String> {
+        let row = limits.lines().find(|l| l.starts_with(line)).unwrap();
+        row[line.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn applies_limits_to_another_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Up to our own hard limits: allowed without CAP_SYS_RESOURCE. The core one is
+        // usually unlimited (soft 0), which must go through as RLIM_INFINITY.
+        let (core, files) = (current_hard(Resource::Core), current_hard(Resource::Nofile));
+        let limit = |name: &str, resource, soft, hard| Rlimit {
+            name: name.into(),
+            resource,
+            soft,
+            hard,
+        };
+        let applied = apply(
+            pid,
+            &[
+                limit("RLIMIT_CORE", Resource::Core, core, core),
+                limit("RLIMIT_NOFILE", Resource::Nofile, 123, files),
+            ],
+        );
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        applied.unwrap();
+        let text = |v: u64| {
+            if v == u64::MAX {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        assert_eq!(
+            shown(&limits, "Max core file size"),
+            [text(core), text(core)],
+            "{limits}"
+        );
+        assert_eq!(
+            shown(&limits, "Max open files"),
+            ["123".to_string(), text(files)],
+            "{limits}"
+        );
+    }
 }

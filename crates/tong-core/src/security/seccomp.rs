@@ -64,12 +64,10 @@ use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tong_abi::ChildError;
 
 use super::invalid;
 use crate::error::Result;
 
-const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
 const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 4;
@@ -107,8 +105,8 @@ const UNSUPPORTED_ACTIONS: [&str; 1] = ["SCMP_ACT_NOTIFY"];
 /// A compiled filter, ready for seccomp(SECCOMP_SET_MODE_FILTER).
 #[derive(Debug)]
 pub struct Program {
-    filter: Vec<libc::sock_filter>,
-    flags: libc::c_ulong,
+    pub(crate) filter: Vec<libc::sock_filter>,
+    pub(crate) flags: libc::c_ulong,
 }
 
 /// The architectures of the OCI spec that this libseccomp knows.
@@ -291,18 +289,11 @@ pub fn compile(profile: &LinuxSeccomp, ignore_unknown_syscalls: bool) -> Result<
 /// The filter's BPF, through a memfd: libseccomp 2.5 (Debian 12) exports only to a
 /// descriptor.
 fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
     use std::io::{Read, Seek};
-    use std::os::fd::FromRawFd;
-    // SAFETY: memfd_create with a static name; the result is checked below.
-    let fd = unsafe { libc::memfd_create(c"tong-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(crate::Error::os(
-            "memfd_create for the seccomp program",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a fresh descriptor we own from here.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let fd = memfd_create(c"tong-seccomp", MemFdCreateFlag::MFD_CLOEXEC)
+        .map_err(|e| crate::Error::os("memfd_create for the seccomp program", e))?;
+    let mut file = std::fs::File::from(fd);
     filter
         .export_bpf(&file)
         .map_err(|e| invalid("linux.seccomp", format!("exporting the BPF program: {e}")))?;
@@ -311,31 +302,6 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>> {
         .and_then(|()| file.read_to_end(&mut bpf))
         .map_err(|e| crate::Error::os("reading the seccomp program back", e))?;
     Ok(bpf)
-}
-
-impl Program {
-    /// Installs the filter on the calling thread. Child side: no allocation.
-    pub(crate) fn install(&self, err: &mut ChildError) -> Result<(), ()> {
-        let prog = libc::sock_fprog {
-            len: self.filter.len() as u16,
-            filter: self.filter.as_ptr().cast_mut(),
-        };
-        // SAFETY: seccomp(2) reads the program through a live local sock_fprog that
-        // points at our filter array; the kernel copies it.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                std::ptr::from_ref(&prog),
-            )
-        };
-        if ret != 0 {
-            err.os(&[b"installing the linux.seccomp filter"]);
-            return Err(());
-        }
-        Ok(())
-    }
 }
 
 /// Names an unknown seccomp action, architecture, operator or flag in a config that

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 
-use tong_abi::ChildError;
+use nix::sched::CloneFlags;
 
 use super::invalid;
 use crate::error::Result;
@@ -16,9 +16,9 @@ use crate::namespaces::NamespacePlan;
 /// One sysctl to write, as C strings for the child.
 #[derive(Debug)]
 pub struct Sysctl {
-    key: CString,
-    path: CString,
-    value: CString,
+    pub(crate) key: CString,
+    pub(crate) path: CString,
+    pub(crate) value: CString,
 }
 
 const IPC_KEYS: [&str; 8] = [
@@ -35,11 +35,11 @@ const IPC_KEYS: [&str; 8] = [
 /// The namespace a sysctl belongs to, or None when it is global.
 fn namespace_of(key: &str) -> Option<(i32, &'static str)> {
     if IPC_KEYS.contains(&key) || key.starts_with("fs.mqueue.") {
-        Some((libc::CLONE_NEWIPC, "ipc"))
+        Some((CloneFlags::CLONE_NEWIPC.bits(), "ipc"))
     } else if key.starts_with("net.") {
-        Some((libc::CLONE_NEWNET, "network"))
+        Some((CloneFlags::CLONE_NEWNET.bits(), "network"))
     } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some((libc::CLONE_NEWUTS, "uts"))
+        Some((CloneFlags::CLONE_NEWUTS.bits(), "uts"))
     } else {
         None
     }
@@ -86,29 +86,4 @@ pub fn plan<S: std::hash::BuildHasher>(
         });
     }
     Ok(out)
-}
-
-/// Child side: writes each sysctl. No allocation.
-pub(crate) fn apply(sysctls: &[Sysctl], err: &mut ChildError) -> Result<(), ()> {
-    for s in sysctls {
-        // SAFETY: open/write/close with live C strings and buffers.
-        unsafe {
-            let fd = libc::open(
-                s.path.as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            );
-            let bytes = s.value.as_bytes();
-            let ok = fd >= 0 && libc::write(fd, bytes.as_ptr().cast(), bytes.len()) >= 0;
-            if !ok {
-                err.os(&[b"writing linux.sysctl ", s.key.as_bytes()]);
-            }
-            if fd >= 0 {
-                libc::close(fd);
-            }
-            if !ok {
-                return Err(());
-            }
-        }
-    }
-    Ok(())
 }

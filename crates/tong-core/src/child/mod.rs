@@ -15,8 +15,8 @@
 //! 3. It reports [`READY`] on `report_fd`, or a [`ChildError`] and exits.
 //! 4. It waits to be started: a byte on the exec fifo (`create`, released by `start`), or
 //!    [`START`] on `sync_fd` (`run`); runs the startContainer hooks; in init mode forks
-//!    and stays as pid 1 ([`crate::init`]); with a terminal, takes it as its controlling
-//!    terminal ([`crate::terminal`], the pty itself is opened after the root is set up).
+//!    and stays as pid 1 ([`init`]); with a terminal, takes it as its controlling
+//!    terminal ([`terminal`], the pty itself is opened after the root is set up).
 //! 5. It execs the exec stub from a sealed memfd, which execs the program
 //!    ([`crate::exec_stub`]): no process of the container ever runs as a clone of the
 //!    host binary. A failed exec is reported on `report_fd` (by the child, or by the stub,
@@ -25,6 +25,19 @@
 //!
 //! The child is non-dumpable from its first instruction until that exec (see
 //! [`child_main`]).
+//!
+//! This folder holds all the code that runs between clone (or fork) and exec, and the
+//! raw `libc` calls it makes: the parent prepares everything, the modules here only
+//! read it. Its submodules are the child halves of [`crate::terminal`] (the pty),
+//! [`crate::hooks`] (the fork/exec runner, shared with the engine), [`crate::init`],
+//! [`crate::exec_stub`] and [`crate::security`] (applying what the parent compiled).
+
+pub(crate) mod exec_stub;
+pub(crate) mod hooks;
+pub(crate) mod init;
+pub(crate) mod security;
+pub(crate) mod signals;
+pub(crate) mod terminal;
 
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::BorrowedFd;
@@ -84,7 +97,7 @@ pub struct ChildContext {
     /// The stub's argv for each of `exec_candidates`.
     pub stub_args: crate::exec_stub::StubArgs,
     /// Stay dumpable until the go-ahead: a parent without root must write the id maps of
-    /// the new user namespace, and /proc/<pid>/uid_map of a non-dumpable process belongs
+    /// the new user namespace, and `/proc/<pid>/uid_map` of a non-dumpable process belongs
     /// to root.
     pub dumpable_until_go: bool,
     /// Close-on-exec copies of the descriptors the container gets as 3, 4, ..., in that
@@ -96,7 +109,7 @@ pub struct ChildContext {
     /// Stay as the container's init and fork the program: see [`crate::init`].
     pub init: bool,
     /// startContainer hooks, run after the start gate: see [`crate::hooks`].
-    pub start_hooks: crate::hooks::StartHooks,
+    pub start_hooks: hooks::StartHooks,
     /// In a user namespace (new or joined): become its uid/gid 0 right after the go-ahead
     /// (the parent has written a new namespace's id maps by then), before anything
     /// creates files.
@@ -140,7 +153,7 @@ pub unsafe extern "C" fn child_fail(arg: *mut c_void, err: *const ChildError) {
 
 fn report_failure(ctx: &ChildContext, err: &ChildError) {
     // Signals stay blocked here, so a parent that went away cannot kill us with SIGPIPE.
-    crate::signals::block_all_signals();
+    signals::block_all();
     report(ctx, err.as_bytes());
 }
 
@@ -155,7 +168,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         // SAFETY: closing descriptors the parent listed as ours to drop.
         unsafe { libc::close(fd) };
     }
-    crate::signals::reset_signal_handlers();
+    signals::reset_handlers();
     wait_for(ctx.sync_fd, GO, err, b"waiting for the runtime")?;
     if ctx.dumpable_until_go {
         set_non_dumpable();
@@ -183,7 +196,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         check(ret, err, &[b"unshare the cgroup namespace"])?;
     }
     let security = &ctx.security;
-    crate::security::sysctl::apply(&security.sysctls, err)?;
+    self::security::apply_sysctls(&security.sysctls, err)?;
 
     if let Some(name) = &ctx.hostname {
         // SAFETY: name is a live C string of the given length.
@@ -206,7 +219,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     }
     // The pty comes from the container's devpts: after the root is set up (or joined).
     let tty = if ctx.console_socket >= 0 {
-        Some(crate::terminal::open_and_send(ctx.console_socket, err)?)
+        Some(terminal::open_and_send(ctx.console_socket, err)?)
     } else {
         None
     };
@@ -294,13 +307,13 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
             }
             filter_pending = false;
         }
-        crate::init::fork_init(err)?;
+        init::fork_init(err)?;
     }
     if tty.is_some() {
-        crate::terminal::take_controlling(err)?;
+        terminal::take_controlling(err)?;
     }
 
-    crate::signals::unblock_all_signals();
+    signals::unblock_all();
     if filter_pending {
         // As close to execve as possible, so the profile need allow almost nothing of ours.
         if let Some(seccomp) = &security.seccomp {
@@ -314,7 +327,7 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
         if ctx.report_fd >= 0 {
             libc::fcntl(ctx.report_fd, libc::F_SETFD, 0);
         }
-        crate::exec_stub::exec(
+        exec_stub::exec(
             ctx.exec_stub,
             &ctx.stub_args.proc_path,
             ctx.stub_args.for_candidate(candidate),
@@ -325,10 +338,10 @@ fn setup_and_exec(ctx: &ChildContext, err: &mut ChildError) -> Result<(), ()> {
     Err(())
 }
 
-/// /proc/<pid>/exe, fd/ and map_files/ of a non-dumpable process are refused to anyone
-/// without CAP_SYS_PTRACE over the user namespace of its memory, which is the host's:
-/// a neighbour sharing the container's pid namespace cannot reach the host binary while
-/// this process is a clone of it. The exec resets it.
+/// `/proc/<pid>/exe`, `fd/` and `map_files/` of a non-dumpable process are refused to
+/// anyone without CAP_SYS_PTRACE over the user namespace of its memory, which is the
+/// host's: a neighbour sharing the container's pid namespace cannot reach the host binary
+/// while this process is a clone of it. The exec resets it.
 fn set_non_dumpable() {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
