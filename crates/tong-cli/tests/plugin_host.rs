@@ -191,6 +191,51 @@ fn untrusted_plugins_are_refused_by_name() {
 }
 
 #[test]
+fn a_plugin_reached_through_a_symbolic_link_is_checked_where_it_lives() {
+    if !root_or_skip("a_plugin_reached_through_a_symbolic_link_is_checked_where_it_lives") {
+        return;
+    }
+    let bundle = Bundle::new(&config(&["true"]));
+    // A good directory, named through a link (as /lib names /usr/lib): the plugin loads
+    // and runs a container, and is listed under the link's target.
+    let dir = plugin_dir();
+    build_c_plugin(dir.path(), "ctest", &[]);
+    let links = plugin_dir();
+    let link = links.path().join("plugins");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let tong = with_plugin_path(&link);
+    let row = find(&plugins_json(&tong), "net", "ctest").clone();
+    assert_eq!(row["probe"], "ok", "{row}");
+    let id = unique_id("trust");
+    tong.ok(&[
+        "run",
+        "--backend",
+        "net=ctest",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    tong.assert_clean(&id, Some(&bundle), None);
+
+    // The same link to a directory others can write: the target's check refuses it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = tong.fails(&[
+        "run",
+        "--backend",
+        "net=ctest",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        err.contains("refusing plugin directory")
+            && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    tong.assert_clean(&id, Some(&bundle), None);
+}
+
+#[test]
 fn a_plugin_of_another_abi_is_refused_with_both_versions() {
     if !root_or_skip("a_plugin_of_another_abi_is_refused_with_both_versions") {
         return;

@@ -7,9 +7,10 @@
 //! `libtong_plugin_<kind>_<name>.so`; the first file found for a kind and name wins.
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void, CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{c_int, c_void, CStr};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use rustix::fs::{FileType, Mode, OFlags, Stat, CWD};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -316,7 +317,7 @@ pub fn parse_file_name(file: &str) -> Option<(PluginKind, String)> {
 /// setuid program checks its paths. One exception for ancestors: a root-owned sticky
 /// directory (`/tmp`, `/dev/shm`) lets only an entry's owner rename or remove the entry,
 /// and the entry below it is checked in turn; the plugin's own directory has no exception.
-fn distrust(st: &libc::stat, euid: u32, sticky_allowed: bool) -> Option<String> {
+fn distrust(st: &Stat, euid: u32, sticky_allowed: bool) -> Option<String> {
     if st.st_uid != 0 && st.st_uid != euid {
         return Some(format!(
             "it is owned by uid {}, neither root nor the caller",
@@ -331,28 +332,9 @@ fn distrust(st: &libc::stat, euid: u32, sticky_allowed: bool) -> Option<String> 
     None
 }
 
-fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills the struct we own from a descriptor we own.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded, so the struct is initialised.
-    Ok(unsafe { st.assume_init() })
-}
-
-fn openat(dir: Option<&OwnedFd>, name: &Path, flags: c_int) -> std::io::Result<OwnedFd> {
-    let name = CString::new(name.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let dirfd = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
-    // SAFETY: a NUL-terminated name and a directory descriptor we own (or AT_FDCWD).
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+/// Directories already checked from `/` down, by path, held open: the plugins of one
+/// directory are opened relative to it instead of walking the chain again for each.
+type CheckedDirs = HashMap<PathBuf, OwnedFd>;
 
 /// Opens the plugin at the absolute `path` for loading, checking every directory from `/`
 /// down and then the file itself. Each step is opened relative to the one checked before
@@ -360,15 +342,23 @@ fn openat(dir: Option<&OwnedFd>, name: &Path, flags: c_int) -> std::io::Result<O
 /// directory swapped after its check is never walked, and the file loaded (through
 /// `/proc/self/fd`) is the one whose owner and mode were read.
 pub fn open_trusted(path: &Path) -> Result<OwnedFd> {
+    open_checked(path, &mut CheckedDirs::new())
+}
+
+fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
     let euid = nix::unistd::geteuid().as_raw();
     let refuse = |what: &str, p: &Path, why: String| {
         Error::Plugin(format!("refusing {what} {}: {why}", p.display()))
     };
-    let io_error = |what: &str, p: &Path, e: std::io::Error| {
-        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+    let io_error = |what: &str, p: &Path, e: rustix::io::Errno| {
+        if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR {
             refuse(what, p, "it is a symbolic link or not a directory".into())
         } else {
-            Error::Plugin(format!("{what} {}: {e}", p.display()))
+            Error::Plugin(format!(
+                "{what} {}: {}",
+                p.display(),
+                std::io::Error::from(e)
+            ))
         }
     };
     let (Some(file_name), Some(parent)) = (path.file_name(), path.parent()) else {
@@ -383,35 +373,48 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd> {
             path.display()
         )));
     }
-    let dirs: Vec<&Path> = parent.ancestors().collect();
-    let mut dir: Option<OwnedFd> = None;
-    // From `/` down to the plugin's own directory.
-    for (depth, dir_path) in dirs.iter().rev().enumerate() {
-        let name = dir_path.file_name().map_or(Path::new("/"), Path::new);
-        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-        let next = openat(dir.as_ref(), name, flags)
-            .map_err(|e| io_error("plugin directory", dir_path, e))?;
-        let st = fstat(&next).map_err(|e| io_error("plugin directory", dir_path, e))?;
-        let own_dir = depth + 1 == dirs.len();
-        if let Some(why) = distrust(&st, euid, !own_dir) {
-            return Err(refuse("plugin directory", dir_path, why));
+    if !checked.contains_key(parent) {
+        let dirs: Vec<&Path> = parent.ancestors().collect();
+        let mut dir: Option<OwnedFd> = None;
+        // From `/` down to the plugin's own directory.
+        for (depth, dir_path) in dirs.iter().rev().enumerate() {
+            let name = dir_path.file_name().map_or(Path::new("/"), Path::new);
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let at = dir.as_ref().map_or(CWD, AsFd::as_fd);
+            let next = rustix::fs::openat(at, name, flags, Mode::empty())
+                .map_err(|e| io_error("plugin directory", dir_path, e))?;
+            let st =
+                rustix::fs::fstat(&next).map_err(|e| io_error("plugin directory", dir_path, e))?;
+            let own_dir = depth + 1 == dirs.len();
+            if let Some(why) = distrust(&st, euid, !own_dir) {
+                return Err(refuse("plugin directory", dir_path, why));
+            }
+            dir = Some(next);
         }
-        dir = Some(next);
+        let dir = dir.expect("an absolute path has at least the root as ancestor");
+        checked.insert(parent.to_path_buf(), dir);
     }
-    let file = openat(
-        dir.as_ref(),
-        Path::new(file_name),
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-    )
-    .map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            refuse("plugin", path, "it is a symbolic link".into())
-        } else {
-            Error::Plugin(format!("plugin {}: {e}", path.display()))
-        }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file =
+        rustix::fs::openat(&checked[parent], file_name, flags, Mode::empty()).map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                refuse("plugin", path, "it is a symbolic link".into())
+            } else {
+                Error::Plugin(format!(
+                    "plugin {}: {}",
+                    path.display(),
+                    std::io::Error::from(e)
+                ))
+            }
+        })?;
+    let st = rustix::fs::fstat(&file).map_err(|e| {
+        Error::Plugin(format!(
+            "plugin {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        ))
     })?;
-    let st = fstat(&file).map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(refuse("plugin", path, "it is not a regular file".into()));
     }
     if let Some(why) = distrust(&st, euid, false) {
@@ -420,9 +423,17 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd> {
     Ok(file)
 }
 
-/// Loaded plugins by path: a library is opened once and never closed.
-fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Plugin>> {
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static Plugin>>> = OnceLock::new();
+/// The plugins loaded in this process (a library is opened once and never closed), by
+/// the path a caller gave and by file, and the directories checked on the way.
+#[derive(Default)]
+struct Registry {
+    by_path: HashMap<PathBuf, &'static Plugin>,
+    by_file: HashMap<(u64, u64), &'static Plugin>,
+    checked: CheckedDirs,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static LOADED: OnceLock<Mutex<Registry>> = OnceLock::new();
     LOADED.get_or_init(Mutex::default)
 }
 
@@ -431,19 +442,40 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     let mut loaded = registry()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Known by the name the caller gave: no path resolution (a readlink per component)
-    // on every call into an already loaded plugin.
-    if let Some(p) = loaded.get(path) {
+    // Known by the name the caller gave: no path resolution on every call into an
+    // already loaded plugin.
+    if let Some(p) = loaded.by_path.get(path) {
         return Ok(p);
     }
     let given = path.to_path_buf();
-    let path = std::fs::canonicalize(path)
-        .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
-    if let Some(&p) = loaded.get(&path) {
-        loaded.insert(given, p);
+    // The path as given, when its walk succeeds; else (a symbolic link on the way, such
+    // as /lib on merged-/usr systems) the walk of its canonical form, whose errors are
+    // the ones reported.
+    let (path, file) = match open_checked(path, &mut loaded.checked) {
+        Ok(file) => (given.clone(), file),
+        Err(first) => {
+            let canonical = std::fs::canonicalize(path)
+                .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
+            if canonical == path {
+                return Err(first);
+            }
+            let file = open_checked(&canonical, &mut loaded.checked)?;
+            (canonical, file)
+        }
+    };
+    let st = rustix::fs::fstat(&file).map_err(|e| {
+        Error::Plugin(format!(
+            "plugin {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        ))
+    })?;
+    let identity = (st.st_dev, st.st_ino);
+    // The same library under another name: one copy, one set of globals.
+    if let Some(&p) = loaded.by_file.get(&identity) {
+        loaded.by_path.insert(given, p);
         return Ok(p);
     }
-    let file = open_trusted(&path)?;
     let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
     // SAFETY: loading a library runs its initialisers; the open file passed the trust
     // checks (it and every directory above it owned by root or us, not writable by
@@ -477,8 +509,9 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     let plugin = describe(desc, &path)?;
     hand_over_warning_sink(desc);
     let plugin: &'static Plugin = Box::leak(Box::new(plugin));
-    loaded.insert(given, plugin);
-    loaded.insert(path, plugin);
+    loaded.by_file.insert(identity, plugin);
+    loaded.by_path.insert(given, plugin);
+    loaded.by_path.insert(path, plugin);
     Ok(plugin)
 }
 

@@ -212,9 +212,19 @@ fn root_mount_id() -> Option<u64> {
 
 /// The cgroup mounts this process can reach in its mount namespace.
 pub fn read_mounts() -> PluginResult<Vec<CgroupMount>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| PluginError::os("read /proc/self/mountinfo", e))?;
+    let text = read_proc_file("/proc/self/mountinfo")?;
     Ok(parse_mountinfo(&text, root_mount_id()))
+}
+
+/// A /proc file read whole. Its size reads as 0, so `read_to_string` would start from a
+/// 32-byte buffer and double it, one read(2) each (a dozen for a typical mountinfo).
+fn read_proc_file(path: &str) -> PluginResult<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| PluginError::os(format_args!("read {path}"), e))?;
+    Ok(text)
 }
 
 /// The v1 hierarchies, one mount each (the first seen when a hierarchy is mounted twice).
@@ -244,8 +254,7 @@ pub fn cgroup2_mount(mounts: &[CgroupMount]) -> Option<CgroupMount> {
 /// thread, that wait overlaps the rest of create instead of delaying `add_process`,
 /// which then finds the lock's fast path.
 pub fn warm_attach_lock() -> PluginResult<()> {
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| PluginError::os("read /proc/self/cgroup", e))?;
+    let own = read_proc_file("/proc/self/cgroup")?;
     let hierarchies = v1_hierarchies(&read_mounts()?);
     for line in own.lines() {
         let mut parts = line.splitn(3, ':');
