@@ -143,7 +143,7 @@ static void mnt(const char *src, const char *dst, const char *type, unsigned lon
 }
 
 /* Everything between clone and exec, in the child (pid 1 of the new pid namespace). */
-static void child(const char *bundle, int go, const char *fifo) {
+static void child(const char *bundle, int go, int ready, const char *fifo) {
   static const char *nodes[][2] = {{"dev/null", "1:3"}, {"dev/zero", "1:5"}, {"dev/full", "1:7"},
                                    {"dev/random", "1:8"}, {"dev/urandom", "1:9"}, {"dev/tty", "5:0"}};
   static const char *links[][2] = {{"/proc/self/fd", "dev/fd"}, {"/proc/self/fd/0", "dev/stdin"},
@@ -194,8 +194,11 @@ static void child(const char *bundle, int go, const char *fifo) {
   if (umount2(".", MNT_DETACH) < 0) die("umount old root");
   if (chdir("/") < 0) die("chdir /");
 
-  /* The parent has moved us into the cgroups; with `create`, `start` says go. */
+  /* The parent has moved us into the cgroups; with `create`, it returns once we are set
+     up, and `start` says go. */
   if (read(go, &byte, 1) != 1) _exit(125);
+  if (write(ready, "r", 1) != 1) _exit(125);
+  close(ready);
   if (start_fd >= 0 && read(start_fd, &byte, 1) != 1) _exit(125);
 
   for (int cap = 0; cap <= CAP_LAST_CAP; cap++) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
@@ -210,7 +213,7 @@ static void child(const char *bundle, int go, const char *fifo) {
 
 static int launch(const char *root, const char *bundle, const char *id, int detach) {
   char dir[4096], fifo[4200], pidfile[4200];
-  int go[2];
+  int go[2], ready[2];
   find_cgroups(id);
   create_cgroups();
   if (detach) {
@@ -220,15 +223,17 @@ static int launch(const char *root, const char *bundle, const char *id, int deta
     snprintf(fifo, sizeof fifo, "%s/fifo", dir);
     if (mkfifo(fifo, 0600) < 0) die(fifo);
   }
-  if (pipe2(go, O_CLOEXEC) < 0) die("pipe");
+  if (pipe2(go, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0) die("pipe");
   pid_t pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
                                      CLONE_NEWNS | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) die("clone");
   if (pid == 0) {
     close(go[1]);
-    child(bundle, go[0], detach ? fifo : NULL);
+    close(ready[0]);
+    child(bundle, go[0], ready[1], detach ? fifo : NULL);
   }
   close(go[0]);
+  close(ready[1]);
   join_cgroups(pid);
   signal(SIGPIPE, SIG_IGN);
   if (write(go[1], "g", 1) != 1) { /* the child failed and said why */
@@ -237,6 +242,13 @@ static int launch(const char *root, const char *bundle, const char *id, int deta
     return 125;
   }
   close(go[1]);
+  char byte;
+  if (read(ready[0], &byte, 1) != 1) { /* the child failed and said why */
+    waitpid(pid, NULL, 0);
+    remove_cgroups();
+    return 125;
+  }
+  close(ready[0]);
   if (detach) {
     char text[16];
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);

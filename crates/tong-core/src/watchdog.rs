@@ -6,10 +6,12 @@
 //! each step, so `tong delete --force ID` undoes it afterwards.
 //!
 //! One thread, started at the first plugin call, waits for the earliest deadline among
-//! the calls in flight (the cgroup warm-up runs beside the main thread).
+//! the calls in flight (the cgroup warm-up runs beside the main thread), or one timeout
+//! when none is. Arming and disarming only update the table: the watchdog is never woken
+//! for them, since a new call's deadline is never earlier than the one it waits for.
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Default limit of one plugin call.
@@ -27,7 +29,6 @@ struct Calls {
 struct Watchdog {
     timeout: Duration,
     calls: Mutex<Calls>,
-    changed: Condvar,
 }
 
 /// A plugin call being watched; dropping it (the call returned) disarms it.
@@ -46,7 +47,6 @@ fn watchdog() -> Option<&'static Watchdog> {
         let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
             timeout,
             calls: Mutex::default(),
-            changed: Condvar::new(),
         }));
         // Born with every signal blocked, so signals sent to tong (SIGTERM that `run`
         // forwards to the container, SIGINT) never land on this thread.
@@ -69,7 +69,8 @@ pub fn arm(what: impl FnOnce() -> String) -> Option<Armed> {
     calls
         .in_flight
         .insert(id, (Instant::now() + dog.timeout, what()));
-    dog.changed.notify_one();
+    // No wake-up: every call has the same timeout, so this deadline is no earlier than
+    // the one the watchdog sleeps until (see `watch`), and arming costs no system call.
     Some(Armed(id))
 }
 
@@ -84,34 +85,26 @@ impl Drop for Armed {
 
 impl Watchdog {
     fn watch(&self) {
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let now = Instant::now();
-            let earliest = calls.in_flight.values().min_by_key(|(d, _)| *d);
-            match earliest {
-                Some((deadline, what)) if *deadline <= now => {
-                    eprintln!(
-                        "tong: plugin {what} did not return within {:?}: giving up (a plugin call cannot be cancelled); `tong delete --force ID` undoes what was made",
-                        self.timeout
-                    );
-                    // SAFETY: ends the process at once; the hung call cannot be unwound.
-                    unsafe { libc::_exit(EXIT_CODE) };
+            let wait = {
+                let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                match calls.in_flight.values().min_by_key(|(d, _)| *d) {
+                    Some((deadline, what)) if *deadline <= now => {
+                        eprintln!(
+                            "tong: plugin {what} did not return within {:?}: giving up (a plugin call cannot be cancelled); `tong delete --force ID` undoes what was made",
+                            self.timeout
+                        );
+                        // SAFETY: ends the process at once; the hung call cannot be unwound.
+                        unsafe { libc::_exit(EXIT_CODE) };
+                    }
+                    Some((deadline, _)) => *deadline - now,
+                    // Nothing in flight: a call armed from now on expires after `now +
+                    // timeout` at the earliest, so waking then is never late.
+                    None => self.timeout,
                 }
-                Some((deadline, _)) => {
-                    let wait = *deadline - now;
-                    calls = self
-                        .changed
-                        .wait_timeout(calls, wait)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                None => {
-                    calls = self
-                        .changed
-                        .wait(calls)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-            }
+            };
+            std::thread::sleep(wait);
         }
     }
 }
