@@ -48,6 +48,12 @@ fn with_plugin_path(dir: &Path) -> Tong {
     tong
 }
 
+/// `run` of `bundle` as `id` with the C test plugin as the network backend.
+fn run_with_ctest<'a>(bundle: &'a Bundle, id: &'a str) -> [&'a str; 6] {
+    let bundle = bundle.path().to_str().unwrap();
+    ["run", "--backend", "net=ctest", "--bundle", bundle, id]
+}
+
 fn plugins_json(tong: &Tong) -> Vec<Value> {
     serde_json::from_str(&tong.ok(&["plugins", "--format", "json"])).unwrap()
 }
@@ -155,14 +161,7 @@ fn untrusted_plugins_are_refused_by_name() {
         "{row}"
     );
     let id = unique_id("trust");
-    let err = tong.fails(&[
-        "run",
-        "--backend",
-        "net=ctest",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    let err = tong.fails(&run_with_ctest(&bundle, &id));
     assert!(
         err.contains("refusing plugin directory")
             && err.contains(&open_dir.path().display().to_string()),
@@ -175,14 +174,7 @@ fn untrusted_plugins_are_refused_by_name() {
     let file = build_c_plugin(dir.path(), "ctest", &[]);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o775)).unwrap();
     let tong = with_plugin_path(dir.path());
-    let err = tong.fails(&[
-        "run",
-        "--backend",
-        "net=ctest",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    let err = tong.fails(&run_with_ctest(&bundle, &id));
     assert!(
         err.contains("refusing plugin") && err.contains(&file.display().to_string()),
         "{err}"
@@ -207,26 +199,12 @@ fn a_plugin_reached_through_a_symbolic_link_is_checked_where_it_lives() {
     let row = find(&plugins_json(&tong), "net", "ctest").clone();
     assert_eq!(row["probe"], "ok", "{row}");
     let id = unique_id("trust");
-    tong.ok(&[
-        "run",
-        "--backend",
-        "net=ctest",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    tong.ok(&run_with_ctest(&bundle, &id));
     tong.assert_clean(&id, Some(&bundle), None);
 
     // The same link to a directory others can write: the target's check refuses it.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let err = tong.fails(&[
-        "run",
-        "--backend",
-        "net=ctest",
-        "--bundle",
-        bundle.path().to_str().unwrap(),
-        &id,
-    ]);
+    let err = tong.fails(&run_with_ctest(&bundle, &id));
     assert!(
         err.contains("refusing plugin directory")
             && err.contains(&dir.path().display().to_string()),

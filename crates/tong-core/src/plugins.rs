@@ -332,6 +332,14 @@ fn distrust(st: &Stat, euid: u32, sticky_allowed: bool) -> Option<String> {
     None
 }
 
+fn plugin_os_error(path: &Path, e: rustix::io::Errno) -> Error {
+    Error::Plugin(format!(
+        "plugin {}: {}",
+        path.display(),
+        std::io::Error::from(e)
+    ))
+}
+
 /// Directories already checked from `/` down, by path, held open: the plugins of one
 /// directory are opened relative to it instead of walking the chain again for each.
 type CheckedDirs = HashMap<PathBuf, OwnedFd>;
@@ -391,7 +399,13 @@ fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
             }
             dir = Some(next);
         }
-        let dir = dir.expect("an absolute path has at least the root as ancestor");
+        // An absolute path has at least `/` above it, so the walk opened something.
+        let Some(dir) = dir else {
+            return Err(Error::Plugin(format!(
+                "plugin path {} has no directory",
+                path.display()
+            )));
+        };
         checked.insert(parent.to_path_buf(), dir);
     }
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -400,20 +414,10 @@ fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
             if e == rustix::io::Errno::LOOP {
                 refuse("plugin", path, "it is a symbolic link".into())
             } else {
-                Error::Plugin(format!(
-                    "plugin {}: {}",
-                    path.display(),
-                    std::io::Error::from(e)
-                ))
+                plugin_os_error(path, e)
             }
         })?;
-    let st = rustix::fs::fstat(&file).map_err(|e| {
-        Error::Plugin(format!(
-            "plugin {}: {}",
-            path.display(),
-            std::io::Error::from(e)
-        ))
-    })?;
+    let st = rustix::fs::fstat(&file).map_err(|e| plugin_os_error(path, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(refuse("plugin", path, "it is not a regular file".into()));
     }
@@ -463,13 +467,7 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
             (canonical, file)
         }
     };
-    let st = rustix::fs::fstat(&file).map_err(|e| {
-        Error::Plugin(format!(
-            "plugin {}: {}",
-            path.display(),
-            std::io::Error::from(e)
-        ))
-    })?;
+    let st = rustix::fs::fstat(&file).map_err(|e| plugin_os_error(&path, e))?;
     let identity = (st.st_dev, st.st_ino);
     // The same library under another name: one copy, one set of globals.
     if let Some(&p) = loaded.by_file.get(&identity) {
