@@ -127,7 +127,7 @@ pub fn reap(pid: i32) -> i32 {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child, status into a local.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
         if r == pid {
             return status;
         }

@@ -767,7 +767,7 @@ mod tests {
         };
         let mut rt = std::ptr::null_mut();
         // SAFETY: valid options and out pointer.
-        let code = unsafe { tong_runtime_new(&opts, &mut rt, std::ptr::null_mut()) };
+        let code = unsafe { tong_runtime_new(&raw const opts, &raw mut rt, std::ptr::null_mut()) };
         assert_eq!(code, tong_error_code::TONG_OK);
         // SAFETY: the runtime just made.
         let shared = Arc::clone(&unsafe { &*rt }.shared);

@@ -302,7 +302,7 @@ mod tests {
         };
         o.struct_size = offset_of!(tong_create_options, init) + size_of::<c_int>();
         // SAFETY: a live struct, larger than its struct_size says.
-        let read = unsafe { read(&o) }.unwrap();
+        let read = unsafe { read(&raw const o) }.unwrap();
         assert_eq!((read.init, read.extra_fds_len), (1, 0));
         assert!(read.extra_fds.is_null());
     }
@@ -331,7 +331,7 @@ mod tests {
             ..Default::default()
         };
         // SAFETY: a live struct.
-        let e = unsafe { read(&o) }.unwrap_err();
+        let e = unsafe { read(&raw const o) }.unwrap_err();
         assert!(e.message.contains("struct_size"), "{}", e.message);
     }
 

@@ -227,7 +227,7 @@ fn detached_exec_leaves_the_exit_status_to_the_subreaper() {
         let mut status = 0;
         // SAFETY: waitpid on a pid that is now our child (tong exited; we are the
         // subreaper); status is a valid out pointer.
-        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let got = unsafe { libc::waitpid(pid, &raw mut status, 0) };
         assert_eq!(
             got,
             pid,

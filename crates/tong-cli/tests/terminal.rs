@@ -82,7 +82,7 @@ fn converse(master: &OwnedFd, input: &str, expect: &str) -> String {
             revents: 0,
         };
         // SAFETY: poll on one live pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+        if unsafe { libc::poll(&raw mut pfd, 1, 200) } <= 0 {
             continue;
         }
         let mut buf = [0u8; 4096];
@@ -337,7 +337,7 @@ impl UserTerminal {
                 revents: 0,
             };
             // SAFETY: poll on one live pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            if unsafe { libc::poll(&raw mut pfd, 1, 200) } <= 0 {
                 continue;
             }
             let mut buf = [0u8; 4096];

@@ -615,7 +615,7 @@ fn call(plugin: &Plugin, what: &str, f: impl FnOnce(*const Sink) -> Status) -> R
     let mut msg = Vec::new();
     let sink = Sink::for_vec(&mut msg);
     let watch = crate::watchdog::arm(|| format!("{}={} {what}", plugin.kind, plugin.name));
-    let status = f(&sink);
+    let status = f(&raw const sink);
     drop(watch);
     if status == STATUS_OK {
         Ok(())
@@ -641,7 +641,7 @@ fn call_out(
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let out_sink = Sink::for_vec(&mut out);
-    call(plugin, what, |err| f(&out_sink, err))?;
+    call(plugin, what, |err| f(&raw const out_sink, err))?;
     Ok(out)
 }
 
@@ -655,7 +655,7 @@ impl Plugin {
         let sink = Sink::for_vec(&mut reason);
         let watch = crate::watchdog::arm(|| format!("{}={} probe", self.kind, self.name));
         // SAFETY: probe is the plugin's function, given a live sink.
-        let status = unsafe { probe(&sink) };
+        let status = unsafe { probe(&raw const sink) };
         drop(watch);
         if status == STATUS_OK {
             Ok(())
@@ -779,7 +779,7 @@ impl NamespaceBackend {
         };
         // SAFETY: the request and result are live; the plugin follows the ABI.
         call(&self, "spawn", |err| unsafe {
-            ((*ops).spawn)(req, &mut out, err)
+            ((*ops).spawn)(req, &raw mut out, err)
         })?;
         Ok(out)
     }
@@ -801,7 +801,7 @@ impl CgroupBackend {
         let mut fd: c_int = -1;
         // SAFETY: borrowed bytes, fd slot and sink are live for the call.
         call(&self, "clone_target", |err| unsafe {
-            ((*ops).clone_target)(Bytes::from_slice(state), &mut fd, err)
+            ((*ops).clone_target)(Bytes::from_slice(state), &raw mut fd, err)
         })?;
         // SAFETY: on success the plugin hands us ownership of fd (or -1).
         Ok((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -893,7 +893,7 @@ impl RootfsBackend {
         let mut plan: *mut c_void = std::ptr::null_mut();
         // SAFETY: borrowed bytes, plan slot and sinks are live for the call.
         let state = call_out(&self, "prepare", |out, err| unsafe {
-            ((*ops).prepare)(Bytes::from_slice(req), &mut plan, out, err)
+            ((*ops).prepare)(Bytes::from_slice(req), &raw mut plan, out, err)
         })?;
         Ok((RootfsPlan { rootfs: self, plan }, state))
     }

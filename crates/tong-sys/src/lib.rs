@@ -100,7 +100,7 @@ pub fn reap(pid: c_int) {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on one specific child, status into a local.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
         if r >= 0 || errno() != libc::EINTR {
             return;
         }
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(&buf[..got], b"child 4071");
         let mut status = 0;
         // SAFETY: waitpid on our own child, status into a local.
-        let waited = unsafe { libc::waitpid(pid as c_int, &mut status, 0) };
+        let waited = unsafe { libc::waitpid(pid as c_int, &raw mut status, 0) };
         assert_eq!(waited, pid as c_int);
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7);
         // Already reaped: reap must return (ECHILD), not hang.

@@ -204,7 +204,7 @@ fn root_mount_id() -> Option<u64> {
             c"/".as_ptr(),
             0,
             libc::STATX_MNT_ID,
-            &mut st,
+            &raw mut st,
         )
     };
     (rc == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)

@@ -52,7 +52,7 @@ pub fn is_pinned(path: &Path) -> bool {
     // SAFETY: an all-zero statfs is a valid output buffer.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: p is NUL-terminated; buf is ours to fill.
-    let rc = unsafe { libc::statfs(p.as_ptr(), &mut buf) };
+    let rc = unsafe { libc::statfs(p.as_ptr(), &raw mut buf) };
     rc == 0 && buf.f_type as libc::c_long == NSFS_MAGIC
 }
 

@@ -160,7 +160,7 @@ unsafe fn child(req: &SpawnRequest, joins: &[tong_abi::NamespaceJoin], own_pid_n
                 b" namespace given in linux.namespaces",
             ]);
             // SAFETY: the host's reporting hook, valid in the child.
-            unsafe { (req.child_fail)(req.child_arg, &err) };
+            unsafe { (req.child_fail)(req.child_arg, &raw const err) };
             // SAFETY: leaving the child without running any parent-side cleanup.
             unsafe { libc::_exit(1) };
         }

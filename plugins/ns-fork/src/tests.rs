@@ -117,7 +117,7 @@ fn read_ids(fd: &OwnedFd) -> (i32, i32) {
 fn wait_child(res: &SpawnResult) -> i32 {
     let mut status = 0;
     // SAFETY: waitpid on the child spawn returned.
-    let r = unsafe { libc::waitpid(res.pid, &mut status, 0) };
+    let r = unsafe { libc::waitpid(res.pid, &raw mut status, 0) };
     assert_eq!(r, res.pid, "the container process is the caller's child");
     assert!(res.pidfd >= 0, "a pidfd");
     // SAFETY: the pidfd spawn gave us, owned by the test from here.
@@ -128,7 +128,11 @@ fn wait_child(res: &SpawnResult) -> i32 {
         revents: 0,
     };
     // SAFETY: poll on one live pollfd, no wait.
-    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1, "pidfd readable");
+    assert_eq!(
+        unsafe { libc::poll(&raw mut pfd, 1, 0) },
+        1,
+        "pidfd readable"
+    );
     assert!(libc::WIFEXITED(status), "status {status:#x}");
     libc::WEXITSTATUS(status)
 }

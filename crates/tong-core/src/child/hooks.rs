@@ -55,7 +55,7 @@ pub(crate) fn run(
     let mut status = 0;
     loop {
         // SAFETY: non-blocking waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &raw mut status, libc::WNOHANG) };
         if r == pid as libc::pid_t {
             break;
         }
@@ -67,7 +67,7 @@ pub(crate) fn run(
             // SAFETY: kill and reap our own child.
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                libc::waitpid(pid as libc::pid_t, &mut status, 0);
+                libc::waitpid(pid as libc::pid_t, &raw mut status, 0);
             }
             let mut secs = [0u8; 20];
             let n = tong_sys::write_decimal(&mut secs, (hook.timeout_ms / 1000) as u64);
@@ -143,7 +143,7 @@ fn hook_process(hook: &PreparedHook, stdin_fd: c_int, joins: &[(c_int, c_int)]) 
             }
             if pid > 0 {
                 let mut status = 0;
-                while libc::waitpid(pid as libc::pid_t, &mut status, 0) < 0 {}
+                while libc::waitpid(pid as libc::pid_t, &raw mut status, 0) < 0 {}
                 libc::_exit(crate::process::exit_code(status));
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
@@ -179,7 +179,7 @@ fn now_ms() -> i64 {
     // SAFETY: clock_gettime into a zeroed local.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
 
@@ -189,7 +189,7 @@ fn sleep_ms(ms: i64) {
         tv_nsec: ms * 1_000_000,
     };
     // SAFETY: nanosleep with a live timespec; an early wake-up is harmless.
-    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    unsafe { libc::nanosleep(&raw const ts, std::ptr::null_mut()) };
 }
 
 /// The prepared startContainer hooks and the memfd with their state, handed to the

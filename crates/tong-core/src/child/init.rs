@@ -41,14 +41,14 @@ fn supervise(main: libc::pid_t) -> ! {
     // SAFETY: a full sigset on the stack.
     let all = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
+        libc::sigfillset(&raw mut set);
         set
     };
     loop {
         // SAFETY: siginfo into a zeroed local; the set is valid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
+        let sig = unsafe { libc::sigwaitinfo(&raw const all, &raw mut info) };
         if sig < 0 {
             continue;
         }
@@ -70,7 +70,7 @@ fn reap_all(main: libc::pid_t) -> Option<c_int> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid for any child, without blocking.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &raw mut status, libc::WNOHANG) };
         if pid <= 0 {
             return main_code;
         }

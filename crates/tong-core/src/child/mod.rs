@@ -356,7 +356,7 @@ fn find_executable(ctx: &ChildContext, err: &mut ChildError) -> Result<usize, ()
         // SAFETY: stat into a local buffer; path is a live C string.
         let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
         // SAFETY: as above.
-        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0
+        if unsafe { libc::stat(path.as_ptr(), &raw mut st) } != 0
             || st.st_mode & libc::S_IFMT != libc::S_IFREG
         {
             continue;

@@ -11,7 +11,7 @@ pub(crate) fn reset_handlers() {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         for sig in 1..libc::SIGRTMAX() {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
         }
     }
 }
@@ -32,10 +32,10 @@ fn set_mask(block: bool) {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         if block {
-            libc::sigfillset(&mut set);
+            libc::sigfillset(&raw mut set);
         } else {
-            libc::sigemptyset(&mut set);
+            libc::sigemptyset(&raw mut set);
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
     }
 }

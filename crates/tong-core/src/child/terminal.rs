@@ -100,18 +100,18 @@ fn send_master(
     // enough for CMSG_SPACE(sizeof(int)) (24 bytes on 64-bit) and suitably aligned.
     let sent = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
+        msg.msg_iov = &raw mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
         libc::CMSG_DATA(cmsg)
             .cast::<c_int>()
             .write_unaligned(master);
-        libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL)
+        libc::sendmsg(socket, &raw const msg, libc::MSG_NOSIGNAL)
     };
     if sent < 0 {
         err.os(&[b"send the pty master over the console socket"]);

@@ -119,8 +119,8 @@ pub extern "C" fn tong_plugin_entry(host_abi_major: u32) -> *const PluginDescrip
     // link names the file.
     let file = std::fs::read_link(&*name).map_or(name.to_string(), |p| p.display().to_string());
     if file.contains("_cgroup_") {
-        &CGROUP
+        &raw const CGROUP
     } else {
-        &NETWORK
+        &raw const NETWORK
     }
 }
