@@ -128,11 +128,8 @@ fn wait_child(res: &SpawnResult) -> i32 {
         revents: 0,
     };
     // SAFETY: poll on one live pollfd, no wait.
-    assert_eq!(
-        unsafe { libc::poll(&raw mut pfd, 1, 0) },
-        1,
-        "pidfd readable"
-    );
+    let ready = unsafe { libc::poll(&raw mut pfd, 1, 0) };
+    assert_eq!(ready, 1, "pidfd readable");
     assert!(libc::WIFEXITED(status), "status {status:#x}");
     libc::WEXITSTATUS(status)
 }
