@@ -381,7 +381,15 @@ fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
             path.display()
         )));
     }
-    if !checked.contains_key(parent) {
+    // A directory checked before is held open, so nothing above it can swap it; only
+    // its own owner and mode can have changed since, and they are checked again.
+    if let Some(dir) = checked.get(parent) {
+        let st = rustix::fs::fstat(dir).map_err(|e| io_error("plugin directory", parent, e))?;
+        if let Some(why) = distrust(&st, euid, false) {
+            checked.remove(parent);
+            return Err(refuse("plugin directory", parent, why));
+        }
+    } else {
         let dirs: Vec<&Path> = parent.ancestors().collect();
         let mut dir: Option<OwnedFd> = None;
         // From `/` down to the plugin's own directory.

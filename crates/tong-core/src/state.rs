@@ -266,8 +266,8 @@ impl ContainerDir {
         // old record as the next spare.
         match renameat_with(CWD, &spare, CWD, &target, RenameFlags::EXCHANGE) {
             Ok(()) => Ok(()),
-            // The first record, or a filesystem without exchange.
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {
+            // The first record, or a filesystem (or kernel) without exchange.
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
                 std::fs::rename(&spare, &target).map_err(replace_failed)
             }
             Err(e) => Err(replace_failed(e.into())),
