@@ -43,9 +43,9 @@ fn a_plugin_directory_that_became_writable_is_refused_on_the_next_load() {
     assert!(first.is_ok(), "{:?}", first.err());
 
     set_mode(0o777);
-    let err = tong::plugins::load(&dir.path().join(names[1]))
-        .err()
-        .expect("a plugin in a directory others can write loaded");
+    let Err(err) = tong::plugins::load(&dir.path().join(names[1])) else {
+        panic!("a plugin in a directory others can write loaded");
+    };
     let message = err.to_string();
     assert!(
         message.contains("refusing plugin directory")
