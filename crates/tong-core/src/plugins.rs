@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-
-use rustix::fs::{FileType, Mode, OFlags, Stat, CWD};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use rustix::fs::{FileType, Mode, OFlags, Stat, CWD};
 
 use tong_abi::{
     Bytes, CgroupOps, ChildError, NamespaceOps, NetworkOps, PluginDescriptor, PluginKind,
@@ -350,10 +350,11 @@ type CheckedDirs = HashMap<PathBuf, OwnedFd>;
 /// directory swapped after its check is never walked, and the file loaded (through
 /// `/proc/self/fd`) is the one whose owner and mode were read.
 pub fn open_trusted(path: &Path) -> Result<OwnedFd> {
-    open_checked(path, &mut CheckedDirs::new())
+    open_checked(path, &mut CheckedDirs::new()).map(|(file, _)| file)
 }
 
-fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
+/// As `open_trusted`, with the directories checked before; also returns the file's stat.
+fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<(OwnedFd, Stat)> {
     let euid = nix::unistd::geteuid().as_raw();
     let refuse = |what: &str, p: &Path, why: String| {
         Error::Plugin(format!("refusing {what} {}: {why}", p.display()))
@@ -432,7 +433,7 @@ fn open_checked(path: &Path, checked: &mut CheckedDirs) -> Result<OwnedFd> {
     if let Some(why) = distrust(&st, euid, false) {
         return Err(refuse("plugin", path, why));
     }
-    Ok(file)
+    Ok((file, st))
 }
 
 /// The plugins loaded in this process (a library is opened once and never closed), by
@@ -463,19 +464,18 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
     // The path as given, when its walk succeeds; else (a symbolic link on the way, such
     // as /lib on merged-/usr systems) the walk of its canonical form, whose errors are
     // the ones reported.
-    let (path, file) = match open_checked(path, &mut loaded.checked) {
-        Ok(file) => (given.clone(), file),
+    let (path, (file, st)) = match open_checked(path, &mut loaded.checked) {
+        Ok(opened) => (given.clone(), opened),
         Err(first) => {
             let canonical = std::fs::canonicalize(path)
                 .map_err(|e| Error::Plugin(format!("plugin {}: {e}", path.display())))?;
             if canonical == path {
                 return Err(first);
             }
-            let file = open_checked(&canonical, &mut loaded.checked)?;
-            (canonical, file)
+            let opened = open_checked(&canonical, &mut loaded.checked)?;
+            (canonical, opened)
         }
     };
-    let st = rustix::fs::fstat(&file).map_err(|e| plugin_os_error(&path, e))?;
     let identity = (st.st_dev, st.st_ino);
     // The same library under another name: one copy, one set of globals.
     if let Some(&p) = loaded.by_file.get(&identity) {
